@@ -1,0 +1,200 @@
+//! Front door 1: the Svix v1 compatible JSON API.
+//!
+//! Each resource has one file that turns Svix-shaped JSON into service calls and back. This
+//! module wires the routes, bearer-token authentication and Idempotency-Key replay.
+//!
+//! Owns: paths, JSON field names, status codes, error bodies. Must never: hold a rule of its own
+//! (rules are in `service/`) or touch storage.
+
+mod apps;
+mod endpoints;
+pub mod error;
+mod event_types;
+pub mod extract;
+mod health;
+mod messages;
+
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::model::Micros;
+use crate::service::{ListPage, ListParams, Service};
+use error::ApiError;
+use extract::QueryArgs;
+
+/// The `/api/v1` routes, ready to be merged into the server's router.
+pub fn router(service: Service) -> Router {
+    let config = service.config();
+    // Room for the largest payload plus the rest of a message body around it.
+    let body_limit = (config.payload_max_bytes + 64 * 1024).max(config.request_body_max_bytes);
+    let authed = Router::new()
+        .merge(apps::routes())
+        .merge(event_types::routes())
+        .merge(endpoints::routes())
+        .merge(messages::routes())
+        .layer(middleware::from_fn_with_state(service.clone(), idempotency))
+        .layer(middleware::from_fn_with_state(
+            service.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .nest("/api/v1", authed.merge(health::routes()))
+        .fallback(|| async { ApiError::not_found("No such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(service)
+}
+
+/// Resolves `Authorization: Bearer <token>` to a `Caller` in the request's extensions.
+async fn authenticate(State(service): State<Service>, mut req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(bearer) = bearer else {
+        return ApiError::unauthorized().into_response();
+    };
+    match service.authenticate(bearer).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Longest answer remembered for Idempotency-Key replay; larger ones are answered but not kept.
+const IDEMPOTENT_BODY_MAX: usize = 1024 * 1024;
+
+/// Replays the first 2xx answer to a POST carrying the same Idempotency-Key (and the same
+/// credentials and URI); a failed answer is not remembered, so a retry runs again.
+async fn idempotency(State(service): State<Service>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(key) = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return next.run(req).await;
+    };
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let scope = Service::idempotency_key(auth, key, &req.uri().to_string());
+    match service.idempotent_response(scope).await {
+        Ok(Some((status, body))) => return stored_response(status, body),
+        Ok(None) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    let response = next.run(req).await;
+    if !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, IDEMPOTENT_BODY_MAX).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::bad_request("response too large to remember").into_response(),
+    };
+    if let Err(e) = service
+        .remember_response(scope, parts.status.as_u16(), bytes.to_vec())
+        .await
+    {
+        tracing::warn!(error = %e, "idempotent response not remembered");
+    }
+    Response::from_parts(parts, HttpBody::from(bytes))
+}
+
+fn stored_response(status: u16, body: Vec<u8>) -> Response {
+    let mut response = Response::new(HttpBody::from(body));
+    *response.status_mut() =
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Svix's list envelope. `iterator` is always present (null on an empty page).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResponse<T> {
+    pub data: Vec<T>,
+    pub iterator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prev_iterator: Option<String>,
+    pub done: bool,
+}
+
+impl<T> ListResponse<T> {
+    pub fn from_page<U>(page: ListPage<U>, f: impl FnMut(U) -> T) -> ListResponse<T> {
+        ListResponse {
+            data: page.data.into_iter().map(f).collect(),
+            iterator: page.iterator,
+            prev_iterator: page.prev_iterator,
+            done: page.done,
+        }
+    }
+}
+
+/// `limit` and `iterator` from the query string.
+fn list_params(q: &QueryArgs) -> Result<ListParams, ApiError> {
+    Ok(ListParams {
+        limit: q.usize("limit")?,
+        iterator: q.str("iterator").map(str::to_owned),
+    })
+}
+
+/// `ascending` / `descending`, with the list's own default.
+fn descending(q: &QueryArgs, default: bool) -> Result<bool, ApiError> {
+    match q.str("order") {
+        None => Ok(default),
+        Some("ascending") => Ok(false),
+        Some("descending") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            &["query", "order"],
+            format!("'{other}' is not ascending or descending"),
+            "value_error",
+        )),
+    }
+}
+
+/// RFC 3339 in UTC with microseconds and `Z`, as Svix writes times.
+pub fn time(us: Micros) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Stored JSON text as a raw JSON value in a response.
+pub fn raw_json(text: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(text.to_owned())
+        .unwrap_or_else(|_| serde_json::value::RawValue::from_string("{}".into()).expect("valid"))
+}
+
+/// Serde helper for PATCH fields: absent -> `None` (keep), `null` -> `Some(None)` (clear),
+/// a value -> `Some(Some(v))`. Use with `#[serde(default, with = "super::nullable")]`.
+pub mod nullable {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}

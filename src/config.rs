@@ -1,0 +1,243 @@
+//! Herald's one configuration struct and how it is loaded.
+//!
+//! Layers, later ones winning: built-in defaults, an optional `herald.toml`, `HERALD_*`
+//! environment variables, command-line flags. The result is validated once and passed
+//! explicitly; nothing else in Herald reads the environment.
+//!
+//! Owns: every limit and its default, with the reason for it. Must never: hold secrets that
+//! would be printed (the `Debug` output is safe to log).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Every setting of a running Herald. Field names are the `herald.toml` keys and, upper-cased
+/// with a `HERALD_` prefix, the environment variables.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The redb database file: queue, configuration and history in one file.
+    pub db: PathBuf,
+    /// Address the API and dashboard listen on.
+    pub listen: SocketAddr,
+    /// CIDRs that delivery may reach even though they are loopback, private, link-local, ...
+    pub allow_destination: Vec<IpNet>,
+    /// Allow `http://` endpoint URLs (default: https only).
+    pub allow_http_destinations: bool,
+
+    /// Largest message payload accepted, in bytes. Svix allows about 1 MiB too.
+    pub payload_max_bytes: usize,
+    /// Largest request body of any other API call, in bytes.
+    pub request_body_max_bytes: usize,
+    /// How much of a receiver's response body is stored with each attempt.
+    pub response_body_max_bytes: usize,
+    /// Longest endpoint URL accepted.
+    pub url_max_len: usize,
+    /// Most custom headers one endpoint may carry.
+    pub headers_per_endpoint_max: usize,
+    /// Largest page a list call may ask for (Svix: 250).
+    pub page_limit_max: usize,
+
+    /// Deliveries being attempted at once, across all endpoints.
+    pub deliveries_in_flight_max: usize,
+    /// Deliveries being attempted at once against one endpoint, so a slow receiver cannot take
+    /// every worker.
+    pub endpoint_concurrency_max: usize,
+    /// TCP connect timeout of a delivery attempt.
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout of a delivery attempt (Svix: 15 s).
+    pub request_timeout_ms: u64,
+    /// Delays before the 2nd, 3rd, ... attempt. Its length + 1 is the attempt count.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Random spread applied to each retry delay, in percent either way.
+    pub retry_jitter_percent: u8,
+    /// Longest `Retry-After` from a receiver that Herald honours.
+    pub retry_after_max_ms: u64,
+
+    /// Most write requests folded into one redb transaction (one fsync).
+    pub writer_batch_max: usize,
+    /// Write requests waiting for the writer before callers wait for room.
+    pub writer_queue_max: usize,
+
+    /// Default payload retention of a message, in days (Svix: 90).
+    pub retention_days: u16,
+    /// How long an Idempotency-Key's first answer is replayed (Svix: 12 h).
+    pub idempotency_ttl_ms: u64,
+    /// How long graceful shutdown waits for attempts in flight.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            db: PathBuf::from("herald.redb"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_destination: Vec::new(),
+            allow_http_destinations: false,
+            payload_max_bytes: 1024 * 1024,
+            request_body_max_bytes: 256 * 1024,
+            response_body_max_bytes: 16 * 1024,
+            url_max_len: 65_536,
+            headers_per_endpoint_max: 32,
+            page_limit_max: 250,
+            deliveries_in_flight_max: 512,
+            endpoint_concurrency_max: 64,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 15_000,
+            // Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts).
+            retry_schedule_ms: vec![
+                5_000,
+                5 * 60_000,
+                30 * 60_000,
+                2 * 3_600_000,
+                5 * 3_600_000,
+                10 * 3_600_000,
+                10 * 3_600_000,
+            ],
+            retry_jitter_percent: 20,
+            retry_after_max_ms: 3_600_000,
+            writer_batch_max: 512,
+            writer_queue_max: 8_192,
+            retention_days: 90,
+            idempotency_ttl_ms: 12 * 3_600_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_destination: Vec<IpNet>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http_destinations: bool,
+}
+
+impl Config {
+    /// Loads the layers: defaults, the TOML file (`file`, or `./herald.toml` when present),
+    /// `HERALD_*` variables, then `overrides`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError::Invalid(format!(
+                        "config file {} does not exist",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("herald.toml")),
+        }
+        // Lists from the environment are comma-separated: HERALD_ALLOW_DESTINATION=127.0.0.0/8,::1/128
+        let env = Env::prefixed("HERALD_")
+            .ignore(&["CONFIG", "PASSWORD", "TOKEN", "URL", "LOG"])
+            .map(|k| k.as_str().to_ascii_lowercase().into());
+        figment = figment.merge(env);
+        if let Ok(list) = std::env::var("HERALD_ALLOW_DESTINATION") {
+            let nets: Vec<&str> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            figment = figment.merge(Serialized::global("allow_destination", nets));
+        }
+        figment = figment.merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks relations between settings that types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("payload_max_bytes", self.payload_max_bytes),
+            ("request_body_max_bytes", self.request_body_max_bytes),
+            ("page_limit_max", self.page_limit_max),
+            ("deliveries_in_flight_max", self.deliveries_in_flight_max),
+            ("endpoint_concurrency_max", self.endpoint_concurrency_max),
+            ("writer_batch_max", self.writer_batch_max),
+            ("writer_queue_max", self.writer_queue_max),
+            ("headers_per_endpoint_max", self.headers_per_endpoint_max),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.retry_jitter_percent > 100 {
+            return Err(ConfigError::Invalid(
+                "retry_jitter_percent must be 0..=100".into(),
+            ));
+        }
+        if self.retention_days == 0 {
+            return Err(ConfigError::Invalid(
+                "retention_days must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Attempts a delivery gets in all: the first plus one per retry delay.
+    pub fn attempts_max(&self) -> u32 {
+        self.retry_schedule_ms.len() as u32 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_design() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.attempts_max(), 8);
+        assert_eq!(c.response_body_max_bytes, 16 * 1024);
+        assert_eq!(c.deliveries_in_flight_max, 512);
+    }
+
+    #[test]
+    fn overrides_win_over_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npage_limit_max = 100\n").unwrap();
+        let c = Config::load(
+            Some(&file),
+            Overrides {
+                listen: Some("127.0.0.1:9001".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.page_limit_max, 100);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(Config::load(Some(&file), Overrides::default()).is_err());
+    }
+}

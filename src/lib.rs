@@ -1,0 +1,136 @@
+//! Herald: a webhook delivery appliance in one binary.
+//!
+//! Crate map (imports point down):
+//! - `api/` (JSON, Svix v1 compatible) — front door
+//! - `service/` — every rule, once; `delivery/` — the background queue workers, beside it
+//! - `storage/` (the only redb code) and `routing/` (pure matching)
+//! - `model`, `config`, `signing`, `guard` — plain types and pure functions at the ground
+//!
+//! [`Herald::open`] wires the parts over one database file; [`Herald::serve`] runs the API and
+//! the delivery engine until a shutdown future resolves. See ARCHITECTURE.md.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod guard;
+pub mod model;
+pub mod routing;
+pub mod service;
+pub mod signing;
+pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::delivery::{Engine, Waker};
+use crate::service::Service;
+use crate::storage::{Store, StoreError, StoreSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("database {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An opened Herald: the database, the rules over it, and the delivery engine.
+pub struct Herald {
+    service: Service,
+    engine: Arc<Engine>,
+}
+
+impl Herald {
+    /// Opens (or creates) the database named in `config` and prepares every part.
+    pub fn open(config: Config) -> Result<Herald, RunError> {
+        let config = Arc::new(config);
+        let store = Store::open(
+            &config.db,
+            &StoreSettings {
+                writer_batch_max: config.writer_batch_max,
+                writer_queue_max: config.writer_queue_max,
+            },
+        )
+        .map_err(|source| RunError::Store {
+            path: config.db.display().to_string(),
+            source,
+        })?;
+        let waker = Waker::default();
+        let service = Service::new(store.clone(), config.clone(), waker.clone());
+        let engine = Engine::new(store, config, waker)?;
+        Ok(Herald { service, engine })
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// The HTTP application: the API (and, later, the dashboard) behind one router.
+    pub fn router(&self) -> Router {
+        api::router(self.service.clone())
+    }
+
+    /// Serves HTTP on `listener` and runs delivery until `shutdown` resolves; then stops
+    /// accepting, lets attempts in flight finish (bounded by `shutdown_grace_ms`) and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let engine = tokio::spawn(self.engine.clone().run(stopped(stop_rx)));
+        // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.
+        let app = tower::Layer::layer(
+            &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
+            self.router(),
+        );
+        let server = axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        )
+        .with_graceful_shutdown(shutdown);
+        let result = server.await;
+        let _ = stop_tx.send(true);
+        let _ = engine.await;
+        result.map_err(RunError::Io)
+    }
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested");
+}

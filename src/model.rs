@@ -1,0 +1,414 @@
+//! The domain types every layer speaks: applications, event types, endpoints, messages,
+//! deliveries, attempts, alerts, tokens, and their ids.
+//!
+//! Owns: the shape of Herald's data. Must never: know about HTTP, JSON field names of the API,
+//! redb, or byte layouts (those live in `api/` and `storage/`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Microseconds since the Unix epoch, UTC. Every stored time uses this unit.
+pub type Micros = i64;
+
+/// Milliseconds since the Unix epoch, UTC. Queue due times use this unit.
+pub type Millis = u64;
+
+pub fn now_micros() -> Micros {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+/// Declares an id type: a ULID (time-ordered, 128 bits) shown with a Svix-style prefix.
+macro_rules! id_type {
+    ($name:ident, $prefix:literal) => {
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub u128);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// Parses `prefix` + 26 Crockford base32 characters; anything else is not an id
+            /// of this kind (it may still be a uid).
+            pub fn parse(text: &str) -> Option<Self> {
+                let rest = text.strip_prefix($prefix)?;
+                if rest.len() != ulid::ULID_LEN {
+                    return None;
+                }
+                ulid::Ulid::from_string(rest).ok().map(|u| Self(u.0))
+            }
+
+            /// Milliseconds since the epoch at which this id was made.
+            pub fn millis(self) -> u64 {
+                ulid::Ulid(self.0).timestamp_ms()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, ulid::Ulid(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    };
+}
+
+id_type!(AppId, "app_");
+id_type!(EndpointId, "ep_");
+id_type!(MessageId, "msg_");
+id_type!(AttemptId, "atmpt_");
+id_type!(TriggerId, "trg_");
+id_type!(AlertId, "alrt_");
+id_type!(TokenId, "tok_");
+id_type!(TaskId, "qtask_");
+
+/// A delivery is the n-th one made for its message: its id is the pair, so a message's
+/// deliveries are found without an index.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeliveryId {
+    pub msg: MessageId,
+    pub n: u16,
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dlv_{}_{}", ulid::Ulid(self.msg.0), self.n)
+    }
+}
+
+impl fmt::Debug for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Smallest id whose ULID time is `ms`: used to turn a time bound into an id bound.
+pub fn id_floor_at_millis(ms: u64) -> u128 {
+    (ms.min((1u64 << 48) - 1) as u128) << 80
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct App {
+    pub id: AppId,
+    pub uid: Option<String>,
+    pub name: String,
+    pub throttle_rate: Option<u16>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventType {
+    pub name: String,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    /// JSON text of the versioned schema map (`{"1": {...}}`), kept as text so the stored
+    /// form is exactly what was posted.
+    pub schemas_json: Option<String>,
+    pub group_name: Option<String>,
+    pub feature_flags: Option<Vec<String>>,
+    /// JSON text of an example payload (a Herald extension), used by send-example and tests.
+    pub example_json: Option<String>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+/// One signing key of an endpoint. The current key has no expiry; rotated-out keys keep
+/// signing until `expires_at`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct SigningKey {
+    pub key: Vec<u8>,
+    pub expires_at: Option<Micros>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("key", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub app_id: AppId,
+    pub uid: Option<String>,
+    pub url: String,
+    pub description: String,
+    /// `None` means every event type (Svix semantics).
+    pub event_types: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
+    /// The current key first, then older keys still inside their grace period.
+    pub keys: Vec<SigningKey>,
+    pub disabled: bool,
+    pub throttle_rate: Option<u16>,
+    pub metadata: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+impl Endpoint {
+    /// Keys that sign a request sent at `now`: the current one and those still in grace.
+    pub fn live_keys(&self, now: Micros) -> impl Iterator<Item = &[u8]> {
+        self.keys
+            .iter()
+            .filter(move |k| k.expires_at.is_none_or(|t| t > now))
+            .map(|k| k.key.as_slice())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub app_id: AppId,
+    pub event_type: String,
+    pub event_id: Option<String>,
+    pub channels: Option<Vec<String>>,
+    /// Compact JSON text of the payload; `None` once expunged or past retention.
+    pub payload: Option<String>,
+    pub created_at: Micros,
+    /// How long the payload is kept, in days.
+    pub retention_days: u16,
+}
+
+/// Delivery lanes; higher lanes are served first and lower lanes never starve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryState {
+    /// Waiting in the queue for its next attempt.
+    Pending,
+    Succeeded,
+    /// Every attempt failed; an alert was raised.
+    Failed,
+    /// The endpoint was deleted before it succeeded.
+    Cancelled,
+}
+
+/// A delivery that routing decided a new message owes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub endpoint_id: EndpointId,
+    pub priority: Priority,
+}
+
+/// One message owed to one endpoint: the unit of the queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub msg_id: MessageId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub priority: Priority,
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due, while pending. Mirrors the queue index entry.
+    pub due_ms: Option<Millis>,
+    /// Whether the delivery was created by an operator (resend, recover) or by routing.
+    pub trigger_type: TriggerType,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TriggerType {
+    Scheduled,
+    Manual,
+}
+
+/// The status Svix reports for a message to an endpoint, or for an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageStatus {
+    Success = 0,
+    Pending = 1,
+    Fail = 2,
+    /// Failed so far, with another attempt scheduled.
+    Sending = 3,
+    Canceled = 4,
+}
+
+impl MessageStatus {
+    pub fn text(self) -> &'static str {
+        match self {
+            MessageStatus::Success => "success",
+            MessageStatus::Pending => "pending",
+            MessageStatus::Fail => "fail",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Canceled => "canceled",
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<MessageStatus> {
+        Some(match code {
+            0 => MessageStatus::Success,
+            1 => MessageStatus::Pending,
+            2 => MessageStatus::Fail,
+            3 => MessageStatus::Sending,
+            4 => MessageStatus::Canceled,
+            _ => return None,
+        })
+    }
+
+    /// The status of a delivery as a whole.
+    pub fn of_delivery(d: &Delivery) -> MessageStatus {
+        match d.state {
+            DeliveryState::Succeeded => MessageStatus::Success,
+            DeliveryState::Failed => MessageStatus::Fail,
+            DeliveryState::Cancelled => MessageStatus::Canceled,
+            DeliveryState::Pending if d.attempts == 0 => MessageStatus::Pending,
+            DeliveryState::Pending => MessageStatus::Sending,
+        }
+    }
+}
+
+/// Why an attempt failed, when it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptError {
+    /// The receiver answered, but not with a 2xx.
+    Status,
+    Timeout,
+    Connect,
+    Tls,
+    Dns,
+    /// The destination resolved to an address the SSRF guard refuses.
+    BlockedAddress,
+    /// The URL scheme is not allowed (http without `allow_http_destinations`).
+    BlockedScheme,
+    /// The request could not be built (bad URL, template error, ...).
+    Request,
+}
+
+impl AttemptError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptError::Status => "status",
+            AttemptError::Timeout => "timeout",
+            AttemptError::Connect => "connect",
+            AttemptError::Tls => "tls",
+            AttemptError::Dns => "dns",
+            AttemptError::BlockedAddress => "blocked_address",
+            AttemptError::BlockedScheme => "blocked_scheme",
+            AttemptError::Request => "request",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub msg_id: MessageId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub url: String,
+    /// HTTP status, or 0 when no response arrived.
+    pub status_code: u16,
+    pub duration_ms: u64,
+    /// `None` on success.
+    pub error: Option<AttemptError>,
+    /// The response body (capped), or a description of the error.
+    pub response: String,
+    pub trigger_type: TriggerType,
+    pub created_at: Micros,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlertKind {
+    /// A delivery used all its attempts.
+    AttemptsExhausted,
+    /// An endpoint was disabled by Herald (410 Gone, or failing too long).
+    EndpointDisabled,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: AlertId,
+    pub kind: AlertKind,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub msg_id: Option<MessageId>,
+    pub detail: String,
+    pub created_at: Micros,
+    pub acknowledged_at: Option<Micros>,
+}
+
+/// An API token. Only the SHA-256 of the token text is stored, as the record's key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: TokenId,
+    pub name: String,
+    /// `None`: admin (every application); `Some`: only this application.
+    pub app_id: Option<AppId>,
+    pub created_at: Micros,
+}
+
+/// Who is calling, after authentication. Every service call takes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    App(AppId),
+}
+
+impl Caller {
+    /// Whether this caller may see or change things of `app`.
+    pub fn may_access(self, app: AppId) -> bool {
+        match self {
+            Caller::Admin => true,
+            Caller::App(own) => own == app,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text_with_their_prefix() {
+        let id = MessageId(ulid::Ulid::new().0);
+        let text = id.to_string();
+        assert!(text.starts_with("msg_"));
+        assert_eq!(text.len(), 4 + 26);
+        assert_eq!(MessageId::parse(&text), Some(id));
+        assert_eq!(AppId::parse(&text), None, "a msg_ id is not an app id");
+        assert_eq!(MessageId::parse("msg_short"), None);
+    }
+
+    #[test]
+    fn id_floor_orders_by_time() {
+        let early = ulid::Ulid::from_parts(1_000, u128::MAX).0;
+        let late = ulid::Ulid::from_parts(1_001, 0).0;
+        assert!(id_floor_at_millis(1_001) > early);
+        assert_eq!(id_floor_at_millis(1_001), late);
+    }
+}

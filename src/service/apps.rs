@@ -1,0 +1,185 @@
+//! Applications: the tenants that receive webhooks.
+
+use std::collections::BTreeMap;
+
+use super::validate::{self, Problems};
+use super::{ListPage, ListParams, Result, Service, ServiceError, find_app, list_page};
+use crate::model::*;
+use crate::storage::{Read, StoreError};
+
+#[derive(Clone, Debug, Default)]
+pub struct AppInput {
+    pub name: String,
+    pub uid: Option<String>,
+    pub throttle_rate: Option<u16>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl AppInput {
+    fn validate(&self) -> Result<()> {
+        let mut p = Problems::default();
+        p.check(validate::text(&self.name, true), "name");
+        if let Some(uid) = &self.uid {
+            p.check(validate::uid(uid, AppId::PREFIX), "uid");
+        }
+        if self.throttle_rate == Some(0) {
+            p.add("throttleRate", "must be at least 1");
+        }
+        p.check(validate::metadata(&self.metadata), "metadata");
+        p.finish()
+    }
+}
+
+impl Service {
+    /// Creates an application. With `get_if_exists`, an application with the same uid is
+    /// answered instead (and `false` says it was not created).
+    pub async fn create_app(
+        &self,
+        caller: Caller,
+        input: AppInput,
+        get_if_exists: bool,
+    ) -> Result<(App, bool)> {
+        super::require_admin(caller)?;
+        input.validate()?;
+        let now = now_micros();
+        let result = self
+            .store
+            .write(move |w| {
+                if let (true, Some(uid)) = (get_if_exists, &input.uid) {
+                    if let Some(id) = w.app_id_by_uid(uid)? {
+                        return Ok((w.app(id)?.ok_or(StoreError::NotFound)?, false));
+                    }
+                }
+                let app = App {
+                    id: AppId(w.new_id()),
+                    uid: input.uid,
+                    name: input.name,
+                    throttle_rate: input.throttle_rate,
+                    metadata: input.metadata,
+                    created_at: now,
+                    updated_at: now,
+                };
+                w.insert_app(&app)?;
+                Ok((app, true))
+            })
+            .await?;
+        Ok(result)
+    }
+
+    pub async fn get_app(&self, caller: Caller, id_or_uid: &str) -> Result<App> {
+        let key = id_or_uid.to_string();
+        self.store
+            .read(move |r| Ok(find_app(r, caller, &key)))
+            .await?
+    }
+
+    pub async fn list_apps(
+        &self,
+        caller: Caller,
+        params: ListParams,
+        descending: bool,
+    ) -> Result<ListPage<App>> {
+        let query = self.page_query(&params, descending, |s| AppId::parse(s).map(|i| i.0))?;
+        let page = self
+            .store
+            .read(move |r| match caller {
+                Caller::Admin => r.apps(&query),
+                // A scoped token sees its own application only.
+                Caller::App(own) => {
+                    let app = r.app(own)?;
+                    let mut page = r.apps(&crate::storage::PageQuery {
+                        within: own.0..=own.0,
+                        ..query
+                    })?;
+                    page.items
+                        .retain(|a| Some(a.id) == app.as_ref().map(|x| x.id));
+                    Ok(page)
+                }
+            })
+            .await?;
+        Ok(list_page(page, |a| a.id.to_string()))
+    }
+
+    /// Replaces an application's fields (PUT). Creates it when unknown, as Svix does.
+    pub async fn put_app(
+        &self,
+        caller: Caller,
+        id_or_uid: &str,
+        input: AppInput,
+    ) -> Result<(App, bool)> {
+        input.validate()?;
+        let key = id_or_uid.to_string();
+        let existing = self
+            .store
+            .read(move |r| Ok(find_app(r, caller, &key)))
+            .await?;
+        match existing {
+            Ok(old) => {
+                let mut new = old.clone();
+                new.name = input.name;
+                new.uid = input.uid;
+                new.throttle_rate = input.throttle_rate;
+                new.metadata = input.metadata;
+                new.updated_at = now_micros();
+                let app = new.clone();
+                self.store.write(move |w| w.update_app(&old, &new)).await?;
+                Ok((app, false))
+            }
+            Err(ServiceError::NotFound(_)) if caller == Caller::Admin => {
+                self.create_app(caller, input, false).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Changes only the given fields (PATCH). `Some(None)` clears a nullable field.
+    pub async fn patch_app(
+        &self,
+        caller: Caller,
+        id_or_uid: &str,
+        name: Option<String>,
+        uid: Option<Option<String>>,
+        throttle_rate: Option<Option<u16>>,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Result<App> {
+        let key = id_or_uid.to_string();
+        let old = self
+            .store
+            .read(move |r| Ok(find_app(r, caller, &key)))
+            .await??;
+        let input = AppInput {
+            name: name.unwrap_or_else(|| old.name.clone()),
+            uid: uid.unwrap_or_else(|| old.uid.clone()),
+            throttle_rate: throttle_rate.unwrap_or(old.throttle_rate),
+            metadata: metadata.unwrap_or_else(|| old.metadata.clone()),
+        };
+        input.validate()?;
+        let mut new = old.clone();
+        new.name = input.name;
+        new.uid = input.uid;
+        new.throttle_rate = input.throttle_rate;
+        new.metadata = input.metadata;
+        new.updated_at = now_micros();
+        let app = new.clone();
+        self.store.write(move |w| w.update_app(&old, &new)).await?;
+        Ok(app)
+    }
+
+    pub async fn delete_app(&self, caller: Caller, id_or_uid: &str) -> Result<()> {
+        super::require_admin(caller)?;
+        let key = id_or_uid.to_string();
+        self.store
+            .write(move |w| {
+                let app = match find_app(w, caller, &key) {
+                    Ok(app) => app,
+                    Err(_) => return Err(StoreError::NotFound),
+                };
+                w.delete_app(&app)
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ServiceError::NotFound("Application"),
+                e => e.into(),
+            })
+    }
+}

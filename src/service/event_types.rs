@@ -1,0 +1,157 @@
+//! The event catalog: names, descriptions, schemas and example payloads.
+
+use super::validate::{self, Problems};
+use super::{ListPage, ListParams, Result, Service, ServiceError, require_admin};
+use crate::model::*;
+use crate::storage::{Conflict, Read, StoreError};
+
+#[derive(Clone, Debug, Default)]
+pub struct EventTypeInput {
+    pub name: String,
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    /// JSON text of the versioned schema map.
+    pub schemas_json: Option<String>,
+    pub group_name: Option<String>,
+    pub feature_flags: Option<Vec<String>>,
+    /// JSON text of an example payload.
+    pub example_json: Option<String>,
+}
+
+impl EventTypeInput {
+    fn validate(&self) -> Result<()> {
+        let mut p = Problems::default();
+        p.check(validate::event_type_name(&self.name), "name");
+        p.check(validate::text(&self.description, false), "description");
+        if let Some(schemas) = &self.schemas_json {
+            if !schemas.trim_start().starts_with('{') {
+                p.add("schemas", "must be an object of version -> JSON Schema");
+            }
+        }
+        if let Some(example) = &self.example_json {
+            if !example.trim_start().starts_with('{') {
+                p.add("example", "must be a JSON object");
+            }
+        }
+        if let Some(g) = &self.group_name {
+            p.check(validate::text(g, false), "groupName");
+        }
+        p.finish()
+    }
+
+    fn into_event_type(self, created_at: Micros) -> EventType {
+        EventType {
+            name: self.name,
+            description: self.description,
+            archived: self.archived,
+            deprecated: self.deprecated,
+            schemas_json: self.schemas_json,
+            group_name: self.group_name,
+            feature_flags: self.feature_flags,
+            example_json: self.example_json,
+            created_at,
+            updated_at: now_micros(),
+        }
+    }
+}
+
+impl Service {
+    /// Adds an event type. An archived one of the same name is brought back and overwritten
+    /// (Svix semantics); a live one is a conflict.
+    pub async fn create_event_type(
+        &self,
+        caller: Caller,
+        input: EventTypeInput,
+    ) -> Result<EventType> {
+        require_admin(caller)?;
+        input.validate()?;
+        let et = self
+            .store
+            .write(move |w| {
+                if let Some(existing) = w.event_type(&input.name)? {
+                    if !existing.archived {
+                        return Err(StoreError::Conflict(Conflict::EventTypeExists));
+                    }
+                }
+                let et = input.into_event_type(now_micros());
+                w.put_event_type(&et)?;
+                Ok(et)
+            })
+            .await?;
+        Ok(et)
+    }
+
+    /// Creates or replaces an event type (PUT); answers whether it was created.
+    pub async fn put_event_type(
+        &self,
+        caller: Caller,
+        input: EventTypeInput,
+    ) -> Result<(EventType, bool)> {
+        require_admin(caller)?;
+        input.validate()?;
+        Ok(self
+            .store
+            .write(move |w| {
+                let existing = w.event_type(&input.name)?;
+                let created = existing.is_none();
+                let et = input.into_event_type(existing.map_or_else(now_micros, |e| e.created_at));
+                w.put_event_type(&et)?;
+                Ok((et, created))
+            })
+            .await?)
+    }
+
+    pub async fn get_event_type(&self, name: &str) -> Result<EventType> {
+        let name = name.to_string();
+        self.store
+            .read(move |r| r.event_type(&name))
+            .await?
+            .ok_or(ServiceError::NotFound("Event type"))
+    }
+
+    pub async fn list_event_types(
+        &self,
+        params: ListParams,
+        include_archived: bool,
+    ) -> Result<ListPage<EventType>> {
+        let limit = self.limit(&params)?;
+        let page = self
+            .store
+            .read(move |r| {
+                let iter = params.iterator.as_deref().filter(|s| !s.is_empty());
+                let (after, before) = match iter.map(|s| s.strip_prefix('-')) {
+                    Some(Some(b)) => (None, Some(b)),
+                    Some(None) => (iter, None),
+                    None => (None, None),
+                };
+                r.event_types(after, before, limit, include_archived)
+            })
+            .await?;
+        Ok(super::list_page(page, |e| e.name.clone()))
+    }
+
+    /// Archives an event type (kept, hidden from lists), or removes it with `expunge`.
+    pub async fn delete_event_type(&self, caller: Caller, name: &str, expunge: bool) -> Result<()> {
+        require_admin(caller)?;
+        let name = name.to_string();
+        self.store
+            .write(move |w| {
+                let Some(mut et) = w.event_type(&name)? else {
+                    return Err(StoreError::NotFound);
+                };
+                if expunge {
+                    w.remove_event_type(&name)
+                } else {
+                    et.archived = true;
+                    et.updated_at = now_micros();
+                    w.put_event_type(&et)
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ServiceError::NotFound("Event type"),
+                e => e.into(),
+            })
+    }
+}

@@ -1,0 +1,250 @@
+//! Every rule of Herald, once: validation, scope checks (which application a caller may
+//! touch), create/update/delete, sending messages, tokens.
+//!
+//! Both front doors (the JSON API and the dashboard) call these functions with plain Rust
+//! inputs and get plain Rust results or a `ServiceError` naming the field at fault.
+//!
+//! Owns: the rules. Must never: know HTTP or JSON shapes, touch redb (it asks `storage/`),
+//! or let a caller scoped to one application see that another exists (that is a 404).
+
+mod apps;
+mod endpoints;
+mod event_types;
+mod messages;
+mod tokens;
+pub mod validate;
+
+use std::sync::Arc;
+
+pub use apps::AppInput;
+pub use endpoints::EndpointInput;
+pub use event_types::EventTypeInput;
+pub use messages::{AttemptFilter, MessageFilter, MessageInput};
+pub use tokens::NewToken;
+
+use crate::config::Config;
+use crate::delivery::Waker;
+use crate::guard::DestinationPolicy;
+use crate::model::*;
+use crate::storage::{Conflict, Cursor, Page, PageQuery, Read, Store, StoreError};
+
+/// A field that failed validation: its name as the API spells it, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub msg: String,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("authentication failed")]
+    Unauthorized,
+    #[error("only an admin token may do this")]
+    Forbidden,
+    /// A transient condition (writer busy or restarting): the client should retry.
+    #[error("temporarily unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ServiceError {
+        ServiceError::Invalid(vec![FieldError {
+            field: field.into(),
+            msg: msg.into(),
+        }])
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound("entity"),
+            StoreError::Aborted | StoreError::Closed => ServiceError::Unavailable,
+            StoreError::Conflict(Conflict::AppUid) => ServiceError::Conflict {
+                code: "conflict",
+                detail: "An application with this uid already exists".into(),
+            },
+            StoreError::Conflict(Conflict::EndpointUid) => ServiceError::Conflict {
+                code: "conflict",
+                detail: "An endpoint with this uid already exists".into(),
+            },
+            StoreError::Conflict(Conflict::EventTypeExists) => ServiceError::Conflict {
+                code: "event_type_exists",
+                detail: "An event type with this name already exists".into(),
+            },
+            StoreError::Conflict(Conflict::EventId(id)) => ServiceError::Conflict {
+                code: "conflict",
+                detail: format!("A message with this eventId already exists ({id})"),
+            },
+            StoreError::Db(m) | StoreError::Corrupt(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// A page of a list, with the Svix cursors.
+#[derive(Clone, Debug)]
+pub struct ListPage<T> {
+    pub data: Vec<T>,
+    pub iterator: Option<String>,
+    pub prev_iterator: Option<String>,
+    pub done: bool,
+}
+
+/// How a caller asks for a page: `iterator` as Svix writes it (`id` for the next page,
+/// `-id` for the previous one).
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub limit: Option<usize>,
+    pub iterator: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Service {
+    store: Store,
+    config: Arc<Config>,
+    waker: Waker,
+    policy: Arc<DestinationPolicy>,
+}
+
+impl Service {
+    pub fn new(store: Store, config: Arc<Config>, waker: Waker) -> Service {
+        let policy = Arc::new(DestinationPolicy {
+            allow: config.allow_destination.clone(),
+            allow_http: config.allow_http_destinations,
+        });
+        Service {
+            store,
+            config,
+            waker,
+            policy,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The page size to use: default 50, at most `page_limit_max`.
+    fn limit(&self, params: &ListParams) -> Result<usize> {
+        match params.limit {
+            None => Ok(50.min(self.config.page_limit_max)),
+            Some(0) => Err(ServiceError::invalid("limit", "limit must be at least 1")),
+            Some(n) if n > self.config.page_limit_max => Err(ServiceError::invalid(
+                "limit",
+                format!("limit must be at most {}", self.config.page_limit_max),
+            )),
+            Some(n) => Ok(n),
+        }
+    }
+
+    /// Builds the storage page query from Svix list parameters over ids of one kind.
+    fn page_query(
+        &self,
+        params: &ListParams,
+        descending: bool,
+        parse: fn(&str) -> Option<u128>,
+    ) -> Result<PageQuery> {
+        let limit = self.limit(params)?;
+        let cursor = match params.iterator.as_deref() {
+            None | Some("") => Cursor::First,
+            Some(text) => {
+                let (before, id) = match text.strip_prefix('-') {
+                    Some(rest) => (true, rest),
+                    None => (false, text),
+                };
+                let id = parse(id)
+                    .ok_or_else(|| ServiceError::invalid("iterator", "invalid iterator"))?;
+                if before {
+                    Cursor::Before(id)
+                } else {
+                    Cursor::After(id)
+                }
+            }
+        };
+        Ok(PageQuery::new(cursor, limit, descending))
+    }
+}
+
+/// Turns a storage page into the Svix envelope: `iterator` is the last item's key,
+/// `prevIterator` is `-` + the first item's key.
+fn list_page<T>(page: Page<T>, key: impl Fn(&T) -> String) -> ListPage<T> {
+    let iterator = page.items.last().map(&key);
+    let prev_iterator = page.items.first().map(|f| format!("-{}", key(f)));
+    ListPage {
+        data: page.items,
+        iterator,
+        prev_iterator,
+        done: page.done,
+    }
+}
+
+/// Finds an application by id or uid, as `caller` may see it.
+fn find_app(r: &impl Read, caller: Caller, id_or_uid: &str) -> Result<App> {
+    let id = match AppId::parse(id_or_uid) {
+        Some(id) => Some(id),
+        None => r.app_id_by_uid(id_or_uid)?,
+    };
+    match id {
+        Some(id) if caller.may_access(id) => {
+            r.app(id)?.ok_or(ServiceError::NotFound("Application"))
+        }
+        _ => Err(ServiceError::NotFound("Application")),
+    }
+}
+
+/// Finds an endpoint of `app` by id or uid.
+fn find_endpoint(r: &impl Read, app: AppId, id_or_uid: &str) -> Result<Endpoint> {
+    let id = match EndpointId::parse(id_or_uid) {
+        Some(id) => Some(id),
+        None => r.endpoint_id_by_uid(app, id_or_uid)?,
+    };
+    match id.map(|id| r.endpoint(id)).transpose()?.flatten() {
+        Some(ep) if ep.app_id == app => Ok(ep),
+        _ => Err(ServiceError::NotFound("Endpoint")),
+    }
+}
+
+/// Finds a message of `app` by id or eventId.
+fn find_message(r: &impl Read, app: AppId, id_or_event_id: &str) -> Result<Message> {
+    let id = match MessageId::parse(id_or_event_id) {
+        Some(id) => Some(id),
+        None => r.message_id_by_event_id(app, id_or_event_id)?,
+    };
+    match id.map(|id| r.message(app, id)).transpose()?.flatten() {
+        Some(m) => Ok(m),
+        None => Err(ServiceError::NotFound("Message")),
+    }
+}
+
+fn require_admin(caller: Caller) -> Result<()> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::App(_) => Err(ServiceError::Forbidden),
+    }
+}
+
+impl Service {
+    /// Whether the database answers a read.
+    pub async fn health(&self) -> Result<()> {
+        self.store.read(|r| r.queue_depth(Priority::High)).await?;
+        Ok(())
+    }
+}

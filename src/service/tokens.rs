@@ -1,0 +1,121 @@
+//! API tokens and idempotency: who may call, and replaying a repeated POST.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::{Result, Service, ServiceError, find_app};
+use crate::model::*;
+use crate::storage::{IdempotentResponse, Read};
+
+/// Prefix of Herald's API tokens, so a leaked one is recognisable in logs and scanners.
+pub const TOKEN_PREFIX: &str = "hrld_";
+
+/// A token just made: the text is shown once and never stored.
+#[derive(Debug)]
+pub struct NewToken {
+    pub token: Token,
+    pub text: String,
+}
+
+fn hash(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+impl Service {
+    /// Who a bearer token belongs to. Tokens are 256 random bits, so a plain SHA-256 is the
+    /// right hash (no password stretching needed) and lookup is by that hash.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Caller> {
+        if !bearer.starts_with(TOKEN_PREFIX) {
+            return Err(ServiceError::Unauthorized);
+        }
+        let h = hash(bearer);
+        let token = self.store.read(move |r| r.token(&h)).await?;
+        match token {
+            Some(t) => Ok(t.app_id.map_or(Caller::Admin, Caller::App)),
+            None => Err(ServiceError::Unauthorized),
+        }
+    }
+
+    /// Makes a token: admin when `app` is `None`, else scoped to that application.
+    pub async fn create_token(&self, name: &str, app: Option<&str>) -> Result<NewToken> {
+        let app_id = match app {
+            Some(key) => {
+                let key = key.to_string();
+                Some(
+                    self.store
+                        .read(move |r| Ok(find_app(r, Caller::Admin, &key)))
+                        .await??
+                        .id,
+                )
+            }
+            None => None,
+        };
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let text = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
+        let h = hash(&text);
+        let name = name.to_string();
+        let token = self
+            .store
+            .write(move |w| {
+                let token = Token {
+                    id: TokenId(w.new_id()),
+                    name,
+                    app_id,
+                    created_at: now_micros(),
+                };
+                w.insert_token(&h, &token)?;
+                Ok(token)
+            })
+            .await?;
+        Ok(NewToken { token, text })
+    }
+
+    pub async fn list_tokens(&self) -> Result<Vec<Token>> {
+        Ok(self.store.read(|r| r.tokens()).await?)
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<()> {
+        let id = TokenId::parse(id).ok_or(ServiceError::NotFound("Token"))?;
+        match self.store.write(move |w| w.revoke_token(id)).await? {
+            true => Ok(()),
+            false => Err(ServiceError::NotFound("Token")),
+        }
+    }
+
+    /// The key under which a POST's answer is remembered: its credentials, Idempotency-Key
+    /// and full URI, as Svix scopes it.
+    pub fn idempotency_key(authorization: &str, key: &str, uri: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [authorization, key, uri] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// The remembered answer for this key, if still fresh.
+    pub async fn idempotent_response(&self, key: [u8; 32]) -> Result<Option<(u16, Vec<u8>)>> {
+        let found = self
+            .store
+            .read(move |r| r.idempotent_response(&key))
+            .await?;
+        Ok(found
+            .filter(|f| f.expires_ms > now_millis())
+            .map(|f| (f.status, f.body)))
+    }
+
+    pub async fn remember_response(&self, key: [u8; 32], status: u16, body: Vec<u8>) -> Result<()> {
+        let response = IdempotentResponse {
+            expires_ms: now_millis() + self.config.idempotency_ttl_ms,
+            status,
+            body,
+        };
+        Ok(self
+            .store
+            .write(move |w| w.put_idempotent_response(&key, &response))
+            .await?)
+    }
+}

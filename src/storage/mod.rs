@@ -1,0 +1,274 @@
+//! Storage: the only code that knows redb, its tables and the byte layout of records.
+//!
+//! `Store` is a cheap `Clone` handle. Reads run a closure over a `Reader` (one read
+//! transaction) on a blocking thread; writes send a closure over a `Writer` to the one writer
+//! thread, which commits batches of them durably (group commit, see `writer.rs`). The typed
+//! reads live in `reads.rs` (trait `Read`, shared by `Reader` and `Writer` so a write can check
+//! before it writes); the typed mutations in `ops.rs`.
+//!
+//! Must never: hold a transaction across an `.await`, make a rule about what may be stored
+//! (that is `service/`), or let redb types escape this module.
+
+mod check;
+mod codec;
+mod ops;
+mod pages;
+mod reads;
+mod tables;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub use codec::IdempotentResponse;
+pub use ops::AttemptOutcome;
+pub use pages::{Cursor, Page, PageQuery};
+pub use reads::Read;
+pub use writer::WriterStats;
+
+use crate::model::MessageId;
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("stored record does not decode: {0}")]
+    Corrupt(String),
+    /// A job of the same batch failed after writing, so the batch was rolled back.
+    #[error("write batch rolled back")]
+    Aborted,
+    /// The writer is gone (shutting down).
+    #[error("writer stopped")]
+    Closed,
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+}
+
+/// Which uniqueness rule a write would break.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    AppUid,
+    EndpointUid,
+    EventTypeExists,
+    /// The application already has a message with this eventId.
+    EventId(MessageId),
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<codec::CodecError> for StoreError {
+    fn from(e: codec::CodecError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Settings the store needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub writer_batch_max: usize,
+    pub writer_queue_max: usize,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Box<dyn writer::Job>>,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database file, creates missing tables, checks the layout
+    /// version, and starts the writer thread.
+    pub fn open(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        init_tables(&db)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(settings.writer_queue_max);
+        let stats = Arc::new(WriterStats::default());
+        writer::spawn(db.clone(), rx, settings.writer_batch_max, stats.clone())
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            jobs: tx,
+            stats,
+        })
+    }
+
+    /// Runs `f` in one read transaction on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = Reader {
+                tx: db.begin_read()?,
+            };
+            f(&reader)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `f` in the writer's next batch and answers after that batch is durably committed.
+    /// `f` must check before it writes: see the contract in `writer.rs`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(writer::FnJob {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+fn init_tables(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    {
+        fn touch<K: redb::Key + 'static, V: redb::Value + 'static>(
+            tx: &WriteTransaction,
+            def: TableDefinition<K, V>,
+        ) -> Result<(), StoreError> {
+            tx.open_table(def)?;
+            Ok(())
+        }
+        touch(&tx, tables::APPS)?;
+        touch(&tx, tables::APP_UIDS)?;
+        touch(&tx, tables::EVENT_TYPES)?;
+        touch(&tx, tables::ENDPOINTS)?;
+        touch(&tx, tables::APP_ENDPOINTS)?;
+        touch(&tx, tables::ENDPOINT_UIDS)?;
+        touch(&tx, tables::MESSAGES)?;
+        touch(&tx, tables::MESSAGE_EVENT_IDS)?;
+        touch(&tx, tables::DELIVERIES)?;
+        touch(&tx, tables::QUEUE_HIGH)?;
+        touch(&tx, tables::QUEUE_NORMAL)?;
+        touch(&tx, tables::QUEUE_LOW)?;
+        touch(&tx, tables::ATTEMPTS)?;
+        touch(&tx, tables::ENDPOINT_ATTEMPTS)?;
+        touch(&tx, tables::ALERTS)?;
+        touch(&tx, tables::TOKENS)?;
+        touch(&tx, tables::IDEMPOTENCY)?;
+        let mut meta = tx.open_table(tables::META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema_version", tables::SCHEMA_VERSION)?;
+            }
+            Some(v) if v == tables::SCHEMA_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Db(format!(
+                    "database layout version {v} is not supported by this build (it reads {})",
+                    tables::SCHEMA_VERSION
+                )));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Opening a table in either kind of transaction, so reads are written once for both.
+#[doc(hidden)]
+pub trait Tx {
+    type Table<'t, K: redb::Key + 'static, V: redb::Value + 'static>: redb::ReadableTable<K, V>
+    where
+        Self: 't;
+    fn table<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'t self,
+        def: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'t, K, V>, StoreError>;
+}
+
+impl Tx for ReadTransaction {
+    type Table<'t, K: redb::Key + 'static, V: redb::Value + 'static> = redb::ReadOnlyTable<K, V>;
+    fn table<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'t self,
+        def: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'t, K, V>, StoreError> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+impl Tx for WriteTransaction {
+    type Table<'t, K: redb::Key + 'static, V: redb::Value + 'static> = redb::Table<'t, K, V>;
+    fn table<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'t self,
+        def: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'t, K, V>, StoreError> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+/// One read transaction: a consistent snapshot.
+pub struct Reader {
+    tx: ReadTransaction,
+}
+
+/// The batch's write transaction, lent to one job at a time.
+pub struct Writer<'a> {
+    tx: &'a WriteTransaction,
+    /// Set by every mutation; tells the writer a failing job wrote something.
+    dirty: bool,
+    /// Monotonic ULIDs: ids made inside the writer follow commit order.
+    ids: &'a mut ulid::Generator,
+}
+
+impl<'a> Writer<'a> {
+    /// A fresh time-ordered id, strictly greater than every id made before it.
+    pub fn new_id(&mut self) -> u128 {
+        self.ids
+            .generate()
+            .map(|u| u.0)
+            .unwrap_or_else(|_| ulid::Ulid::new().0)
+    }
+
+    /// Opens a table for writing and marks the job as having written.
+    fn table_mut<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        def: TableDefinition<K, V>,
+    ) -> Result<redb::Table<'a, K, V>, StoreError> {
+        self.dirty = true;
+        Ok(self.tx.open_table(def)?)
+    }
+}

@@ -1,0 +1,358 @@
+//! Typed mutations. Each checks what it must before its first write (the writer's contract),
+//! keeps every index in step with its table, and never decides a rule of its own: callers
+//! (in `service/` and `delivery/`) decide, storage records.
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::codec::{IdempotentResponse, encode};
+use super::reads::Read;
+use super::tables::*;
+use super::{Conflict, StoreError, Writer};
+use crate::model::*;
+
+pub(super) fn lane_table(lane: Priority) -> TableDefinition<'static, (u64, u128, u16), ()> {
+    match lane {
+        Priority::High => QUEUE_HIGH,
+        Priority::Normal => QUEUE_NORMAL,
+        Priority::Low => QUEUE_LOW,
+    }
+}
+
+/// What became of an attempt, as the delivery side decided it.
+#[derive(Clone, Debug)]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed; try again at this time.
+    RetryAt(Millis),
+    /// Failed for the last time; raise this alert.
+    Exhausted(Alert),
+}
+
+impl Writer<'_> {
+    // ---- applications -------------------------------------------------------------------
+
+    pub fn insert_app(&mut self, app: &App) -> Result<(), StoreError> {
+        if let Some(uid) = &app.uid {
+            if self.app_id_by_uid(uid)?.is_some() {
+                return Err(StoreError::Conflict(Conflict::AppUid));
+            }
+        }
+        self.put_app(app, None)
+    }
+
+    /// Replaces an application, moving its uid index entry when the uid changed.
+    pub fn update_app(&mut self, old: &App, new: &App) -> Result<(), StoreError> {
+        if new.uid != old.uid {
+            if let Some(uid) = &new.uid {
+                if self.app_id_by_uid(uid)?.is_some_and(|id| id != new.id) {
+                    return Err(StoreError::Conflict(Conflict::AppUid));
+                }
+            }
+        }
+        self.put_app(new, Some(old))
+    }
+
+    fn put_app(&mut self, app: &App, old: Option<&App>) -> Result<(), StoreError> {
+        let mut uids = self.table_mut(APP_UIDS)?;
+        if let Some(old_uid) = old.and_then(|o| o.uid.as_deref()) {
+            if app.uid.as_deref() != Some(old_uid) {
+                uids.remove(old_uid)?;
+            }
+        }
+        if let Some(uid) = &app.uid {
+            uids.insert(uid.as_str(), app.id.0)?;
+        }
+        self.table_mut(APPS)?
+            .insert(app.id.0, encode(app).as_slice())?;
+        Ok(())
+    }
+
+    /// Deletes an application with its endpoints. Messages and attempts stay until retention
+    /// removes them (they are history); pending deliveries find no endpoint and are cancelled.
+    pub fn delete_app(&mut self, app: &App) -> Result<(), StoreError> {
+        for ep in self.app_endpoints(app.id)? {
+            self.delete_endpoint(&ep)?;
+        }
+        if let Some(uid) = &app.uid {
+            self.table_mut(APP_UIDS)?.remove(uid.as_str())?;
+        }
+        self.table_mut(APPS)?.remove(app.id.0)?;
+        Ok(())
+    }
+
+    // ---- event types --------------------------------------------------------------------
+
+    pub fn put_event_type(&mut self, et: &EventType) -> Result<(), StoreError> {
+        self.table_mut(EVENT_TYPES)?
+            .insert(et.name.as_str(), encode(et).as_slice())?;
+        Ok(())
+    }
+
+    pub fn remove_event_type(&mut self, name: &str) -> Result<(), StoreError> {
+        self.table_mut(EVENT_TYPES)?.remove(name)?;
+        Ok(())
+    }
+
+    // ---- endpoints ----------------------------------------------------------------------
+
+    pub fn insert_endpoint(&mut self, ep: &Endpoint) -> Result<(), StoreError> {
+        if let Some(uid) = &ep.uid {
+            if self.endpoint_id_by_uid(ep.app_id, uid)?.is_some() {
+                return Err(StoreError::Conflict(Conflict::EndpointUid));
+            }
+        }
+        self.table_mut(APP_ENDPOINTS)?
+            .insert((ep.app_id.0, ep.id.0), ())?;
+        self.put_endpoint(ep, None)
+    }
+
+    pub fn update_endpoint(&mut self, old: &Endpoint, new: &Endpoint) -> Result<(), StoreError> {
+        if new.uid != old.uid {
+            if let Some(uid) = &new.uid {
+                if self
+                    .endpoint_id_by_uid(new.app_id, uid)?
+                    .is_some_and(|id| id != new.id)
+                {
+                    return Err(StoreError::Conflict(Conflict::EndpointUid));
+                }
+            }
+        }
+        self.put_endpoint(new, Some(old))
+    }
+
+    fn put_endpoint(&mut self, ep: &Endpoint, old: Option<&Endpoint>) -> Result<(), StoreError> {
+        let mut uids = self.table_mut(ENDPOINT_UIDS)?;
+        if let Some(old_uid) = old.and_then(|o| o.uid.as_deref()) {
+            if ep.uid.as_deref() != Some(old_uid) {
+                uids.remove((ep.app_id.0, old_uid))?;
+            }
+        }
+        if let Some(uid) = &ep.uid {
+            uids.insert((ep.app_id.0, uid.as_str()), ep.id.0)?;
+        }
+        self.table_mut(ENDPOINTS)?
+            .insert(ep.id.0, encode(ep).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes an endpoint. Its pending deliveries stay queued and are cancelled by the
+    /// delivery side when it finds the endpoint gone (bounded work here, whatever the backlog).
+    pub fn delete_endpoint(&mut self, ep: &Endpoint) -> Result<(), StoreError> {
+        if let Some(uid) = &ep.uid {
+            self.table_mut(ENDPOINT_UIDS)?
+                .remove((ep.app_id.0, uid.as_str()))?;
+        }
+        self.table_mut(APP_ENDPOINTS)?
+            .remove((ep.app_id.0, ep.id.0))?;
+        self.table_mut(ENDPOINTS)?.remove(ep.id.0)?;
+        Ok(())
+    }
+
+    // ---- messages and the queue ---------------------------------------------------------
+
+    /// Stores a new message and the deliveries `route` decides it owes, queued as due now.
+    /// `route` sees the message and the application's endpoints inside this transaction, so
+    /// an endpoint created or changed just before is taken into account. Answers the message
+    /// and how many deliveries were made; `Conflict::EventId` if its eventId was used.
+    pub fn ingest_message(
+        &mut self,
+        mut msg: Message,
+        route: &dyn Fn(&Message, &[Endpoint]) -> Vec<NewDelivery>,
+    ) -> Result<(Message, usize), StoreError> {
+        if let Some(event_id) = &msg.event_id {
+            if let Some(existing) = self.message_id_by_event_id(msg.app_id, event_id)? {
+                return Err(StoreError::Conflict(Conflict::EventId(existing)));
+            }
+        }
+        msg.id = MessageId(self.new_id());
+        let endpoints = self.app_endpoints(msg.app_id)?;
+        let routes = route(&msg, &endpoints);
+        let routes = &routes[..routes.len().min(u16::MAX as usize)];
+        if let Some(event_id) = &msg.event_id {
+            self.table_mut(MESSAGE_EVENT_IDS)?
+                .insert((msg.app_id.0, event_id.as_str()), msg.id.0)?;
+        }
+        self.table_mut(MESSAGES)?
+            .insert((msg.app_id.0, msg.id.0), encode(&msg).as_slice())?;
+        let now_ms = now_millis();
+        for (n, route) in routes.iter().enumerate() {
+            let delivery = Delivery {
+                id: DeliveryId {
+                    msg: msg.id,
+                    n: n as u16,
+                },
+                msg_id: msg.id,
+                app_id: msg.app_id,
+                endpoint_id: route.endpoint_id,
+                priority: route.priority,
+                state: DeliveryState::Pending,
+                attempts: 0,
+                due_ms: Some(now_ms),
+                trigger_type: TriggerType::Scheduled,
+                created_at: msg.created_at,
+                updated_at: msg.created_at,
+            };
+            self.put_delivery(&delivery, None)?;
+        }
+        Ok((msg, routes.len()))
+    }
+
+    /// Queues a new manual delivery of a stored message to one endpoint (resend, recover).
+    pub fn enqueue_manual(
+        &mut self,
+        msg: &Message,
+        endpoint_id: EndpointId,
+        priority: Priority,
+    ) -> Result<DeliveryId, StoreError> {
+        let next_n = {
+            let t = self.table_mut(DELIVERIES)?;
+            let last = t.range((msg.id.0, 0)..=(msg.id.0, u16::MAX))?.next_back();
+            match last {
+                Some(e) => e?.0.value().1.checked_add(1).ok_or(StoreError::Aborted)?,
+                None => 0,
+            }
+        };
+        let now = now_micros();
+        let delivery = Delivery {
+            id: DeliveryId {
+                msg: msg.id,
+                n: next_n,
+            },
+            msg_id: msg.id,
+            app_id: msg.app_id,
+            endpoint_id,
+            priority,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            due_ms: Some(now_millis()),
+            trigger_type: TriggerType::Manual,
+            created_at: now,
+            updated_at: now,
+        };
+        self.put_delivery(&delivery, None)?;
+        Ok(delivery.id)
+    }
+
+    /// Writes a delivery and moves its queue entry: out of `old`'s due slot, into its own
+    /// while it is pending.
+    fn put_delivery(&mut self, d: &Delivery, old: Option<&Delivery>) -> Result<(), StoreError> {
+        if let Some(old_due) = old.and_then(|o| o.due_ms) {
+            let old = old.expect("checked above");
+            self.table_mut(lane_table(old.priority))?
+                .remove((old_due, d.id.msg.0, d.id.n))?;
+        }
+        if let (DeliveryState::Pending, Some(due)) = (d.state, d.due_ms) {
+            self.table_mut(lane_table(d.priority))?
+                .insert((due, d.id.msg.0, d.id.n), ())?;
+        }
+        self.table_mut(DELIVERIES)?
+            .insert((d.id.msg.0, d.id.n), encode(d).as_slice())?;
+        Ok(())
+    }
+
+    /// Records an attempt and moves its delivery on: succeeded, queued again, or failed with
+    /// an alert. Answers the updated delivery, or `None` if it was no longer pending (another
+    /// path finished it), in which case nothing is written.
+    pub fn record_attempt(
+        &mut self,
+        mut attempt: Attempt,
+        outcome: AttemptOutcome,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let Some(old) = self.delivery(attempt.delivery_id)? else {
+            return Ok(None);
+        };
+        if old.state != DeliveryState::Pending {
+            return Ok(None);
+        }
+        attempt.id = AttemptId(self.new_id());
+        let mut d = old.clone();
+        d.attempts += 1;
+        d.updated_at = attempt.created_at;
+        match &outcome {
+            AttemptOutcome::Succeeded => {
+                d.state = DeliveryState::Succeeded;
+                d.due_ms = None;
+            }
+            AttemptOutcome::RetryAt(due) => d.due_ms = Some(*due),
+            AttemptOutcome::Exhausted(_) => {
+                d.state = DeliveryState::Failed;
+                d.due_ms = None;
+            }
+        }
+        self.table_mut(ATTEMPTS)?.insert(
+            (attempt.msg_id.0, attempt.id.0),
+            encode(&attempt).as_slice(),
+        )?;
+        self.table_mut(ENDPOINT_ATTEMPTS)?
+            .insert((attempt.endpoint_id.0, attempt.id.0), attempt.msg_id.0)?;
+        self.put_delivery(&d, Some(&old))?;
+        if let AttemptOutcome::Exhausted(alert) = outcome {
+            self.insert_alert(alert)?;
+        }
+        Ok(Some(d))
+    }
+
+    /// Ends a pending delivery without an attempt (its endpoint is gone).
+    pub fn cancel_delivery(&mut self, id: DeliveryId) -> Result<(), StoreError> {
+        let Some(old) = self.delivery(id)? else {
+            return Ok(());
+        };
+        if old.state != DeliveryState::Pending {
+            return Ok(());
+        }
+        let mut d = old.clone();
+        d.state = DeliveryState::Cancelled;
+        d.due_ms = None;
+        d.updated_at = now_micros();
+        self.put_delivery(&d, Some(&old))
+    }
+
+    // ---- alerts, tokens, idempotency ----------------------------------------------------
+
+    pub fn insert_alert(&mut self, mut alert: Alert) -> Result<AlertId, StoreError> {
+        alert.id = AlertId(self.new_id());
+        self.table_mut(ALERTS)?
+            .insert(alert.id.0, encode(&alert).as_slice())?;
+        Ok(alert.id)
+    }
+
+    pub fn insert_token(&mut self, hash: &[u8; 32], token: &Token) -> Result<(), StoreError> {
+        self.table_mut(TOKENS)?
+            .insert(hash, encode(token).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes the token with this id; answers whether there was one.
+    pub fn revoke_token(&mut self, id: TokenId) -> Result<bool, StoreError> {
+        let hash = {
+            let t = self.tx.open_table(TOKENS)?;
+            let mut found = None;
+            for e in t.iter()? {
+                let (k, v) = e?;
+                let token: Token = super::codec::decode(v.value())?;
+                if token.id == id {
+                    found = Some(*k.value());
+                    break;
+                }
+            }
+            found
+        };
+        match hash {
+            Some(h) => {
+                self.table_mut(TOKENS)?.remove(&h)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn put_idempotent_response(
+        &mut self,
+        key: &[u8; 32],
+        response: &IdempotentResponse,
+    ) -> Result<(), StoreError> {
+        self.table_mut(IDEMPOTENCY)?
+            .insert(key, encode(response).as_slice())?;
+        Ok(())
+    }
+}

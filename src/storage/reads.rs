@@ -1,0 +1,348 @@
+//! Typed reads, written once for both a read transaction (`Reader`) and the writer's
+//! transaction (`Writer`), so a write can check what is there before it writes.
+
+use redb::{ReadableTable, ReadableTableMetadata};
+
+use super::codec::{IdempotentResponse, decode};
+use super::pages::{Page, PageQuery, page_by_prefix};
+use super::tables::*;
+use super::{Reader, StoreError, Tx, Writer};
+use crate::model::*;
+
+/// A transaction that can be read. Implemented by `Reader` and `Writer`.
+pub trait Read {
+    #[doc(hidden)]
+    type X: Tx;
+    #[doc(hidden)]
+    fn tx(&self) -> &Self::X;
+
+    fn app(&self, id: AppId) -> Result<Option<App>, StoreError> {
+        let t = self.tx().table(APPS)?;
+        Ok(match t.get(id.0)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn app_id_by_uid(&self, uid: &str) -> Result<Option<AppId>, StoreError> {
+        let t = self.tx().table(APP_UIDS)?;
+        Ok(t.get(uid)?.map(|v| AppId(v.value())))
+    }
+
+    fn apps(&self, query: &PageQuery) -> Result<Page<App>, StoreError> {
+        // Applications are keyed by id alone; page them as the single prefix 0 over an index
+        // built on the fly would cost a scan, so walk the table directly.
+        let t = self.tx().table(APPS)?;
+        let (lo, hi) = (*query.within.start(), *query.within.end());
+        let mut items = Vec::new();
+        let (from, to, forward, flip) = match (query.cursor, query.descending) {
+            (super::Cursor::First, d) => (lo, hi, !d, false),
+            (super::Cursor::After(k), false) => (k.saturating_add(1), hi, true, false),
+            (super::Cursor::After(k), true) => (lo, k.saturating_sub(1), false, false),
+            (super::Cursor::Before(k), false) => (lo, k.saturating_sub(1), false, true),
+            (super::Cursor::Before(k), true) => (k.saturating_add(1), hi, true, true),
+        };
+        if from > to {
+            return Ok(Page { items, done: true });
+        }
+        let range = t.range(from..=to)?;
+        let take = query.limit + 1;
+        if forward {
+            for e in range.take(take) {
+                items.push(decode::<App>(e?.1.value())?);
+            }
+        } else {
+            for e in range.rev().take(take) {
+                items.push(decode::<App>(e?.1.value())?);
+            }
+        }
+        let done = items.len() <= query.limit;
+        items.truncate(query.limit);
+        if flip {
+            items.reverse();
+        }
+        Ok(Page { items, done })
+    }
+
+    fn event_type(&self, name: &str) -> Result<Option<EventType>, StoreError> {
+        let t = self.tx().table(EVENT_TYPES)?;
+        Ok(match t.get(name)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Event types by name, ascending, strictly after `after` (or before `before`).
+    fn event_types(
+        &self,
+        after: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+        include_archived: bool,
+    ) -> Result<Page<EventType>, StoreError> {
+        let t = self.tx().table(EVENT_TYPES)?;
+        let mut items = Vec::new();
+        let mut push = |v: &[u8]| -> Result<bool, StoreError> {
+            let et: EventType = decode(v)?;
+            if include_archived || !et.archived {
+                items.push(et);
+            }
+            Ok(items.len() > limit)
+        };
+        match (after, before) {
+            (_, Some(b)) => {
+                for e in t.range::<&str>(..b)?.rev() {
+                    if push(e?.1.value())? {
+                        break;
+                    }
+                }
+            }
+            (Some(a), None) => {
+                for e in t.range::<&str>(a..)? {
+                    let e = e?;
+                    if e.0.value() == a {
+                        continue;
+                    }
+                    if push(e.1.value())? {
+                        break;
+                    }
+                }
+            }
+            (None, None) => {
+                for e in t.iter()? {
+                    if push(e?.1.value())? {
+                        break;
+                    }
+                }
+            }
+        }
+        let done = items.len() <= limit;
+        items.truncate(limit);
+        if before.is_some() {
+            items.reverse();
+        }
+        Ok(Page { items, done })
+    }
+
+    fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
+        let t = self.tx().table(ENDPOINTS)?;
+        Ok(match t.get(id.0)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn endpoint_id_by_uid(&self, app: AppId, uid: &str) -> Result<Option<EndpointId>, StoreError> {
+        let t = self.tx().table(ENDPOINT_UIDS)?;
+        Ok(t.get((app.0, uid))?.map(|v| EndpointId(v.value())))
+    }
+
+    /// Every endpoint of an application (bounded by how many an application may have).
+    fn app_endpoints(&self, app: AppId) -> Result<Vec<Endpoint>, StoreError> {
+        let index = self.tx().table(APP_ENDPOINTS)?;
+        let eps = self.tx().table(ENDPOINTS)?;
+        let mut out = Vec::new();
+        for e in index.range((app.0, 0)..=(app.0, u128::MAX))? {
+            let (_, id) = e?.0.value();
+            if let Some(v) = eps.get(id)? {
+                out.push(decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn endpoints(&self, app: AppId, query: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
+        let index = self.tx().table(APP_ENDPOINTS)?;
+        let eps = self.tx().table(ENDPOINTS)?;
+        page_by_prefix(&index, app.0, query, |id, ()| {
+            Ok(match eps.get(id)? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            })
+        })
+    }
+
+    fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
+        let t = self.tx().table(MESSAGES)?;
+        Ok(match t.get((app.0, id.0))? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn message_id_by_event_id(
+        &self,
+        app: AppId,
+        event_id: &str,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let t = self.tx().table(MESSAGE_EVENT_IDS)?;
+        Ok(t.get((app.0, event_id))?.map(|v| MessageId(v.value())))
+    }
+
+    /// Messages of an application; `keep` filters (event type, channel).
+    fn messages(
+        &self,
+        app: AppId,
+        query: &PageQuery,
+        keep: &dyn Fn(&Message) -> bool,
+    ) -> Result<Page<Message>, StoreError> {
+        let t = self.tx().table(MESSAGES)?;
+        page_by_prefix(&t, app.0, query, |_, v| {
+            let m: Message = decode(v)?;
+            Ok(keep(&m).then_some(m))
+        })
+    }
+
+    fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let t = self.tx().table(DELIVERIES)?;
+        Ok(match t.get((id.msg.0, id.n))? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Every delivery of a message, in the order they were made.
+    fn message_deliveries(&self, msg: MessageId) -> Result<Vec<Delivery>, StoreError> {
+        let t = self.tx().table(DELIVERIES)?;
+        let mut out = Vec::new();
+        for e in t.range((msg.0, 0)..=(msg.0, u16::MAX))? {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    fn attempt(&self, msg: MessageId, id: AttemptId) -> Result<Option<Attempt>, StoreError> {
+        let t = self.tx().table(ATTEMPTS)?;
+        Ok(match t.get((msg.0, id.0))? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn message_attempts(
+        &self,
+        msg: MessageId,
+        query: &PageQuery,
+        keep: &dyn Fn(&Attempt) -> bool,
+    ) -> Result<Page<Attempt>, StoreError> {
+        let t = self.tx().table(ATTEMPTS)?;
+        page_by_prefix(&t, msg.0, query, |_, v| {
+            let a: Attempt = decode(v)?;
+            Ok(keep(&a).then_some(a))
+        })
+    }
+
+    fn endpoint_attempts(
+        &self,
+        endpoint: EndpointId,
+        query: &PageQuery,
+        keep: &dyn Fn(&Attempt) -> bool,
+    ) -> Result<Page<Attempt>, StoreError> {
+        let index = self.tx().table(ENDPOINT_ATTEMPTS)?;
+        let attempts = self.tx().table(ATTEMPTS)?;
+        page_by_prefix(&index, endpoint.0, query, |id, msg| {
+            Ok(match attempts.get((msg, id))? {
+                Some(v) => {
+                    let a: Attempt = decode(v.value())?;
+                    keep(&a).then_some(a)
+                }
+                None => None,
+            })
+        })
+    }
+
+    /// Up to `limit` due deliveries of one lane (due at or before `now_ms`), oldest due first,
+    /// passing over those `skip` says are already being attempted. Also answers when the
+    /// earliest not-yet-due entry of the lane falls due.
+    fn due_deliveries(
+        &self,
+        lane: Priority,
+        now_ms: Millis,
+        limit: usize,
+        skip: &dyn Fn(DeliveryId) -> bool,
+    ) -> Result<(Vec<DeliveryId>, Option<Millis>), StoreError> {
+        let t = self.tx().table(super::ops::lane_table(lane))?;
+        let mut due = Vec::new();
+        let mut next = None;
+        if limit == 0 {
+            return Ok((due, None));
+        }
+        for e in t.iter()? {
+            let (due_ms, msg, n) = e?.0.value();
+            if due_ms > now_ms {
+                next = Some(due_ms);
+                break;
+            }
+            let id = DeliveryId {
+                msg: MessageId(msg),
+                n,
+            };
+            if skip(id) {
+                continue;
+            }
+            due.push(id);
+            if due.len() >= limit {
+                break;
+            }
+        }
+        Ok((due, next))
+    }
+
+    /// Pending entries of a lane.
+    fn queue_depth(&self, lane: Priority) -> Result<u64, StoreError> {
+        Ok(self.tx().table(super::ops::lane_table(lane))?.len()?)
+    }
+
+    fn token(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError> {
+        let t = self.tx().table(TOKENS)?;
+        Ok(match t.get(hash)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        let t = self.tx().table(TOKENS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    fn idempotent_response(
+        &self,
+        key: &[u8; 32],
+    ) -> Result<Option<IdempotentResponse>, StoreError> {
+        let t = self.tx().table(IDEMPOTENCY)?;
+        Ok(match t.get(key)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Alerts, newest first.
+    fn alerts(&self, limit: usize, before: Option<AlertId>) -> Result<Vec<Alert>, StoreError> {
+        let t = self.tx().table(ALERTS)?;
+        let upper = before.map(|b| b.0.saturating_sub(1)).unwrap_or(u128::MAX);
+        let mut out = Vec::new();
+        for e in t.range(..=upper)?.rev().take(limit) {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Read for Reader {
+    type X = redb::ReadTransaction;
+    fn tx(&self) -> &Self::X {
+        &self.tx
+    }
+}
+
+impl Read for Writer<'_> {
+    type X = redb::WriteTransaction;
+    fn tx(&self) -> &Self::X {
+        self.tx
+    }
+}

@@ -1,0 +1,134 @@
+//! The one writer: a thread that owns every redb write transaction and commits in groups.
+//!
+//! Callers send a job and wait; the thread takes the first waiting job plus whatever else is
+//! already queued (up to `writer_batch_max`), runs them all in one write transaction, commits
+//! once with `Durability::Immediate`, and only then answers each caller. One fsync thus
+//! acknowledges a whole batch, which is what makes durable ingest fast.
+//!
+//! The contract for jobs: a job that returns an error must not have written anything (check,
+//! then write). A job that breaks this (it wrote, then failed) aborts the whole transaction and
+//! every job of the batch is answered `StoreError::Aborted`; nothing half-done is committed.
+//!
+//! Must never: run on an async thread, or answer a caller before the commit is durable.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use redb::{Database, Durability};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StoreError, Writer};
+
+/// A unit of work for the writer thread.
+pub(super) trait Job: Send {
+    /// Runs against the batch's transaction. Returns false when the job failed after writing.
+    fn apply(&mut self, w: &mut Writer<'_>) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn complete(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+pub(super) struct FnJob<F, T> {
+    pub f: Option<F>,
+    pub result: Option<Result<T, StoreError>>,
+    pub reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for FnJob<F, T>
+where
+    F: FnOnce(&mut Writer<'_>) -> Result<T, StoreError> + Send,
+    T: Send,
+{
+    fn apply(&mut self, w: &mut Writer<'_>) -> bool {
+        let f = self.f.take().expect("a job is applied once");
+        w.dirty = false;
+        let result = f(w);
+        let clean = result.is_ok() || !w.dirty;
+        self.result = Some(result);
+        clean
+    }
+
+    fn complete(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match committed {
+            Ok(()) => self.result.unwrap_or(Err(StoreError::Aborted)),
+            Err(e) => Err(e),
+        };
+        // The caller may have gone away (client disconnected); the work is committed anyway.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Counters the writer keeps for metrics and benchmarks.
+#[derive(Default)]
+pub struct WriterStats {
+    pub batches: std::sync::atomic::AtomicU64,
+    pub jobs: std::sync::atomic::AtomicU64,
+    pub commit_micros: std::sync::atomic::AtomicU64,
+}
+
+pub(super) fn spawn(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    batch_max: usize,
+    stats: Arc<WriterStats>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("herald-writer".into())
+        .spawn(move || {
+            let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
+            let mut ids = ulid::Generator::new();
+            while let Some(job) = rx.blocking_recv() {
+                batch.push(job);
+                while batch.len() < batch_max {
+                    match rx.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let started = Instant::now();
+                let committed = run_batch(&db, &mut batch, &mut ids);
+                if let Err(e) = &committed {
+                    tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
+                }
+                use std::sync::atomic::Ordering::Relaxed;
+                stats.batches.fetch_add(1, Relaxed);
+                stats.jobs.fetch_add(batch.len() as u64, Relaxed);
+                stats
+                    .commit_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                for job in batch.drain(..) {
+                    job.complete(committed.clone());
+                }
+            }
+            tracing::debug!("writer stopped: every sender is gone");
+        })
+}
+
+fn run_batch(
+    db: &Database,
+    batch: &mut [Box<dyn Job>],
+    ids: &mut ulid::Generator,
+) -> Result<(), StoreError> {
+    let mut tx = db.begin_write()?;
+    tx.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+    let mut all_clean = true;
+    {
+        let mut w = Writer {
+            tx: &tx,
+            dirty: false,
+            ids,
+        };
+        for job in batch.iter_mut() {
+            if !job.apply(&mut w) {
+                all_clean = false;
+                break;
+            }
+        }
+    }
+    if !all_clean {
+        tx.abort()?;
+        return Err(StoreError::Aborted);
+    }
+    tx.commit()?;
+    Ok(())
+}
