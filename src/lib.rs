@@ -46,6 +46,7 @@ pub enum RunError {
 pub struct Herald {
     service: Service,
     engine: Arc<Engine>,
+    store: Store,
 }
 
 impl Herald {
@@ -65,12 +66,21 @@ impl Herald {
         })?;
         let waker = Waker::default();
         let service = Service::new(store.clone(), config.clone(), waker.clone());
-        let engine = Engine::new(store, config, waker)?;
-        Ok(Herald { service, engine })
+        let engine = Engine::new(store.clone(), config, waker)?;
+        Ok(Herald {
+            service,
+            engine,
+            store,
+        })
     }
 
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// Closes the database without serving (for commands that only read or write it).
+    pub async fn close(self) {
+        self.store.close().await;
     }
 
     /// The HTTP application: the API (and, later, the dashboard) behind one router.
@@ -100,6 +110,7 @@ impl Herald {
         let result = server.await;
         let _ = stop_tx.send(true);
         let _ = engine.await;
+        self.store.close().await;
         result.map_err(RunError::Io)
     }
 }

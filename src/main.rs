@@ -174,6 +174,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", new.text);
+            herald.close().await;
         }
         TokenCommand::List { db } => {
             let herald = open(db)?;
@@ -181,6 +182,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 let scope = t.app_id.map_or("admin".to_string(), |a| a.to_string());
                 println!("{}\t{}\t{}", t.id, t.name, scope);
             }
+            herald.close().await;
         }
         TokenCommand::Revoke { db, id } => {
             let herald = open(db)?;
@@ -190,6 +192,7 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("revoked {id}");
+            herald.close().await;
         }
     }
     Ok(())

@@ -94,8 +94,9 @@ pub struct StoreSettings {
 
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
-    jobs: mpsc::Sender<Box<dyn writer::Job>>,
+    /// Taken out by `close`, so the file is released even while clones of `Store` live on.
+    db: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
+    jobs: mpsc::Sender<writer::Msg>,
     stats: Arc<WriterStats>,
 }
 
@@ -117,10 +118,43 @@ impl Store {
         writer::spawn(db.clone(), rx, settings.writer_batch_max, stats.clone())
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
-            db,
+            db: Arc::new(std::sync::RwLock::new(Some(db))),
             jobs: tx,
             stats,
         })
+    }
+
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .expect("not poisoned")
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    /// Commits what the writer holds, stops it, and closes the file; later calls on any clone
+    /// answer `Closed`. Waits (bounded) for reads in progress to let go of the database.
+    pub async fn close(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.jobs.send(writer::Msg::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+        let Some(mut db) = self.db.write().expect("not poisoned").take() else {
+            return;
+        };
+        for _ in 0..500 {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    return;
+                }
+                Err(shared) => {
+                    db = shared;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+        tracing::warn!("database still in use after close; it is released when the last read ends");
     }
 
     /// Runs `f` in one read transaction on a blocking thread.
@@ -129,7 +163,7 @@ impl Store {
         F: FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.database()?;
         tokio::task::spawn_blocking(move || {
             let reader = Reader {
                 tx: db.begin_read()?,
@@ -153,7 +187,10 @@ impl Store {
             result: None,
             reply,
         });
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(writer::Msg::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

@@ -65,9 +65,16 @@ pub struct WriterStats {
     pub commit_micros: std::sync::atomic::AtomicU64,
 }
 
+/// What the writer thread receives.
+pub(super) enum Msg {
+    Job(Box<dyn Job>),
+    /// Finish what was received before, drop the database handle, and end the thread.
+    Stop(oneshot::Sender<()>),
+}
+
 pub(super) fn spawn(
     db: Arc<Database>,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    mut rx: mpsc::Receiver<Msg>,
     batch_max: usize,
     stats: Arc<WriterStats>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -76,13 +83,22 @@ pub(super) fn spawn(
         .spawn(move || {
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
             let mut ids = ulid::Generator::new();
-            while let Some(job) = rx.blocking_recv() {
-                batch.push(job);
-                while batch.len() < batch_max {
+            let mut stop: Option<oneshot::Sender<()>> = None;
+            while stop.is_none() {
+                match rx.blocking_recv() {
+                    Some(Msg::Job(job)) => batch.push(job),
+                    Some(Msg::Stop(done)) => stop = Some(done),
+                    None => break,
+                }
+                while batch.len() < batch_max && stop.is_none() {
                     match rx.try_recv() {
-                        Ok(job) => batch.push(job),
+                        Ok(Msg::Job(job)) => batch.push(job),
+                        Ok(Msg::Stop(done)) => stop = Some(done),
                         Err(_) => break,
                     }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 let started = Instant::now();
                 let committed = run_batch(&db, &mut batch, &mut ids);
@@ -99,7 +115,13 @@ pub(super) fn spawn(
                     job.complete(committed.clone());
                 }
             }
-            tracing::debug!("writer stopped: every sender is gone");
+            // Jobs sent after the stop are answered `Closed` through their dropped replies.
+            rx.close();
+            drop(db);
+            if let Some(done) = stop {
+                let _ = done.send(());
+            }
+            tracing::debug!("writer stopped");
         })
 }
 
