@@ -234,6 +234,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_lists_valid_settings_with_their_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("herald.example.toml");
+        let c = Config::load(Some(&file), Overrides::default()).unwrap();
+        let d = Config::default();
+        assert_eq!(c.retry_schedule_ms, d.retry_schedule_ms);
+        assert_eq!(c.payload_max_bytes, d.payload_max_bytes);
+        assert_eq!(c.listen, d.listen);
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("h.toml");
