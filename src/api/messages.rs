@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -11,13 +11,31 @@ use super::error::ApiError;
 use super::extract::{Auth, Body, QueryArgs};
 use super::{ListResponse, list_params, raw_json, time};
 use crate::model::{Attempt, Message, MessageStatus, TriggerType};
-use crate::service::{AttemptFilter, MessageFilter, MessageInput, Service};
+use crate::service::{
+    AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, Service,
+};
 
 pub fn routes() -> Router<Service> {
     Router::new()
         .route("/app/{app}/msg", get(list).post(create))
         .route("/app/{app}/msg/{msg}", get(read))
+        .route("/app/{app}/msg/{msg}/content", delete(expunge))
         .route("/app/{app}/attempt/msg/{msg}", get(attempts_by_msg))
+        .route(
+            "/app/{app}/attempt/endpoint/{endpoint}",
+            get(attempts_by_endpoint),
+        )
+        .route("/app/{app}/msg/{msg}/attempt/{attempt}", get(attempt))
+        .route(
+            "/app/{app}/msg/{msg}/attempt/{attempt}/content",
+            delete(expunge_attempt),
+        )
+        .route("/app/{app}/msg/{msg}/endpoint", get(destinations))
+        .route(
+            "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend",
+            post(resend),
+        )
+        .route("/app/{app}/endpoint/{endpoint}/msg", get(endpoint_messages))
 }
 
 #[derive(Deserialize)]
@@ -31,6 +49,8 @@ pub struct MessageIn {
     channels: Option<Vec<String>>,
     #[serde(default)]
     payload_retention_period: Option<u16>,
+    #[serde(default)]
+    application: Option<super::apps::ApplicationIn>,
 }
 
 #[derive(Serialize)]
@@ -75,6 +95,7 @@ async fn create(
         event_id: body.event_id,
         channels: body.channels,
         retention_days: body.payload_retention_period,
+        application: body.application.map(Into::into),
     };
     let msg = s.send_message(caller, &app, input).await?;
     Ok((
@@ -189,5 +210,197 @@ async fn attempts_by_msg(
         .await?;
     Ok(Json(ListResponse::from_page(page, |(a, st)| {
         AttemptOut::new(a, st, with_content)
+    })))
+}
+
+async fn expunge(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, msg)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.expunge_message_content(caller, &app, &msg).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn attempts_by_endpoint(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, endpoint)): Path<(String, String)>,
+    q: QueryArgs,
+) -> Result<Json<ListResponse<AttemptOut>>, ApiError> {
+    let with_content = q.bool("with_content", true)?;
+    let page = s
+        .list_endpoint_attempts(
+            caller,
+            &app,
+            &endpoint,
+            list_params(&q)?,
+            attempt_filter(&q)?,
+        )
+        .await?;
+    Ok(Json(ListResponse::from_page(page, |(a, st)| {
+        AttemptOut::new(a, st, with_content)
+    })))
+}
+
+async fn attempt(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, msg, attempt)): Path<(String, String, String)>,
+) -> Result<Json<AttemptOut>, ApiError> {
+    let (a, st) = s.get_attempt(caller, &app, &msg, &attempt).await?;
+    Ok(Json(AttemptOut::new(a, st, true)))
+}
+
+async fn expunge_attempt(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, msg, attempt)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    s.expunge_attempt_content(caller, &app, &msg, &attempt)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resend(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, msg, endpoint)): Path<(String, String, String)>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    s.resend(caller, &app, &msg, &endpoint).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
+}
+
+fn next_attempt(ms: Option<u64>, status: MessageStatus) -> Option<String> {
+    match (status, ms) {
+        (MessageStatus::Pending | MessageStatus::Sending, Some(ms)) => Some(time(ms as i64 * 1000)),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEndpointOut {
+    id: String,
+    uid: Option<String>,
+    url: String,
+    description: String,
+    event_types: Option<Vec<String>>,
+    channels: Option<Vec<String>>,
+    disabled: bool,
+    throttle_rate: Option<u16>,
+    created_at: String,
+    updated_at: String,
+    status: u8,
+    status_text: &'static str,
+    next_attempt: Option<String>,
+}
+
+impl From<Destination> for MessageEndpointOut {
+    fn from(d: Destination) -> Self {
+        let next_attempt = next_attempt(d.next_attempt_ms, d.status);
+        // A deleted endpoint is still listed (it was attempted), with what is known of it.
+        let (
+            uid,
+            url,
+            description,
+            event_types,
+            channels,
+            disabled,
+            throttle_rate,
+            created,
+            updated,
+        ) = match d.endpoint {
+            Some(e) => (
+                e.uid,
+                e.url,
+                e.description,
+                e.event_types,
+                e.channels,
+                e.disabled,
+                e.throttle_rate,
+                e.created_at,
+                e.updated_at,
+            ),
+            None => (
+                None,
+                String::new(),
+                "(deleted)".into(),
+                None,
+                None,
+                true,
+                None,
+                0,
+                0,
+            ),
+        };
+        MessageEndpointOut {
+            id: d.endpoint_id.to_string(),
+            uid,
+            url,
+            description,
+            event_types,
+            channels,
+            disabled,
+            throttle_rate,
+            created_at: time(created),
+            updated_at: time(updated),
+            status: d.status as u8,
+            status_text: d.status.text(),
+            next_attempt,
+        }
+    }
+}
+
+async fn destinations(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, msg)): Path<(String, String)>,
+    q: QueryArgs,
+) -> Result<Json<ListResponse<MessageEndpointOut>>, ApiError> {
+    let page = s
+        .attempted_destinations(caller, &app, &msg, list_params(&q)?)
+        .await?;
+    Ok(Json(ListResponse::from_page(
+        page,
+        MessageEndpointOut::from,
+    )))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointMessageOut {
+    #[serde(flatten)]
+    message: MessageOut,
+    status: u8,
+    status_text: &'static str,
+    next_attempt: Option<String>,
+}
+
+async fn endpoint_messages(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, endpoint)): Path<(String, String)>,
+    q: QueryArgs,
+) -> Result<Json<ListResponse<EndpointMessageOut>>, ApiError> {
+    let with_content = q.bool("with_content", true)?;
+    let channel = q.str("channel").map(str::to_owned);
+    let page = s
+        .attempted_messages(
+            caller,
+            &app,
+            &endpoint,
+            list_params(&q)?,
+            attempt_filter(&q)?,
+            channel,
+        )
+        .await?;
+    Ok(Json(ListResponse::from_page(page, |m: EndpointMessage| {
+        EndpointMessageOut {
+            next_attempt: next_attempt(m.next_attempt_ms, m.status),
+            status: m.status as u8,
+            status_text: m.status.text(),
+            message: MessageOut::new(m.message, with_content),
+        }
     })))
 }

@@ -16,7 +16,7 @@ pub struct AppInput {
 }
 
 impl AppInput {
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self) -> Result<()> {
         let mut p = Problems::default();
         p.check(validate::text(&self.name, true), "name");
         if let Some(uid) = &self.uid {
@@ -166,6 +166,8 @@ impl Service {
     }
 
     pub async fn delete_app(&self, caller: Caller, id_or_uid: &str) -> Result<()> {
+        // Another tenant's application is "not found" before it is "forbidden".
+        self.get_app(caller, id_or_uid).await?;
         super::require_admin(caller)?;
         let key = id_or_uid.to_string();
         self.store

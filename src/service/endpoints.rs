@@ -10,6 +10,38 @@ use crate::model::*;
 use crate::signing;
 use crate::storage::Read;
 
+/// A PATCH of an endpoint: `None` keeps a field, `Some(None)` clears a nullable one.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub uid: Option<Option<String>>,
+    pub event_types: Option<Option<Vec<String>>>,
+    pub channels: Option<Option<Vec<String>>>,
+    pub disabled: Option<bool>,
+    pub throttle_rate: Option<Option<u16>>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Counts of an endpoint's deliveries in a time window, by their latest status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    pub success: u64,
+    pub pending: u64,
+    pub sending: u64,
+    pub fail: u64,
+    pub canceled: u64,
+}
+
+/// Most old keys that may still be in their grace period at once (Svix: 10).
+pub const OLD_KEYS_MAX: usize = 10;
+/// Longest grace period for a rotated-out key (Svix: 7 days).
+pub const GRACE_SECONDS_MAX: u64 = 604_800;
+/// Grace period when none is given (Svix: 24 h).
+pub const GRACE_SECONDS_DEFAULT: u64 = 86_400;
+/// Most attempts the stats of one call look at, so a busy endpoint's stats stay cheap.
+pub const STATS_ATTEMPTS_MAX: usize = 100_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct EndpointInput {
     pub url: String,
@@ -205,6 +237,334 @@ impl Service {
             .await?
     }
 }
+
+impl Service {
+    /// Replaces an endpoint's settings (PUT); its secret and headers stay. Creates it (with a
+    /// new secret) when the id or uid is unknown, as Svix does.
+    pub async fn put_endpoint(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        input: EndpointInput,
+    ) -> Result<(Endpoint, bool)> {
+        self.validate_endpoint(&input)?;
+        let app_key = app.to_string();
+        let ep_key = endpoint.to_string();
+        let existing = self
+            .store
+            .read(move |r| {
+                Ok(find_app(r, caller, &app_key).map(|a| find_endpoint(r, a.id, &ep_key).ok()))
+            })
+            .await??;
+        match existing {
+            None => Ok((self.create_endpoint(caller, app, input).await?, true)),
+            Some(old) => Ok((self.replace_endpoint(old, input).await?, false)),
+        }
+    }
+
+    /// Changes only the given fields (PATCH).
+    pub async fn patch_endpoint(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        patch: EndpointPatch,
+    ) -> Result<Endpoint> {
+        let old = self.get_endpoint(caller, app, endpoint).await?;
+        let input = EndpointInput {
+            url: patch.url.unwrap_or_else(|| old.url.clone()),
+            description: patch.description.unwrap_or_else(|| old.description.clone()),
+            uid: patch.uid.unwrap_or_else(|| old.uid.clone()),
+            event_types: patch.event_types.unwrap_or_else(|| old.event_types.clone()),
+            channels: patch.channels.unwrap_or_else(|| old.channels.clone()),
+            secret: None,
+            disabled: patch.disabled.unwrap_or(old.disabled),
+            throttle_rate: patch.throttle_rate.unwrap_or(old.throttle_rate),
+            metadata: patch.metadata.unwrap_or_else(|| old.metadata.clone()),
+            headers: old.headers.clone(),
+        };
+        self.validate_endpoint(&input)?;
+        self.replace_endpoint(old, input).await
+    }
+
+    /// Writes `input` over `old`, keeping id, keys and creation time; re-checks event types
+    /// inside the write so a concurrent archive cannot slip through.
+    async fn replace_endpoint(&self, old: Endpoint, input: EndpointInput) -> Result<Endpoint> {
+        self.store
+            .write(move |w| {
+                if let Err(e) = check_event_types(w, input.event_types.as_deref())? {
+                    return Ok(Err(e));
+                }
+                let Some(current) = w.endpoint(old.id)? else {
+                    return Ok(Err(ServiceError::NotFound("Endpoint")));
+                };
+                let mut new = current.clone();
+                new.url = input.url;
+                new.description = input.description;
+                new.uid = input.uid;
+                new.event_types = input.event_types;
+                new.channels = input.channels;
+                new.disabled = input.disabled;
+                new.throttle_rate = input.throttle_rate;
+                new.metadata = input.metadata;
+                // Headers change only through their own calls (Svix: PUT has no headers).
+                new.updated_at = now_micros();
+                w.update_endpoint(&current, &new)?;
+                Ok(Ok(new))
+            })
+            .await?
+    }
+
+    /// Makes `key` (or a new random key) the current secret. The old current key keeps signing
+    /// for `grace_seconds`, so receivers can switch without losing a webhook. Answers the new
+    /// secret.
+    pub async fn rotate_secret(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        key: Option<String>,
+        grace_seconds: Option<u64>,
+    ) -> Result<String> {
+        let grace = grace_seconds.unwrap_or(GRACE_SECONDS_DEFAULT);
+        if grace > GRACE_SECONDS_MAX {
+            return Err(ServiceError::invalid(
+                "gracePeriodSeconds",
+                format!("must be at most {GRACE_SECONDS_MAX}"),
+            ));
+        }
+        let new_key = match key {
+            Some(k) => signing::parse_secret(&k)
+                .map_err(|e| ServiceError::invalid("key", e.to_string()))?,
+            None => signing::generate_key(),
+        };
+        let text = signing::format_secret(&new_key);
+        let (app, endpoint) = (app.to_string(), endpoint.to_string());
+        self.store
+            .write(move |w| {
+                let old = match find_app(w, caller, &app)
+                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
+                {
+                    Ok(ep) => ep,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let now = now_micros();
+                let mut keys: Vec<SigningKey> = vec![SigningKey {
+                    key: new_key,
+                    expires_at: None,
+                }];
+                for (i, k) in old.keys.iter().enumerate() {
+                    let expires_at = if i == 0 {
+                        Some(now + grace as i64 * 1_000_000)
+                    } else {
+                        k.expires_at
+                    };
+                    if expires_at.is_some_and(|t| t > now) {
+                        keys.push(SigningKey {
+                            key: k.key.clone(),
+                            expires_at,
+                        });
+                    }
+                }
+                if keys.len() - 1 > OLD_KEYS_MAX {
+                    return Ok(Err(ServiceError::BadRequest {
+                        code: "limit_reached",
+                        detail: format!(
+                            "at most {OLD_KEYS_MAX} old secrets may be in their grace period"
+                        ),
+                    }));
+                }
+                let mut new = old.clone();
+                new.keys = keys;
+                new.updated_at = now;
+                w.update_endpoint(&old, &new)?;
+                Ok(Ok(()))
+            })
+            .await??;
+        Ok(text)
+    }
+
+    /// The endpoint's custom headers, split into those shown and the names of those withheld.
+    pub async fn endpoint_headers(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+    ) -> Result<(BTreeMap<String, String>, Vec<String>)> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let (sensitive, shown): (Vec<_>, Vec<_>) = ep
+            .headers
+            .into_iter()
+            .partition(|(name, _)| validate::is_sensitive_header(name));
+        Ok((
+            shown.into_iter().collect(),
+            sensitive.into_iter().map(|(k, _)| k).collect(),
+        ))
+    }
+
+    /// Replaces (`replace`) or merges the custom headers; `remove` lists names to drop.
+    pub async fn set_endpoint_headers(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        headers: BTreeMap<String, Option<String>>,
+        remove: Vec<String>,
+        replace: bool,
+    ) -> Result<()> {
+        let mut p = Problems::default();
+        for (name, value) in &headers {
+            if let Some(v) = value {
+                p.check(validate::header(name, v), "headers");
+            }
+        }
+        p.finish()?;
+        let max = self.config.headers_per_endpoint_max;
+        let (app, endpoint) = (app.to_string(), endpoint.to_string());
+        self.store
+            .write(move |w| {
+                let old = match find_app(w, caller, &app)
+                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
+                {
+                    Ok(ep) => ep,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut merged = if replace {
+                    BTreeMap::new()
+                } else {
+                    old.headers.clone()
+                };
+                for (name, value) in headers {
+                    // Header names are case-insensitive: one spelling per name.
+                    merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
+                    if let Some(v) = value {
+                        merged.insert(name, v);
+                    }
+                }
+                for name in remove {
+                    merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
+                }
+                if merged.len() > max {
+                    return Ok(Err(ServiceError::invalid(
+                        "headers",
+                        format!("at most {max} headers"),
+                    )));
+                }
+                let mut new = old.clone();
+                new.headers = merged;
+                new.updated_at = now_micros();
+                w.update_endpoint(&old, &new)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// Deliveries to the endpoint whose latest attempt falls in `[since, until]`, counted by
+    /// status. Looks at no more than `STATS_ATTEMPTS_MAX` attempts.
+    pub async fn endpoint_stats(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        since: Option<Micros>,
+        until: Option<Micros>,
+    ) -> Result<EndpointStats> {
+        let now = now_micros();
+        let until = until.unwrap_or(now);
+        let since = since.unwrap_or(until - 28 * 86_400 * 1_000_000);
+        if until > now + 60_000_000
+            || since > until
+            || until - since > (28 * 86_400 + 300) * 1_000_000
+        {
+            return Err(ServiceError::BadRequest {
+                code: "invalid_range",
+                detail: "the range must end by now and span at most 28 days".into(),
+            });
+        }
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let ms = |us: Micros| (us.max(0) / 1000) as u64;
+        let (lo, hi) = (
+            id_floor_at_millis(ms(since)),
+            id_floor_at_millis(ms(until) + 1).saturating_sub(1),
+        );
+        self.store
+            .read(move |r| {
+                let mut stats = EndpointStats::default();
+                let mut seen = std::collections::HashSet::new();
+                for a in r.endpoint_attempts_between(ep.id, lo, hi, STATS_ATTEMPTS_MAX)? {
+                    if !seen.insert(a.delivery_id) {
+                        continue; // counted at its newest attempt
+                    }
+                    let status = match r.delivery(a.delivery_id)? {
+                        Some(d) => MessageStatus::of_delivery(&d),
+                        None => super::messages::attempt_status(&a),
+                    };
+                    match status {
+                        MessageStatus::Success => stats.success += 1,
+                        MessageStatus::Pending => stats.pending += 1,
+                        MessageStatus::Sending => stats.sending += 1,
+                        MessageStatus::Fail => stats.fail += 1,
+                        MessageStatus::Canceled => stats.canceled += 1,
+                    }
+                }
+                Ok(stats)
+            })
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Sends the example payload of an event type to this one endpoint, as a new message.
+    /// `svix.ping` needs no catalog entry: its payload is `{"success": true}`.
+    pub async fn send_example(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        event_type: &str,
+    ) -> Result<Message> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let payload = if event_type == PING_EVENT_TYPE {
+            r#"{"success":true}"#.to_string()
+        } else {
+            let et = self.get_event_type(event_type).await?;
+            et.example_json.ok_or_else(|| ServiceError::BadRequest {
+                code: "invalid_scheme",
+                detail: format!("event type '{event_type}' has no example payload"),
+            })?
+        };
+        let target = ep.id;
+        let event_type = event_type.to_string();
+        let app_id = ep.app_id;
+        let (msg, _) = self
+            .store
+            .write(move |w| {
+                let msg = Message {
+                    id: MessageId(0),
+                    app_id,
+                    event_type,
+                    event_id: None,
+                    channels: None,
+                    payload: Some(payload),
+                    created_at: now_micros(),
+                    retention_days: crate::service::messages::RETENTION_DAYS_MAX,
+                };
+                let only_target = move |_: &Message, _: &[Endpoint]| {
+                    vec![NewDelivery {
+                        endpoint_id: target,
+                        priority: Priority::High,
+                    }]
+                };
+                w.ingest_message(msg, &only_target)
+            })
+            .await?;
+        self.waker.wake();
+        Ok(msg)
+    }
+}
+
+/// The event type Svix uses for connectivity checks; always allowed, never in the catalog.
+pub const PING_EVENT_TYPE: &str = "svix.ping";
 
 /// Every listed event type must be in the catalog and not archived.
 pub(super) fn check_event_types(

@@ -18,6 +18,9 @@ pub struct MessageInput {
     pub channels: Option<Vec<String>>,
     /// Days to keep the payload; `None` for the server default.
     pub retention_days: Option<u16>,
+    /// Creates the application on the fly when it does not exist yet (Svix semantics); its
+    /// uid must be the one in the path.
+    pub application: Option<super::AppInput>,
 }
 
 /// Filters of the message list.
@@ -79,6 +82,27 @@ impl Service {
                 );
             }
         }
+        if let Some(a) = &input.application {
+            match &a.uid {
+                None => p.add(
+                    "application.uid",
+                    "the application must have a uid to be created with a message",
+                ),
+                Some(uid) if uid != app => {
+                    p.add("application.uid", "must equal the application in the path")
+                }
+                Some(_) => {}
+            }
+            if let Err(ServiceError::Invalid(fields)) = a.validate() {
+                p.0.extend(fields.into_iter().map(|f| super::FieldError {
+                    field: format!("application.{}", f.field),
+                    msg: f.msg,
+                }));
+            }
+            if caller != Caller::Admin {
+                return Err(ServiceError::Forbidden);
+            }
+        }
         p.finish()?;
         let payload = validate::compact_json(&input.payload_json);
         let retention_days = input.retention_days.unwrap_or(self.config.retention_days);
@@ -86,9 +110,33 @@ impl Service {
         let (msg, deliveries) = self
             .store
             .write(move |w| {
-                let app = match find_app(w, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
+                let app = match (find_app(w, caller, &app), input.application) {
+                    (Ok(a), _) => a,
+                    (Err(ServiceError::NotFound(_)), Some(new)) => {
+                        let now = now_micros();
+                        let created = App {
+                            id: AppId(w.new_id()),
+                            uid: new.uid,
+                            name: new.name,
+                            throttle_rate: new.throttle_rate,
+                            metadata: new.metadata,
+                            created_at: now,
+                            updated_at: now,
+                        };
+                        // Check the event type first: nothing may be written before a refusal.
+                        if !w
+                            .event_type(&input.event_type)?
+                            .is_some_and(|et| !et.archived)
+                        {
+                            return Ok(Err(ServiceError::invalid(
+                                "eventType",
+                                format!("event type '{}' does not exist", input.event_type),
+                            )));
+                        }
+                        w.insert_app(&created)?;
+                        created
+                    }
+                    (Err(e), _) => return Ok(Err(e)),
                 };
                 match w.event_type(&input.event_type)? {
                     Some(et) if !et.archived => {}
@@ -249,4 +297,375 @@ pub(super) fn attempt_matches(a: &Attempt, filter: &AttemptFilter) -> bool {
         c => a.status_code >= c && a.status_code < c + 100,
     });
     status_ok && class_ok
+}
+
+/// Most deliveries one recover call re-queues, so a request's work stays bounded.
+pub const RECOVER_MAX: usize = 10_000;
+/// Longest window recover accepts (Svix: 14 days).
+pub const RECOVER_WINDOW_MAX_US: Micros = 14 * 86_400 * 1_000_000 + 300 * 1_000_000;
+
+/// A message as seen from one endpoint: the status of its latest delivery there.
+#[derive(Clone, Debug)]
+pub struct EndpointMessage {
+    pub message: Message,
+    pub status: MessageStatus,
+    pub next_attempt_ms: Option<Millis>,
+}
+
+/// An endpoint a message was sent to, with the status of the latest delivery there.
+#[derive(Clone, Debug)]
+pub struct Destination {
+    pub endpoint: Option<Endpoint>,
+    pub endpoint_id: EndpointId,
+    pub status: MessageStatus,
+    pub next_attempt_ms: Option<Millis>,
+}
+
+/// The result of a background-style task that Herald completes within the request.
+#[derive(Clone, Debug)]
+pub struct TaskOutcome {
+    pub id: TaskId,
+    pub finished: bool,
+    pub deliveries: usize,
+    pub updated_at: Micros,
+}
+
+impl Service {
+    /// Removes a message's payload; it reads as expired afterwards and cannot be resent.
+    pub async fn expunge_message_content(
+        &self,
+        caller: Caller,
+        app: &str,
+        msg: &str,
+    ) -> Result<()> {
+        let (app, msg) = (app.to_string(), msg.to_string());
+        self.store
+            .write(move |w| {
+                let m = match find_app(w, caller, &app).and_then(|a| find_message(w, a.id, &msg)) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut expunged = m.clone();
+                expunged.payload = None;
+                w.replace_message(&expunged)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// Queues the message again for one endpoint, now, as a manual attempt. The event-type
+    /// and channel filters do not apply (Svix semantics); the payload must still exist.
+    pub async fn resend(&self, caller: Caller, app: &str, msg: &str, endpoint: &str) -> Result<()> {
+        let (app, msg, endpoint) = (app.to_string(), msg.to_string(), endpoint.to_string());
+        self.store
+            .write(move |w| {
+                let found = find_app(w, caller, &app).and_then(|a| {
+                    Ok((
+                        find_message(w, a.id, &msg)?,
+                        find_endpoint(w, a.id, &endpoint)?,
+                    ))
+                });
+                let (m, ep) = match found {
+                    Ok(x) => x,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if m.payload.is_none() {
+                    return Ok(Err(ServiceError::BadRequest {
+                        code: "missing_payload",
+                        detail: "the message payload has expired or was expunged".into(),
+                    }));
+                }
+                w.enqueue_manual(&m, ep.id, Priority::High)?;
+                Ok(Ok(()))
+            })
+            .await??;
+        self.waker.wake();
+        Ok(())
+    }
+
+    /// Re-queues every delivery to this endpoint that ultimately failed and whose last attempt
+    /// was in `[since, until]`; at most `RECOVER_MAX`.
+    pub async fn recover(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        since: Micros,
+        until: Option<Micros>,
+    ) -> Result<TaskOutcome> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let until_t = until.unwrap_or_else(now_micros);
+        if until_t - since > RECOVER_WINDOW_MAX_US {
+            return Err(ServiceError::invalid(
+                "since",
+                "must be at most 14 days before until",
+            ));
+        }
+        let ms = |us: Micros| (us.max(0) / 1000) as u64;
+        let (lo, hi) = (
+            id_floor_at_millis(ms(since)),
+            id_floor_at_millis(ms(until_t) + 1).saturating_sub(1),
+        );
+        let count = self
+            .store
+            .write(move |w| {
+                let attempts = w.endpoint_attempts_between(ep.id, lo, hi, RECOVER_MAX * 8)?;
+                let mut seen = std::collections::HashSet::new();
+                let mut failed = Vec::new();
+                for a in attempts {
+                    if failed.len() >= RECOVER_MAX || !seen.insert(a.delivery_id) {
+                        continue;
+                    }
+                    if let Some(d) = w.delivery(a.delivery_id)? {
+                        if d.state == DeliveryState::Failed {
+                            failed.push(d);
+                        }
+                    }
+                }
+                let mut queued = 0;
+                for d in failed {
+                    if let Some(m) = w.message(d.app_id, d.msg_id)? {
+                        if m.payload.is_some() {
+                            w.enqueue_manual(&m, ep.id, Priority::Normal)?;
+                            queued += 1;
+                        }
+                    }
+                }
+                Ok(queued)
+            })
+            .await?;
+        if count > 0 {
+            self.waker.wake();
+        }
+        Ok(TaskOutcome {
+            id: TaskId(ulid::Ulid::new().0),
+            finished: true,
+            deliveries: count,
+            updated_at: now_micros(),
+        })
+    }
+
+    /// Attempts to one endpoint, newest first.
+    pub async fn list_endpoint_attempts(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        params: ListParams,
+        filter: AttemptFilter,
+    ) -> Result<ListPage<(Attempt, MessageStatus)>> {
+        let query = self.window_query(&params, filter.before, filter.after, |s| {
+            AttemptId::parse(s).map(|i| i.0)
+        })?;
+        let (app, endpoint) = (app.to_string(), endpoint.to_string());
+        let page = self
+            .store
+            .read(move |r| {
+                let ep = match find_app(r, caller, &app)
+                    .and_then(|a| find_endpoint(r, a.id, &endpoint))
+                {
+                    Ok(ep) => ep,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let types = filter.event_types.clone();
+                let keep = |a: &Attempt| {
+                    attempt_matches(a, &filter)
+                        && types.as_ref().is_none_or(|t| {
+                            r.message(a.app_id, a.msg_id)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|m| t.contains(&m.event_type))
+                        })
+                };
+                Ok(Ok(r.endpoint_attempts(ep.id, &query, &keep)?))
+            })
+            .await??;
+        Ok(list_page(
+            page.map(|a| {
+                let s = attempt_status(&a);
+                (a, s)
+            }),
+            |(a, _)| a.id.to_string(),
+        ))
+    }
+
+    pub async fn get_attempt(
+        &self,
+        caller: Caller,
+        app: &str,
+        msg: &str,
+        attempt: &str,
+    ) -> Result<(Attempt, MessageStatus)> {
+        let id = AttemptId::parse(attempt).ok_or(ServiceError::NotFound("Message attempt"))?;
+        let (app, msg) = (app.to_string(), msg.to_string());
+        let a = self
+            .store
+            .read(move |r| {
+                Ok(find_app(r, caller, &app)
+                    .and_then(|a| find_message(r, a.id, &msg))
+                    .and_then(|m| {
+                        r.attempt(m.id, id)?
+                            .ok_or(ServiceError::NotFound("Message attempt"))
+                    }))
+            })
+            .await??;
+        let s = attempt_status(&a);
+        Ok((a, s))
+    }
+
+    pub async fn expunge_attempt_content(
+        &self,
+        caller: Caller,
+        app: &str,
+        msg: &str,
+        attempt: &str,
+    ) -> Result<()> {
+        let id = AttemptId::parse(attempt).ok_or(ServiceError::NotFound("Message attempt"))?;
+        let (app, msg) = (app.to_string(), msg.to_string());
+        self.store
+            .write(move |w| {
+                let found = find_app(w, caller, &app)
+                    .and_then(|a| find_message(w, a.id, &msg))
+                    .and_then(|m| {
+                        w.attempt(m.id, id)?
+                            .ok_or(ServiceError::NotFound("Message attempt"))
+                    });
+                let mut a = match found {
+                    Ok(a) => a,
+                    Err(e) => return Ok(Err(e)),
+                };
+                a.response = "EXPUNGED".into();
+                w.replace_attempt(&a)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// The endpoints a message was sent to, ascending by endpoint id, each with the status of
+    /// its latest delivery there.
+    pub async fn attempted_destinations(
+        &self,
+        caller: Caller,
+        app: &str,
+        msg: &str,
+        params: ListParams,
+    ) -> Result<ListPage<Destination>> {
+        let limit = self.limit(&params)?;
+        let (app, msg) = (app.to_string(), msg.to_string());
+        let mut all = self
+            .store
+            .read(move |r| {
+                let m = match find_app(r, caller, &app).and_then(|a| find_message(r, a.id, &msg)) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut latest: std::collections::BTreeMap<EndpointId, Delivery> =
+                    Default::default();
+                for d in r.message_deliveries(m.id)? {
+                    latest.insert(d.endpoint_id, d); // later deliveries replace earlier ones
+                }
+                let mut out = Vec::new();
+                for (id, d) in latest {
+                    out.push(Destination {
+                        endpoint: r.endpoint(id)?,
+                        endpoint_id: id,
+                        status: MessageStatus::of_delivery(&d),
+                        next_attempt_ms: d.due_ms,
+                    });
+                }
+                Ok(Ok(out))
+            })
+            .await??;
+        // A message has few destinations: page in memory, by endpoint id.
+        let (after, before) = match params.iterator.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => match s.strip_prefix('-') {
+                Some(b) => (None, EndpointId::parse(b)),
+                None => (EndpointId::parse(s), None),
+            },
+            None => (None, None),
+        };
+        all.retain(|d| {
+            after.is_none_or(|a| d.endpoint_id > a) && before.is_none_or(|b| d.endpoint_id < b)
+        });
+        let done = all.len() <= limit;
+        if before.is_some() && !done {
+            all.drain(..all.len() - limit);
+        } else {
+            all.truncate(limit);
+        }
+        Ok(list_page(crate::storage::Page { items: all, done }, |d| {
+            d.endpoint_id.to_string()
+        }))
+    }
+
+    /// Messages attempted to this endpoint, newest latest-attempt first, each once with the
+    /// status of its delivery there. The iterator is the attempt at which the page ended.
+    pub async fn attempted_messages(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        params: ListParams,
+        filter: AttemptFilter,
+        channel: Option<String>,
+    ) -> Result<ListPage<EndpointMessage>> {
+        let query = self.window_query(&params, filter.before, filter.after, |s| {
+            AttemptId::parse(s).map(|i| i.0)
+        })?;
+        let (app, endpoint) = (app.to_string(), endpoint.to_string());
+        let page = self
+            .store
+            .read(move |r| {
+                let ep = match find_app(r, caller, &app)
+                    .and_then(|a| find_endpoint(r, a.id, &endpoint))
+                {
+                    Ok(ep) => ep,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let keep = |a: &Attempt| r.is_latest_attempt(a).unwrap_or(false);
+                let attempts = r.endpoint_attempts(ep.id, &query, &keep)?;
+                let mut items = Vec::new();
+                for a in &attempts.items {
+                    let Some(m) = r.message(a.app_id, a.msg_id)? else {
+                        continue;
+                    };
+                    let d = r.delivery(a.delivery_id)?;
+                    let status = d
+                        .as_ref()
+                        .map_or_else(|| attempt_status(a), MessageStatus::of_delivery);
+                    let type_ok = filter
+                        .event_types
+                        .as_ref()
+                        .is_none_or(|t| t.contains(&m.event_type));
+                    let channel_ok = channel
+                        .as_ref()
+                        .is_none_or(|c| m.channels.as_ref().is_some_and(|cs| cs.contains(c)));
+                    let status_ok = filter.status.is_none_or(|s| s == status);
+                    if type_ok && channel_ok && status_ok {
+                        items.push((
+                            a.id,
+                            EndpointMessage {
+                                message: m,
+                                status,
+                                next_attempt_ms: d.and_then(|d| d.due_ms),
+                            },
+                        ));
+                    }
+                }
+                Ok(Ok((
+                    items,
+                    attempts.done,
+                    attempts.items.first().map(|a| a.id),
+                    attempts.items.last().map(|a| a.id),
+                )))
+            })
+            .await??;
+        let (items, done, first, last) = page;
+        Ok(ListPage {
+            data: items.into_iter().map(|(_, m)| m).collect(),
+            iterator: last.map(|a| a.to_string()),
+            prev_iterator: first.map(|a| format!("-{a}")),
+            done,
+        })
+    }
 }

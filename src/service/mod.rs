@@ -17,9 +17,11 @@ pub mod validate;
 use std::sync::Arc;
 
 pub use apps::AppInput;
-pub use endpoints::EndpointInput;
+pub use endpoints::{EndpointInput, EndpointPatch, EndpointStats, PING_EVENT_TYPE};
 pub use event_types::EventTypeInput;
-pub use messages::{AttemptFilter, MessageFilter, MessageInput};
+pub use messages::{
+    AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, TaskOutcome,
+};
 pub use tokens::NewToken;
 
 use crate::config::Config;

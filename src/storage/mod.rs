@@ -11,6 +11,7 @@
 
 mod check;
 mod codec;
+mod edits;
 mod ops;
 mod pages;
 mod reads;

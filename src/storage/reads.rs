@@ -251,6 +251,49 @@ pub trait Read {
         })
     }
 
+    /// Whether `attempt` is the newest attempt of its message to its endpoint.
+    fn is_latest_attempt(&self, attempt: &Attempt) -> Result<bool, StoreError> {
+        let t = self.tx().table(ATTEMPTS)?;
+        let lo = attempt.id.0.saturating_add(1);
+        if lo == 0 || attempt.id.0 == u128::MAX {
+            return Ok(true);
+        }
+        for e in t.range((attempt.msg_id.0, lo)..=(attempt.msg_id.0, u128::MAX))? {
+            let later: Attempt = decode(e?.1.value())?;
+            if later.endpoint_id == attempt.endpoint_id {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Attempts of an endpoint between two attempt ids, newest first, at most `limit`.
+    fn endpoint_attempts_between(
+        &self,
+        endpoint: EndpointId,
+        lo: u128,
+        hi: u128,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let index = self.tx().table(ENDPOINT_ATTEMPTS)?;
+        let attempts = self.tx().table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        if lo > hi {
+            return Ok(out);
+        }
+        for e in index
+            .range((endpoint.0, lo)..=(endpoint.0, hi))?
+            .rev()
+            .take(limit)
+        {
+            let (k, msg) = e?;
+            if let Some(v) = attempts.get((msg.value(), k.value().1))? {
+                out.push(decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` due deliveries of one lane (due at or before `now_ms`), oldest due first,
     /// passing over those `skip` says are already being attempted. Also answers when the
     /// earliest not-yet-due entry of the lane falls due.
