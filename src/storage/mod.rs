@@ -15,6 +15,7 @@ mod edits;
 mod ops;
 mod pages;
 mod reads;
+mod stats;
 mod tables;
 mod writer;
 

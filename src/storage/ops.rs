@@ -194,6 +194,7 @@ impl Writer<'_> {
             };
             self.put_delivery(&delivery, None)?;
         }
+        self.note_ingest(&msg, routes.len())?;
         Ok((msg, routes.len()))
     }
 
@@ -286,6 +287,7 @@ impl Writer<'_> {
         self.table_mut(ENDPOINT_ATTEMPTS)?
             .insert((attempt.endpoint_id.0, attempt.id.0), attempt.msg_id.0)?;
         self.put_delivery(&d, Some(&old))?;
+        self.note_attempt(&attempt, &d)?;
         if let AttemptOutcome::Exhausted(alert) = outcome {
             self.insert_alert(alert)?;
         }
