@@ -148,9 +148,15 @@ impl Config {
             None => figment = figment.merge(Toml::file("herald.toml")),
         }
         // Lists from the environment are comma-separated: HERALD_ALLOW_DESTINATION=127.0.0.0/8,::1/128
+        // Only HERALD_<setting> variables are read; others with the prefix (HERALD_LOG, or a
+        // deployment's own) are not settings and must not stop the server from starting.
+        let known: Vec<String> = match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         let env = Env::prefixed("HERALD_")
-            .ignore(&["CONFIG", "PASSWORD", "TOKEN", "URL", "LOG"])
-            .map(|k| k.as_str().to_ascii_lowercase().into());
+            .map(|k| k.as_str().to_ascii_lowercase().into())
+            .filter(move |k| known.iter().any(|n| n == k.as_str()));
         figment = figment.merge(env);
         if let Ok(list) = std::env::var("HERALD_ALLOW_DESTINATION") {
             let nets: Vec<&str> = list
@@ -158,7 +164,7 @@ impl Config {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .collect();
-            figment = figment.merge(Serialized::global("allow_destination", nets));
+            figment = figment.merge(Serialized::default("allow_destination", nets));
         }
         figment = figment.merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().map_err(Box::new)?;
@@ -218,6 +224,14 @@ mod tests {
 
     #[test]
     fn overrides_win_over_a_file() {
+        // In a Jail: environment variables set by another test must not leak in.
+        figment::Jail::expect_with(|_| {
+            overrides_win_over_a_file_inner();
+            Ok(())
+        });
+    }
+
+    fn overrides_win_over_a_file_inner() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("h.toml");
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\npage_limit_max = 100\n").unwrap();
@@ -241,6 +255,29 @@ mod tests {
         assert_eq!(c.retry_schedule_ms, d.retry_schedule_ms);
         assert_eq!(c.payload_max_bytes, d.payload_max_bytes);
         assert_eq!(c.listen, d.listen);
+    }
+
+    #[test]
+    fn environment_variables_set_settings_and_others_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_PAGE_LIMIT_MAX", "7");
+            jail.set_env("HERALD_ALLOW_DESTINATION", "127.0.0.0/8, 10.0.0.0/8");
+            jail.set_env("HERALD_BIN", "/usr/bin/herald"); // not a setting
+            let c = Config::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.page_limit_max, 7);
+            assert_eq!(c.allow_destination.len(), 2);
+            let flags = Overrides {
+                allow_destination: vec!["::1/128".parse().unwrap()],
+                ..Default::default()
+            };
+            let c = Config::load(None, flags).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.allow_destination.len(),
+                1,
+                "flags win over the environment"
+            );
+            Ok(())
+        });
     }
 
     #[test]

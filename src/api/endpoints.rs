@@ -35,6 +35,10 @@ pub fn routes() -> Router<Service> {
             post(send_example),
         )
         .route("/app/{app}/endpoint/{endpoint}/recover", post(recover))
+        .route(
+            "/app/{app}/endpoint/{endpoint}/replay-missing",
+            post(replay_missing),
+        )
 }
 
 #[derive(Deserialize)]
@@ -393,7 +397,6 @@ async fn stats(
 pub struct EventExampleIn {
     event_type: String,
     #[serde(default)]
-    #[allow(dead_code)]
     example_index: Option<u32>,
 }
 
@@ -403,8 +406,9 @@ async fn send_example(
     Path((app, endpoint)): Path<(String, String)>,
     Body(b): Body<EventExampleIn>,
 ) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
+    let index = b.example_index.unwrap_or(0) as usize;
     let msg = s
-        .send_example(caller, &app, &endpoint, &b.event_type)
+        .send_example(caller, &app, &endpoint, &b.event_type, index)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(MessageOut::new(msg, true))))
 }
@@ -464,5 +468,26 @@ async fn recover(
     Ok((
         StatusCode::ACCEPTED,
         Json(TaskOut::new(t, "endpoint.recover")),
+    ))
+}
+
+async fn replay_missing(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, endpoint)): Path<(String, String)>,
+    Body(b): Body<RecoverIn>,
+) -> Result<(StatusCode, Json<TaskOut>), ApiError> {
+    let since = body_time(&b.since, "since")?;
+    let until = b
+        .until
+        .as_deref()
+        .map(|u| body_time(u, "until"))
+        .transpose()?;
+    let t = s
+        .replay_missing(caller, &app, &endpoint, since, until)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TaskOut::new(t, "endpoint.replay")),
     ))
 }

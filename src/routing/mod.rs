@@ -22,9 +22,12 @@ pub fn route(msg: &Message, endpoints: &[Endpoint]) -> Vec<NewDelivery> {
 
 /// The built-in trigger of an endpoint (Svix fan-out semantics).
 pub fn subscription_matches(ep: &Endpoint, msg: &Message) -> bool {
-    if ep.disabled {
-        return false;
-    }
+    !ep.disabled && subscribed(ep, msg)
+}
+
+/// Whether the endpoint's subscription covers the message, enabled or not (replay-missing
+/// asks this of messages that arrived while the endpoint was disabled).
+pub fn subscribed(ep: &Endpoint, msg: &Message) -> bool {
     let type_ok = match &ep.event_types {
         None => true,
         Some(types) => types.iter().any(|t| t == &msg.event_type),

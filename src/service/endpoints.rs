@@ -514,23 +514,27 @@ impl Service {
             .map_err(Into::into)
     }
 
-    /// Sends the example payload of an event type to this one endpoint, as a new message.
-    /// `svix.ping` needs no catalog entry: its payload is `{"success": true}`.
+    /// Sends an example payload of an event type to this one endpoint, as a new message: the
+    /// `example_index`-th entry of the newest schema's `examples`, or the event type's own
+    /// example. `svix.ping` needs no catalog entry: its payload is `{"success": true}`.
     pub async fn send_example(
         &self,
         caller: Caller,
         app: &str,
         endpoint: &str,
         event_type: &str,
+        example_index: usize,
     ) -> Result<Message> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
         let payload = if event_type == PING_EVENT_TYPE {
             r#"{"success":true}"#.to_string()
         } else {
             let et = self.get_event_type(event_type).await?;
-            et.example_json.ok_or_else(|| ServiceError::BadRequest {
+            example_payload(&et, example_index).ok_or_else(|| ServiceError::BadRequest {
                 code: "invalid_scheme",
-                detail: format!("event type '{event_type}' has no example payload"),
+                detail: format!(
+                    "event type '{event_type}' has no example payload at index {example_index}"
+                ),
             })?
         };
         let target = ep.id;
@@ -561,6 +565,30 @@ impl Service {
         self.waker.wake();
         Ok(msg)
     }
+}
+
+/// An example payload of an event type, as compact JSON text: the `index`-th of the newest
+/// schema version's `examples` (JSON Schema's keyword, which Svix uses), else the event type's
+/// own example at index 0.
+pub fn example_payload(et: &EventType, index: usize) -> Option<String> {
+    let from_schema = et.schemas_json.as_deref().and_then(|text| {
+        let schemas: serde_json::Value = serde_json::from_str(text).ok()?;
+        let versions = schemas.as_object()?;
+        // Newest version: the largest numeric key, else the last in key order.
+        let newest = versions
+            .iter()
+            .max_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0))
+            .map(|(_, v)| v)?;
+        let example = newest.get("examples")?.as_array()?.get(index)?;
+        example.is_object().then(|| example.to_string())
+    });
+    from_schema.or_else(|| {
+        if index == 0 {
+            et.example_json.clone()
+        } else {
+            None
+        }
+    })
 }
 
 /// The event type Svix uses for connectivity checks; always allowed, never in the catalog.

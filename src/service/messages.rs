@@ -301,6 +301,8 @@ pub(super) fn attempt_matches(a: &Attempt, filter: &AttemptFilter) -> bool {
 
 /// Most deliveries one recover call re-queues, so a request's work stays bounded.
 pub const RECOVER_MAX: usize = 10_000;
+/// Most messages one replay-missing call queues.
+pub const REPLAY_MAX: usize = 10_000;
 /// Longest window recover accepts (Svix: 14 days).
 pub const RECOVER_WINDOW_MAX_US: Micros = 14 * 86_400 * 1_000_000 + 300 * 1_000_000;
 
@@ -598,8 +600,9 @@ impl Service {
         }))
     }
 
-    /// Messages attempted to this endpoint, newest latest-attempt first, each once with the
-    /// status of its delivery there. The iterator is the attempt at which the page ended.
+    /// Messages attempted to this endpoint, newest first, each once with the status of its
+    /// latest delivery there. Walks the application's messages (bounded per page by the
+    /// storage scan limit) and keeps those with an attempt to this endpoint.
     pub async fn attempted_messages(
         &self,
         caller: Caller,
@@ -610,7 +613,7 @@ impl Service {
         channel: Option<String>,
     ) -> Result<ListPage<EndpointMessage>> {
         let query = self.window_query(&params, filter.before, filter.after, |s| {
-            AttemptId::parse(s).map(|i| i.0)
+            MessageId::parse(s).map(|i| i.0)
         })?;
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let page = self
@@ -622,50 +625,100 @@ impl Service {
                     Ok(ep) => ep,
                     Err(e) => return Ok(Err(e)),
                 };
-                let keep = |a: &Attempt| r.is_latest_attempt(a).unwrap_or(false);
-                let attempts = r.endpoint_attempts(ep.id, &query, &keep)?;
-                let mut items = Vec::new();
-                for a in &attempts.items {
-                    let Some(m) = r.message(a.app_id, a.msg_id)? else {
-                        continue;
-                    };
-                    let d = r.delivery(a.delivery_id)?;
-                    let status = d
-                        .as_ref()
-                        .map_or_else(|| attempt_status(a), MessageStatus::of_delivery);
-                    let type_ok = filter
+                // The latest delivery of a message to this endpoint that was attempted.
+                let latest = |m: &Message| -> Option<Delivery> {
+                    let ds = r.message_deliveries(m.id).ok()?;
+                    ds.into_iter()
+                        .rev()
+                        .find(|d| d.endpoint_id == ep.id && d.attempts > 0)
+                };
+                let keep = |m: &Message| {
+                    filter
                         .event_types
                         .as_ref()
-                        .is_none_or(|t| t.contains(&m.event_type));
-                    let channel_ok = channel
-                        .as_ref()
-                        .is_none_or(|c| m.channels.as_ref().is_some_and(|cs| cs.contains(c)));
-                    let status_ok = filter.status.is_none_or(|s| s == status);
-                    if type_ok && channel_ok && status_ok {
-                        items.push((
-                            a.id,
-                            EndpointMessage {
-                                message: m,
-                                status,
-                                next_attempt_ms: d.and_then(|d| d.due_ms),
-                            },
-                        ));
-                    }
-                }
-                Ok(Ok((
+                        .is_none_or(|t| t.contains(&m.event_type))
+                        && channel
+                            .as_ref()
+                            .is_none_or(|c| m.channels.as_ref().is_some_and(|cs| cs.contains(c)))
+                        && latest(m).is_some_and(|d| {
+                            filter
+                                .status
+                                .is_none_or(|s| s == MessageStatus::of_delivery(&d))
+                        })
+                };
+                let page = r.messages(ep.app_id, &query, &keep)?;
+                let items = page
+                    .items
+                    .into_iter()
+                    .filter_map(|m| {
+                        let d = latest(&m)?;
+                        Some(EndpointMessage {
+                            status: MessageStatus::of_delivery(&d),
+                            next_attempt_ms: d.due_ms,
+                            message: m,
+                        })
+                    })
+                    .collect();
+                Ok(Ok(crate::storage::Page {
                     items,
-                    attempts.done,
-                    attempts.items.first().map(|a| a.id),
-                    attempts.items.last().map(|a| a.id),
-                )))
+                    done: page.done,
+                }))
             })
             .await??;
-        let (items, done, first, last) = page;
-        Ok(ListPage {
-            data: items.into_iter().map(|(_, m)| m).collect(),
-            iterator: last.map(|a| a.to_string()),
-            prev_iterator: first.map(|a| format!("-{a}")),
-            done,
+        Ok(list_page(page, |m| m.message.id.to_string()))
+    }
+
+    /// Queues, for this endpoint, every message in `[since, until]` that its subscription
+    /// covers and that never had a delivery to it (e.g. sent while it was disabled or not yet
+    /// subscribed); at most `REPLAY_MAX`.
+    pub async fn replay_missing(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        since: Micros,
+        until: Option<Micros>,
+    ) -> Result<TaskOutcome> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let until_t = until.unwrap_or_else(now_micros);
+        if until_t - since > RECOVER_WINDOW_MAX_US {
+            return Err(ServiceError::invalid(
+                "since",
+                "must be at most 14 days before until",
+            ));
+        }
+        let ms = |us: Micros| (us.max(0) / 1000) as u64;
+        let mut query =
+            crate::storage::PageQuery::new(crate::storage::Cursor::First, REPLAY_MAX, false);
+        query.within =
+            id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until_t) + 1).saturating_sub(1);
+        let count = self
+            .store
+            .write(move |w| {
+                let Some(ep) = w.endpoint(ep.id)? else {
+                    return Ok(0);
+                };
+                let missing = |m: &Message| {
+                    m.payload.is_some()
+                        && routing::subscribed(&ep, m)
+                        && w.message_deliveries(m.id)
+                            .is_ok_and(|ds| ds.iter().all(|d| d.endpoint_id != ep.id))
+                };
+                let page = w.messages(ep.app_id, &query, &missing)?;
+                for m in &page.items {
+                    w.enqueue_manual(m, ep.id, Priority::Normal)?;
+                }
+                Ok(page.items.len())
+            })
+            .await?;
+        if count > 0 {
+            self.waker.wake();
+        }
+        Ok(TaskOutcome {
+            id: TaskId(ulid::Ulid::new().0),
+            finished: true,
+            deliveries: count,
+            updated_at: now_micros(),
         })
     }
 }

