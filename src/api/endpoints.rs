@@ -2,71 +2,71 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, HttpErrorOut, HttpValidationError};
 use super::extract::parse_time;
 use super::extract::{Auth, Body, QueryArgs};
 use super::messages::MessageOut;
+use super::openapi::{AppPath, EndpointPath, Ordering, Pagination};
 use super::{ListResponse, descending, list_params, time};
 use crate::model::Endpoint;
 use crate::service::{EndpointInput, EndpointPatch, Service, TaskOutcome};
 
-pub fn routes() -> Router<Service> {
-    Router::new()
-        .route("/app/{app}/endpoint", get(list).post(create))
-        .route(
-            "/app/{app}/endpoint/{endpoint}",
-            get(read).put(update).patch(patch).delete(delete),
-        )
-        .route("/app/{app}/endpoint/{endpoint}/secret", get(secret))
-        .route("/app/{app}/endpoint/{endpoint}/secret/rotate", post(rotate))
-        .route(
-            "/app/{app}/endpoint/{endpoint}/headers",
-            get(headers).put(set_headers).patch(patch_headers),
-        )
-        .route("/app/{app}/endpoint/{endpoint}/stats", get(stats))
-        .route(
-            "/app/{app}/endpoint/{endpoint}/send-example",
-            post(send_example),
-        )
-        .route("/app/{app}/endpoint/{endpoint}/recover", post(recover))
-        .route(
-            "/app/{app}/endpoint/{endpoint}/replay-missing",
-            post(replay_missing),
-        )
+pub fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, patch, delete))
+        .routes(routes!(secret))
+        .routes(routes!(rotate))
+        .routes(routes!(headers, set_headers, patch_headers))
+        .routes(routes!(stats))
+        .routes(routes!(send_example))
+        .routes(routes!(recover))
+        .routes(routes!(replay_missing))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointIn {
+    /// Where messages are POSTed: an `http` or `https` URL.
     url: String,
     #[serde(default)]
     description: String,
+    /// Your own unique id for the endpoint, usable in paths in place of its id.
     #[serde(default)]
     uid: Option<String>,
+    /// Only these event types are sent to the endpoint; null or absent: all.
     #[serde(default)]
     event_types: Option<Vec<String>>,
     /// The older Svix name of `eventTypes`.
     #[serde(default)]
     filter_types: Option<Vec<String>>,
+    /// Only messages with one of these channels are sent to the endpoint; null or absent: any
+    /// message, with channels or without.
     #[serde(default)]
     channels: Option<Vec<String>>,
+    /// The signing secret (`whsec_` and base64); generated when absent.
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
     disabled: bool,
+    /// Most messages per second delivered to the endpoint.
     #[serde(default)]
+    #[schema(minimum = 1)]
     throttle_rate: Option<u16>,
     /// The older Svix name of `throttleRate`.
     #[serde(default)]
     rate_limit: Option<u16>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    /// Extra headers sent with every delivery.
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
 }
@@ -88,22 +88,28 @@ impl From<EndpointIn> for EndpointInput {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointOut {
+    /// `ep_...`
     id: String,
     uid: Option<String>,
     url: String,
     description: String,
     event_types: Option<Vec<String>>,
+    /// The same as `eventTypes` (older Svix name).
     filter_types: Option<Vec<String>>,
     channels: Option<Vec<String>>,
     disabled: bool,
     throttle_rate: Option<u16>,
+    /// The same as `throttleRate` (older Svix name).
     rate_limit: Option<u16>,
     metadata: BTreeMap<String, String>,
+    /// Always 1 (a deprecated Svix field).
     version: u8,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -128,6 +134,24 @@ impl From<Endpoint> for EndpointOut {
     }
 }
 
+/// List endpoints
+#[utoipa::path(
+    get,
+    path = "/app/{app}/endpoint",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.list",
+    params(
+        AppPath,
+        Pagination,
+        ("order" = Option<Ordering>, Query, description = "Order by id; default `descending`."),
+    ),
+    responses(
+        (status = 200, description = "A page of the application's endpoints", body = ListResponse<EndpointOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application for this token", body = HttpErrorOut),
+        (status = 422, description = "`limit` or `order` out of range", body = HttpValidationError),
+    )
+)]
 async fn list(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -140,6 +164,22 @@ async fn list(
     Ok(Json(ListResponse::from_page(page, EndpointOut::from)))
 }
 
+/// Create an endpoint
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.create",
+    params(AppPath),
+    request_body = EndpointIn,
+    responses(
+        (status = 201, description = "Created", body = EndpointOut),
+        (status = 404, description = "No such application for this token", body = HttpErrorOut),
+        (status = 409, description = "Another endpoint of the application has this `uid`", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is missing or invalid: URL, secret, headers, unknown or archived event types", body = HttpValidationError),
+    )
+)]
 async fn create(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -150,6 +190,18 @@ async fn create(
     Ok((StatusCode::CREATED, Json(ep.into())))
 }
 
+/// Get an endpoint
+#[utoipa::path(
+    get,
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.get",
+    params(EndpointPath),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+    )
+)]
 async fn read(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -158,6 +210,20 @@ async fn read(
     Ok(Json(s.get_endpoint(caller, &app, &endpoint).await?.into()))
 }
 
+/// Delete an endpoint
+///
+/// Its `uid` is freed for reuse.
+#[utoipa::path(
+    delete,
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.delete",
+    params(EndpointPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+    )
+)]
 async fn delete(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -167,11 +233,25 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = EndpointSecretOut)]
 struct SecretOut {
+    /// The current signing secret, `whsec_` and base64.
     key: String,
 }
 
+/// Get an endpoint's signing secret
+#[utoipa::path(
+    get,
+    path = "/app/{app}/endpoint/{endpoint}/secret",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.get-secret",
+    params(EndpointPath),
+    responses(
+        (status = 200, description = "The current secret", body = SecretOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+    )
+)]
 async fn secret(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -183,9 +263,10 @@ async fn secret(
 }
 
 /// PUT body: as `EndpointIn` without `secret` and `headers`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointUpdate {
+    /// Where messages are POSTed: an `http` or `https` URL.
     url: String,
     #[serde(default)]
     description: String,
@@ -200,13 +281,35 @@ pub struct EndpointUpdate {
     #[serde(default)]
     disabled: bool,
     #[serde(default)]
+    #[schema(minimum = 1)]
     throttle_rate: Option<u16>,
+    /// The older Svix name of `throttleRate`.
     #[serde(default)]
     rate_limit: Option<u16>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Update or create an endpoint
+///
+/// Replaces the endpoint's settings; its secret and headers stay. When there is none with
+/// this id or uid, creates one with a new secret.
+#[utoipa::path(
+    put,
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.update",
+    params(EndpointPath),
+    request_body = EndpointUpdate,
+    responses(
+        (status = 200, description = "Updated", body = EndpointOut),
+        (status = 201, description = "Created", body = EndpointOut),
+        (status = 404, description = "No such application for this token", body = HttpErrorOut),
+        (status = 409, description = "Another endpoint of the application has this `uid`", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is missing or invalid", body = HttpValidationError),
+    )
+)]
 async fn update(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -236,31 +339,57 @@ async fn update(
     ))
 }
 
-#[derive(Deserialize)]
+/// PATCH body: absent fields are kept; `null` clears a nullable field.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EndpointPatch)]
 pub struct EndpointPatchIn {
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
     description: Option<String>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<String>)]
     uid: Option<Option<String>>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
     event_types: Option<Option<Vec<String>>>,
+    /// The older Svix name of `eventTypes`.
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
     filter_types: Option<Option<Vec<String>>>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
     channels: Option<Option<Vec<String>>>,
     #[serde(default)]
     disabled: Option<bool>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<u16>, minimum = 1)]
     throttle_rate: Option<Option<u16>>,
+    /// The older Svix name of `throttleRate`.
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<u16>)]
     rate_limit: Option<Option<u16>>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Patch an endpoint
+#[utoipa::path(
+    patch,
+    path = "/app/{app}/endpoint/{endpoint}",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.patch",
+    params(EndpointPath),
+    request_body = EndpointPatchIn,
+    responses(
+        (status = 200, description = "Patched", body = EndpointOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 409, description = "Another endpoint of the application has this `uid`", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is invalid", body = HttpValidationError),
+    )
+)]
 async fn patch(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -284,17 +413,37 @@ async fn patch(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EndpointSecretRotateIn)]
 pub struct SecretRotateIn {
+    /// The new secret; generated when absent or null.
     #[serde(default)]
     key: Option<String>,
+    /// How long the previous secret keeps signing too, in seconds (Svix default 86400).
     #[serde(default)]
     grace_period_seconds: Option<u64>,
 }
 
-/// Answers the new secret as JSON: the Svix specs say 204, but the Python SDK parses
-/// `{"key": ...}`, and the other SDKs ignore the body, so 200 with it suits every client.
+/// Rotate an endpoint's signing secret
+///
+/// The previous secret keeps signing during its grace period. Answers the new secret as JSON:
+/// the Svix specs say 204, but the Python SDK parses `{"key": ...}`, and the other SDKs ignore
+/// the body, so 200 with it suits every client.
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint/{endpoint}/secret/rotate",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.rotate-secret",
+    params(EndpointPath),
+    request_body(content = Option<SecretRotateIn>, description = "May be empty or `{}`: a new secret is generated"),
+    responses(
+        (status = 200, description = "Rotated; the new current secret", body = SecretOut),
+        (status = 400, description = "Too many previous secrets still in their grace period (`limit_reached`)", body = HttpErrorOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "A field is invalid", body = HttpValidationError),
+    )
+)]
 async fn rotate(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -312,12 +461,27 @@ async fn rotate(
     Ok(Json(SecretOut { key }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = EndpointHeadersOut)]
 struct HeadersOut {
+    /// The headers whose values may be shown.
     headers: BTreeMap<String, String>,
+    /// Names of the headers whose values are withheld (credentials).
     sensitive: Vec<String>,
 }
 
+/// Get an endpoint's extra headers
+#[utoipa::path(
+    get,
+    path = "/app/{app}/endpoint/{endpoint}/headers",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.get-headers",
+    params(EndpointPath),
+    responses(
+        (status = 200, description = "The headers sent with every delivery", body = HeadersOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+    )
+)]
 async fn headers(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -327,12 +491,28 @@ async fn headers(
     Ok(Json(HeadersOut { headers, sensitive }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EndpointHeadersIn)]
 pub struct HeadersIn {
     headers: BTreeMap<String, String>,
 }
 
+/// Replace an endpoint's extra headers
+#[utoipa::path(
+    put,
+    path = "/app/{app}/endpoint/{endpoint}/headers",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.update-headers",
+    params(EndpointPath),
+    request_body = HeadersIn,
+    responses(
+        (status = 204, description = "Replaced"),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A header is invalid or not allowed", body = HttpValidationError),
+    )
+)]
 async fn set_headers(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -345,15 +525,33 @@ async fn set_headers(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EndpointHeadersPatchIn)]
 pub struct HeadersPatchIn {
+    /// Headers to set; a `null` value removes that header.
     #[serde(default)]
     headers: BTreeMap<String, Option<String>>,
+    /// Names of headers to remove.
     #[serde(default)]
     delete_headers: Vec<String>,
 }
 
+/// Patch an endpoint's extra headers
+#[utoipa::path(
+    patch,
+    path = "/app/{app}/endpoint/{endpoint}/headers",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.patch-headers",
+    params(EndpointPath),
+    request_body = HeadersPatchIn,
+    responses(
+        (status = 204, description = "Patched"),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A header is invalid or not allowed", body = HttpValidationError),
+    )
+)]
 async fn patch_headers(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -365,7 +563,9 @@ async fn patch_headers(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+/// Deliveries to the endpoint by the status of their latest attempt.
+#[derive(Serialize, ToSchema)]
+#[schema(as = EndpointStats)]
 struct StatsOut {
     success: u64,
     pending: u64,
@@ -374,6 +574,26 @@ struct StatsOut {
     canceled: u64,
 }
 
+/// Get an endpoint's delivery statistics
+///
+/// Counts the deliveries whose latest attempt falls in `[since, until]`.
+#[utoipa::path(
+    get,
+    path = "/app/{app}/endpoint/{endpoint}/stats",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.get-stats",
+    params(
+        EndpointPath,
+        ("since" = Option<String>, Query, format = DateTime, description = "Start (RFC 3339; without an offset it is UTC); default 28 days before `until`."),
+        ("until" = Option<String>, Query, format = DateTime, description = "End (RFC 3339; without an offset it is UTC); default now."),
+    ),
+    responses(
+        (status = 200, description = "The counts", body = StatsOut),
+        (status = 400, description = "The range ends in the future or spans more than 28 days (`invalid_range`)", body = HttpErrorOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "`since` or `until` is not a date-time", body = HttpValidationError),
+    )
+)]
 async fn stats(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -392,14 +612,34 @@ async fn stats(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventExampleIn {
+    /// The event type whose example is sent; `svix.ping` needs no catalog entry.
     event_type: String,
+    /// Which of the newest schema's `examples`; default 0.
     #[serde(default)]
     example_index: Option<u32>,
 }
 
+/// Send an example message to an endpoint
+///
+/// Creates a message with the event type's example payload, sent to this endpoint only.
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint/{endpoint}/send-example",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.send-example",
+    params(EndpointPath),
+    request_body = EventExampleIn,
+    responses(
+        (status = 202, description = "The message created", body = MessageOut),
+        (status = 400, description = "The event type has no example at this index (`invalid_scheme`)", body = HttpErrorOut),
+        (status = 404, description = "No such application, endpoint or event type", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is missing or invalid", body = HttpValidationError),
+    )
+)]
 async fn send_example(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -413,22 +653,50 @@ async fn send_example(
     Ok((StatusCode::ACCEPTED, Json(MessageOut::new(msg, true))))
 }
 
-#[derive(Deserialize)]
+/// The time range of recover and replay-missing.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecoverIn {
+    /// Start (RFC 3339); at most 14 days before `until`.
+    #[schema(format = DateTime)]
     since: String,
+    /// End (RFC 3339); default now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     until: Option<String>,
 }
 
 /// Svix's background-task answer; Herald finishes the task within the request.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = RecoverOut)]
 pub struct TaskOut {
+    /// `qtask_...`
     id: String,
+    #[schema(value_type = BackgroundTaskStatus)]
     status: &'static str,
+    #[schema(value_type = BackgroundTaskType)]
     task: &'static str,
+    #[schema(format = DateTime)]
     updated_at: String,
+}
+
+/// The state of a task; Herald's are finished when answered.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum BackgroundTaskStatus {
+    Running,
+    Finished,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum BackgroundTaskType {
+    #[schema(rename = "endpoint.recover")]
+    Recover,
+    #[schema(rename = "endpoint.replay")]
+    Replay,
 }
 
 impl TaskOut {
@@ -452,6 +720,24 @@ pub fn body_time(value: &str, field: &str) -> Result<crate::model::Micros, ApiEr
     })
 }
 
+/// Recover failed messages
+///
+/// Sends again every message whose delivery to this endpoint ultimately failed, with its last
+/// attempt in `[since, until]` (at most 10,000).
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint/{endpoint}/recover",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.recover",
+    params(EndpointPath),
+    request_body = RecoverIn,
+    responses(
+        (status = 202, description = "The deliveries are queued", body = TaskOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A time is invalid, or `since` is more than 14 days before `until`", body = HttpValidationError),
+    )
+)]
 async fn recover(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -471,6 +757,25 @@ async fn recover(
     ))
 }
 
+/// Replay missing messages
+///
+/// Herald extension (Svix's lib-spec): sends every message created in `[since, until]` that
+/// the endpoint's subscription covers and that was never sent to it, e.g. while it was
+/// disabled or not yet subscribed (at most 10,000).
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint/{endpoint}/replay-missing",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.replay-missing",
+    params(EndpointPath),
+    request_body = RecoverIn,
+    responses(
+        (status = 202, description = "The deliveries are queued", body = TaskOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A time is invalid, or `since` is more than 14 days before `until`", body = HttpValidationError),
+    )
+)]
 async fn replay_missing(
     State(s): State<Service>,
     Auth(caller): Auth,

@@ -1,13 +1,14 @@
 //! The API's one error type: every failure leaves as Svix-shaped JSON.
 //!
 //! `{"code", "detail"}` for most statuses, and for 422 `{"detail": [{"loc", "msg", "type"}]}`.
-//! Internal causes are logged here and never sent to the client.
+//! Internal causes are logged here and never sent to the client. The bodies are typed so that
+//! the OpenAPI document describes exactly what is sent.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::service::ServiceError;
 
@@ -22,12 +23,33 @@ pub enum ApiError {
     },
 }
 
-#[derive(Debug, Serialize)]
+/// One invalid field of a 422 answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ValidationError)]
 pub struct ValidationItem {
+    /// Where the field is: `body`, `query` or `path`, then the field names (list indices as
+    /// numbers), e.g. `["body", "eventTypes"]`.
     pub loc: Vec<String>,
     pub msg: String,
+    /// `value_error`, `value_error.missing`, `value_error.jsondecode` or `type_error`.
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+/// The body of every error answer except 422.
+#[derive(Serialize, ToSchema)]
+pub struct HttpErrorOut {
+    /// A stable, machine-readable code, e.g. `not_found`, `conflict`, `authentication_failed`.
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
+/// The body of a 422 answer: every invalid field.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HTTPValidationError)]
+pub struct HttpValidationError {
+    pub detail: Vec<ValidationItem>,
 }
 
 impl ApiError {
@@ -127,14 +149,14 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::Validation(items) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({ "detail": items })),
+                Json(HttpValidationError { detail: items }),
             )
                 .into_response(),
             ApiError::Status {
                 status,
                 code,
                 detail,
-            } => (status, Json(json!({ "code": code, "detail": detail }))).into_response(),
+            } => (status, Json(HttpErrorOut { code, detail })).into_response(),
         }
     }
 }

@@ -1,30 +1,31 @@
 //! `/api/v1/event-type`: the event catalog.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, HttpErrorOut, HttpValidationError};
 use super::extract::{Auth, Body, QueryArgs};
+use super::openapi::{EventTypePath, Pagination};
 use super::{ListResponse, list_params, raw_json, time};
 use crate::model::EventType;
 use crate::service::{EventTypeInput, Service};
 
-pub fn routes() -> Router<Service> {
-    Router::new()
-        .route("/event-type", get(list).post(create))
-        .route(
-            "/event-type/{name}",
-            get(read).put(update).patch(patch).delete(delete),
-        )
+pub fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, patch, delete))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeIn {
+    /// The event type's name, e.g. `user.created`: letters, digits, `-`, `_`, `.`.
     name: String,
     #[serde(default)]
     description: String,
@@ -32,7 +33,10 @@ pub struct EventTypeIn {
     archived: bool,
     #[serde(default)]
     deprecated: bool,
+    /// JSON Schemas of the payload by version, e.g. `{"1": {...}}`; their `examples` feed
+    /// send-example.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     schemas: Option<Box<RawValue>>,
     #[serde(default)]
     group_name: Option<String>,
@@ -40,11 +44,12 @@ pub struct EventTypeIn {
     feature_flags: Option<Vec<String>>,
     /// Herald extension: an example payload, used by send-example and the endpoint test.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     example: Option<Box<RawValue>>,
 }
 
 /// PUT body: as `EventTypeIn` without the name (it is in the path).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeUpsertIn {
     #[serde(default)]
@@ -54,16 +59,20 @@ pub struct EventTypeUpsertIn {
     #[serde(default)]
     deprecated: bool,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     schemas: Option<Box<RawValue>>,
     #[serde(default)]
     group_name: Option<String>,
     #[serde(default)]
     feature_flags: Option<Vec<String>>,
+    /// Herald extension: an example payload.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     example: Option<Box<RawValue>>,
 }
 
-#[derive(Deserialize)]
+/// PATCH body: absent fields are kept; `null` clears a nullable field.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypePatch {
     #[serde(default)]
@@ -73,12 +82,17 @@ pub struct EventTypePatch {
     #[serde(default)]
     deprecated: Option<bool>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Object>)]
     schemas: Option<Option<Box<RawValue>>>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<String>)]
     group_name: Option<Option<String>>,
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
     feature_flags: Option<Option<Vec<String>>>,
+    /// Herald extension: an example payload.
     #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Object>)]
     example: Option<Option<Box<RawValue>>>,
 }
 
@@ -86,18 +100,24 @@ fn json_text(v: Option<Box<RawValue>>) -> Option<String> {
     v.map(|r| r.get().to_string()).filter(|s| s != "null")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTypeOut {
     name: String,
     description: String,
     archived: bool,
     deprecated: bool,
+    /// Null when listed with `with_content=false`.
+    #[schema(value_type = Option<Object>)]
     schemas: Option<Box<RawValue>>,
     group_name: Option<String>,
     feature_flags: Option<Vec<String>>,
+    /// Herald extension: the example payload; null when listed with `with_content=false`.
+    #[schema(value_type = Option<Object>)]
     example: Option<Box<RawValue>>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -126,6 +146,25 @@ impl EventTypeOut {
     }
 }
 
+/// List event types
+///
+/// By name, ascending.
+#[utoipa::path(
+    get,
+    path = "/event-type",
+    tag = "Event Type",
+    operation_id = "v1.event-type.list",
+    params(
+        Pagination,
+        ("with_content" = Option<bool>, Query, description = "Include `schemas` and `example`; default `true`."),
+        ("include_archived" = Option<bool>, Query, description = "Include archived event types; default `false`."),
+    ),
+    responses(
+        (status = 200, description = "A page of event types", body = ListResponse<EventTypeOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 422, description = "`limit` out of range", body = HttpValidationError),
+    )
+)]
 async fn list(
     State(s): State<Service>,
     Auth(_): Auth,
@@ -140,6 +179,23 @@ async fn list(
     })))
 }
 
+/// Create an event type
+///
+/// An archived event type of the same name is restored and overwritten.
+#[utoipa::path(
+    post,
+    path = "/event-type",
+    tag = "Event Type",
+    operation_id = "v1.event-type.create",
+    request_body = EventTypeIn,
+    responses(
+        (status = 201, description = "Created", body = EventTypeOut),
+        (status = 403, description = "Only an admin token may change the catalog", body = HttpErrorOut),
+        (status = 409, description = "An event type of this name exists (`event_type_exists`)", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is missing or invalid", body = HttpValidationError),
+    )
+)]
 async fn create(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -159,6 +215,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(EventTypeOut::new(et, true))))
 }
 
+/// Get an event type
+///
+/// Archived ones too, with their schemas.
+#[utoipa::path(
+    get,
+    path = "/event-type/{name}",
+    tag = "Event Type",
+    operation_id = "v1.event-type.get",
+    params(EventTypePath),
+    responses(
+        (status = 200, description = "The event type", body = EventTypeOut),
+        (status = 404, description = "No such event type", body = HttpErrorOut),
+    )
+)]
 async fn read(
     State(s): State<Service>,
     Auth(_): Auth,
@@ -170,6 +240,22 @@ async fn read(
     )))
 }
 
+/// Update or create an event type
+#[utoipa::path(
+    put,
+    path = "/event-type/{name}",
+    tag = "Event Type",
+    operation_id = "v1.event-type.update",
+    params(EventTypePath),
+    request_body = EventTypeUpsertIn,
+    responses(
+        (status = 200, description = "Updated", body = EventTypeOut),
+        (status = 201, description = "Created", body = EventTypeOut),
+        (status = 403, description = "Only an admin token may change the catalog", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field or the name is invalid", body = HttpValidationError),
+    )
+)]
 async fn update(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -197,6 +283,22 @@ async fn update(
     ))
 }
 
+/// Patch an event type
+#[utoipa::path(
+    patch,
+    path = "/event-type/{name}",
+    tag = "Event Type",
+    operation_id = "v1.event-type.patch",
+    params(EventTypePath),
+    request_body = EventTypePatch,
+    responses(
+        (status = 200, description = "Patched", body = EventTypeOut),
+        (status = 403, description = "Only an admin token may change the catalog", body = HttpErrorOut),
+        (status = 404, description = "No such event type", body = HttpErrorOut),
+        (status = 413, description = "The request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is invalid", body = HttpValidationError),
+    )
+)]
 async fn patch(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -218,6 +320,25 @@ async fn patch(
     Ok(Json(EventTypeOut::new(et, true)))
 }
 
+/// Delete an event type
+///
+/// Archives it, or with `expunge=true` removes it for good.
+#[utoipa::path(
+    delete,
+    path = "/event-type/{name}",
+    tag = "Event Type",
+    operation_id = "v1.event-type.delete",
+    params(
+        EventTypePath,
+        ("expunge" = Option<bool>, Query, description = "Remove the event type instead of archiving it; default `false`."),
+    ),
+    responses(
+        (status = 204, description = "Archived or removed"),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 403, description = "Only an admin token may change the catalog", body = HttpErrorOut),
+        (status = 404, description = "No such event type", body = HttpErrorOut),
+    )
+)]
 async fn delete(
     State(s): State<Service>,
     Auth(caller): Auth,

@@ -1,22 +1,67 @@
 //! `GET /api/v1/health`: answers 200 when the database reads and the writer commits.
 
-use axum::routing::get;
-use axum::{Json, Router, extract::State};
-use serde_json::{Value, json};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, HttpErrorOut};
 use crate::service::Service;
 
-pub fn routes() -> Router<Service> {
-    Router::new().route("/health", get(health)).route(
-        "/health/ping",
-        get(|| async { axum::http::StatusCode::NO_CONTENT }),
-    )
+pub fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ping))
 }
 
-async fn health(State(service): State<Service>) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize, ToSchema)]
+pub struct HealthOut {
+    database: ComponentHealth,
+    queue: ComponentHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ComponentHealth {
+    /// Always `ok` in a 200 answer.
+    status: &'static str,
+}
+
+const OK: ComponentHealth = ComponentHealth { status: "ok" };
+
+/// Health
+///
+/// Whether the database answers. No token needed.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "Health",
+    operation_id = "v1.health.get",
+    responses(
+        (status = 200, description = "The database and the queue answer", body = HealthOut),
+        (status = 503, description = "The database is busy or restarting (`unavailable`); retry", body = HttpErrorOut),
+    )
+)]
+async fn health(State(service): State<Service>) -> Result<Json<HealthOut>, ApiError> {
     service.health().await?;
-    Ok(Json(
-        json!({ "database": { "status": "ok" }, "queue": { "status": "ok" } }),
-    ))
+    Ok(Json(HealthOut {
+        database: OK,
+        queue: OK,
+    }))
+}
+
+/// Ping
+///
+/// Answers 204 while the server runs, without touching the database. No token needed.
+#[utoipa::path(
+    get,
+    path = "/health/ping",
+    tag = "Health",
+    operation_id = "v1.health.ping",
+    responses((status = 204, description = "The server runs"))
+)]
+async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
 }

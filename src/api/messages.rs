@@ -1,66 +1,78 @@
 //! `/api/v1/app/{app}/msg` and `/attempt`: messages and their delivery attempts.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::ApiError;
+use super::error::{ApiError, HttpErrorOut, HttpValidationError};
 use super::extract::{Auth, Body, QueryArgs};
+use super::openapi::{
+    AppPath, AttemptPath, EndpointPath, EventTypesFilter, MessageEndpointPath, MessagePath,
+    Pagination, TimeWindow, WithContent,
+};
 use super::{ListResponse, list_params, raw_json, time};
 use crate::model::{Attempt, Message, MessageStatus, TriggerType};
 use crate::service::{
     AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, Service,
 };
 
-pub fn routes() -> Router<Service> {
-    Router::new()
-        .route("/app/{app}/msg", get(list).post(create))
-        .route("/app/{app}/msg/{msg}", get(read))
-        .route("/app/{app}/msg/{msg}/content", delete(expunge))
-        .route("/app/{app}/attempt/msg/{msg}", get(attempts_by_msg))
-        .route(
-            "/app/{app}/attempt/endpoint/{endpoint}",
-            get(attempts_by_endpoint),
-        )
-        .route("/app/{app}/msg/{msg}/attempt/{attempt}", get(attempt))
-        .route(
-            "/app/{app}/msg/{msg}/attempt/{attempt}/content",
-            delete(expunge_attempt),
-        )
-        .route("/app/{app}/msg/{msg}/endpoint", get(destinations))
-        .route(
-            "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend",
-            post(resend),
-        )
-        .route("/app/{app}/endpoint/{endpoint}/msg", get(endpoint_messages))
+pub fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read))
+        .routes(routes!(expunge))
+        .routes(routes!(attempts_by_msg))
+        .routes(routes!(attempts_by_endpoint))
+        .routes(routes!(attempt))
+        .routes(routes!(expunge_attempt))
+        .routes(routes!(destinations))
+        .routes(routes!(resend))
+        .routes(routes!(endpoint_messages))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageIn {
+    /// The event type's name; it must be in the catalog and not archived.
     event_type: String,
+    /// The payload: a JSON object.
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
+    /// Your own id for the message, unique within the application (a second message with it
+    /// answers 409); usable in paths in place of its id.
     #[serde(default)]
     event_id: Option<String>,
+    /// Sent only to endpoints without channels or sharing one of these.
     #[serde(default)]
     channels: Option<Vec<String>>,
+    /// Days the payload is kept; default the server's `retention_days`.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 90)]
     payload_retention_period: Option<u16>,
+    /// Creates the application (its `uid` must be the path's) when it does not exist.
     #[serde(default)]
     application: Option<super::apps::ApplicationIn>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageOut {
+    /// `msg_...`
     id: String,
     event_type: String,
+    /// The payload; `{}` with `with_content=false`, `{"expired": true}` once expired or
+    /// expunged.
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
     event_id: Option<String>,
     channels: Option<Vec<String>>,
+    /// When the message was created.
+    #[schema(format = DateTime)]
     timestamp: String,
 }
 
@@ -82,6 +94,27 @@ impl MessageOut {
     }
 }
 
+/// Create a message
+///
+/// Stores the message and queues a delivery to every endpoint whose subscription covers it;
+/// answers once that is durable.
+#[utoipa::path(
+    post,
+    path = "/app/{app}/msg",
+    tag = "Message",
+    operation_id = "v1.message.create",
+    params(AppPath, WithContent),
+    request_body = MessageIn,
+    responses(
+        (status = 202, description = "Accepted: stored and queued", body = MessageOut),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 403, description = "Only an admin token may create the application", body = HttpErrorOut),
+        (status = 404, description = "No such application for this token (and no `application` in the body)", body = HttpErrorOut),
+        (status = 409, description = "The application has a message with this `eventId`", body = HttpErrorOut),
+        (status = 413, description = "The payload or the request body is too large", body = HttpErrorOut),
+        (status = 422, description = "A field is missing or invalid (the payload is not an object, the event type is unknown, ...)", body = HttpValidationError),
+    )
+)]
 async fn create(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -104,6 +137,19 @@ async fn create(
     ))
 }
 
+/// Get a message
+#[utoipa::path(
+    get,
+    path = "/app/{app}/msg/{msg}",
+    tag = "Message",
+    operation_id = "v1.message.get",
+    params(MessagePath, WithContent),
+    responses(
+        (status = 200, description = "The message", body = MessageOut),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application or message for this token", body = HttpErrorOut),
+    )
+)]
 async fn read(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -114,6 +160,29 @@ async fn read(
     Ok(Json(MessageOut::new(msg, q.bool("with_content", true)?)))
 }
 
+/// List messages
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/app/{app}/msg",
+    tag = "Message",
+    operation_id = "v1.message.list",
+    params(
+        AppPath,
+        Pagination,
+        EventTypesFilter,
+        ("channel" = Option<String>, Query, description = "Only messages with this channel."),
+        TimeWindow,
+        WithContent,
+    ),
+    responses(
+        (status = 200, description = "A page of messages", body = ListResponse<MessageOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application for this token", body = HttpErrorOut),
+        (status = 422, description = "`limit` out of range or a time is invalid", body = HttpValidationError),
+    )
+)]
 async fn list(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -135,20 +204,45 @@ async fn list(
     })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MessageAttemptOut)]
 pub struct AttemptOut {
+    /// `atmpt_...`
     id: String,
     msg_id: String,
     endpoint_id: String,
+    /// The URL the attempt was sent to.
     url: String,
+    /// The response body, cut at `response_body_max_bytes`; `{}` with `with_content=false`,
+    /// `EXPUNGED` once expunged.
     response: String,
+    /// The HTTP status answered; 0 when there was no answer (connection error, timeout).
     response_status_code: u16,
     response_duration_ms: u64,
+    /// `MessageStatus`: 0 success, 2 fail (an attempt on its own is one or the other).
+    #[schema(maximum = 4)]
     status: u8,
+    #[schema(value_type = MessageStatusText)]
     status_text: &'static str,
+    /// 0 scheduled (the first delivery and its retries), 1 manual (resend, recover, replay).
+    #[schema(maximum = 1)]
     trigger_type: u8,
+    #[schema(format = DateTime)]
     timestamp: String,
+}
+
+/// `statusText`: always the name of `status` (0 success, 1 pending, 2 fail, 3 sending,
+/// 4 canceled).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum MessageStatusText {
+    Success,
+    Pending,
+    Fail,
+    Sending,
+    Canceled,
 }
 
 impl AttemptOut {
@@ -176,6 +270,18 @@ impl AttemptOut {
     }
 }
 
+/// `status` and `status_code_class` of the attempt lists (parsed by `attempt_filter`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct AttemptStatusFilter {
+    /// Only attempts with this `MessageStatus`: 0 success, 2 fail (3 sending is taken as fail).
+    #[param(maximum = 4)]
+    status: Option<u8>,
+    /// Only attempts whose HTTP status is in this class: 0 (no answer), 100, 200, 300, 400, 500.
+    status_code_class: Option<u16>,
+}
+
 pub fn attempt_filter(q: &QueryArgs) -> Result<AttemptFilter, ApiError> {
     let status = match q.u16("status")? {
         None => None,
@@ -198,6 +304,29 @@ pub fn attempt_filter(q: &QueryArgs) -> Result<AttemptFilter, ApiError> {
     })
 }
 
+/// List a message's attempts
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/app/{app}/attempt/msg/{msg}",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.list-by-msg",
+    params(
+        MessagePath,
+        Pagination,
+        AttemptStatusFilter,
+        ("endpoint_id" = Option<String>, Query, description = "Only attempts to this endpoint (id or uid)."),
+        TimeWindow,
+        WithContent,
+    ),
+    responses(
+        (status = 200, description = "A page of attempts", body = ListResponse<AttemptOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application, message or `endpoint_id` endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "`limit` or `status` out of range, or a time is invalid", body = HttpValidationError),
+    )
+)]
 async fn attempts_by_msg(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -213,6 +342,20 @@ async fn attempts_by_msg(
     })))
 }
 
+/// Expunge a message's payload
+///
+/// The payload reads as `{"expired": true}` afterwards, and the message cannot be resent.
+#[utoipa::path(
+    delete,
+    path = "/app/{app}/msg/{msg}/content",
+    tag = "Message",
+    operation_id = "v1.message.expunge-content",
+    params(MessagePath),
+    responses(
+        (status = 204, description = "Expunged"),
+        (status = 404, description = "No such application or message for this token", body = HttpErrorOut),
+    )
+)]
 async fn expunge(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -222,6 +365,29 @@ async fn expunge(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// List an endpoint's attempts
+///
+/// Newest first.
+#[utoipa::path(
+    get,
+    path = "/app/{app}/attempt/endpoint/{endpoint}",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.list-by-endpoint",
+    params(
+        EndpointPath,
+        Pagination,
+        AttemptStatusFilter,
+        EventTypesFilter,
+        TimeWindow,
+        WithContent,
+    ),
+    responses(
+        (status = 200, description = "A page of attempts", body = ListResponse<AttemptOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "`limit` or `status` out of range, or a time is invalid", body = HttpValidationError),
+    )
+)]
 async fn attempts_by_endpoint(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -243,6 +409,18 @@ async fn attempts_by_endpoint(
     })))
 }
 
+/// Get an attempt
+#[utoipa::path(
+    get,
+    path = "/app/{app}/msg/{msg}/attempt/{attempt}",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.get",
+    params(AttemptPath),
+    responses(
+        (status = 200, description = "The attempt", body = AttemptOut),
+        (status = 404, description = "No such application, message or attempt for this token", body = HttpErrorOut),
+    )
+)]
 async fn attempt(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -252,6 +430,20 @@ async fn attempt(
     Ok(Json(AttemptOut::new(a, st, true)))
 }
 
+/// Expunge an attempt's response
+///
+/// The response reads as `EXPUNGED` afterwards.
+#[utoipa::path(
+    delete,
+    path = "/app/{app}/msg/{msg}/attempt/{attempt}/content",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.expunge-content",
+    params(AttemptPath),
+    responses(
+        (status = 204, description = "Expunged"),
+        (status = 404, description = "No such application, message or attempt for this token", body = HttpErrorOut),
+    )
+)]
 async fn expunge_attempt(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -262,13 +454,32 @@ async fn expunge_attempt(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Always `{}`: the Python SDK parses the body of a resend.
+#[derive(Serialize, ToSchema)]
+pub struct EmptyResponse {}
+
+/// Resend a message to an endpoint
+///
+/// Queues a new, manual delivery of the message to this endpoint; no request body.
+#[utoipa::path(
+    post,
+    path = "/app/{app}/msg/{msg}/endpoint/{endpoint}/resend",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.resend",
+    params(MessageEndpointPath),
+    responses(
+        (status = 202, description = "Queued", body = EmptyResponse),
+        (status = 400, description = "The payload has expired or was expunged (`missing_payload`)", body = HttpErrorOut),
+        (status = 404, description = "No such application, message or endpoint for this token", body = HttpErrorOut),
+    )
+)]
 async fn resend(
     State(s): State<Service>,
     Auth(caller): Auth,
     Path((app, msg, endpoint)): Path<(String, String, String)>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<EmptyResponse>), ApiError> {
     s.resend(caller, &app, &msg, &endpoint).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
+    Ok((StatusCode::ACCEPTED, Json(EmptyResponse {})))
 }
 
 fn next_attempt(ms: Option<u64>, status: MessageStatus) -> Option<String> {
@@ -278,9 +489,12 @@ fn next_attempt(ms: Option<u64>, status: MessageStatus) -> Option<String> {
     }
 }
 
-#[derive(Serialize)]
+/// An endpoint a message was sent to, with the status of its latest delivery there. A
+/// deleted endpoint is still listed, with an empty `url` and `disabled: true`.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageEndpointOut {
+    /// The endpoint's id, `ep_...`
     id: String,
     uid: Option<String>,
     url: String,
@@ -289,10 +503,18 @@ pub struct MessageEndpointOut {
     channels: Option<Vec<String>>,
     disabled: bool,
     throttle_rate: Option<u16>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    /// `MessageStatus`: 0 success, 1 pending, 2 fail, 3 sending (a retry is scheduled),
+    /// 4 canceled.
+    #[schema(maximum = 4)]
     status: u8,
+    #[schema(value_type = MessageStatusText)]
     status_text: &'static str,
+    /// When the next attempt is due, while one is.
+    #[schema(format = DateTime)]
     next_attempt: Option<String>,
 }
 
@@ -352,6 +574,23 @@ impl From<Destination> for MessageEndpointOut {
     }
 }
 
+/// List a message's destinations
+///
+/// The endpoints the message was sent to, by endpoint id, with the status of the latest
+/// delivery to each.
+#[utoipa::path(
+    get,
+    path = "/app/{app}/msg/{msg}/endpoint",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.list-attempted-destinations",
+    params(MessagePath, Pagination),
+    responses(
+        (status = 200, description = "A page of endpoints", body = ListResponse<MessageEndpointOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application or message for this token", body = HttpErrorOut),
+        (status = 422, description = "`limit` out of range", body = HttpValidationError),
+    )
+)]
 async fn destinations(
     State(s): State<Service>,
     Auth(caller): Auth,
@@ -367,16 +606,47 @@ async fn destinations(
     )))
 }
 
-#[derive(Serialize)]
+/// A message as seen from one endpoint: the status of its latest delivery there.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointMessageOut {
     #[serde(flatten)]
     message: MessageOut,
+    /// `MessageStatus`: 0 success, 1 pending, 2 fail, 3 sending (a retry is scheduled),
+    /// 4 canceled.
+    #[schema(maximum = 4)]
     status: u8,
+    #[schema(value_type = MessageStatusText)]
     status_text: &'static str,
+    /// When the next attempt is due, while one is.
+    #[schema(format = DateTime)]
     next_attempt: Option<String>,
 }
 
+/// List the messages sent to an endpoint
+///
+/// Newest first, each with the status of its latest delivery to the endpoint.
+#[utoipa::path(
+    get,
+    path = "/app/{app}/endpoint/{endpoint}/msg",
+    tag = "Message Attempt",
+    operation_id = "v1.message-attempt.list-attempted-messages",
+    params(
+        EndpointPath,
+        Pagination,
+        ("status" = Option<u8>, Query, maximum = 4, description = "Only messages whose latest delivery has this `MessageStatus`: 0 success, 1 pending, 2 fail, 3 sending, 4 canceled."),
+        ("channel" = Option<String>, Query, description = "Only messages with this channel."),
+        EventTypesFilter,
+        TimeWindow,
+        WithContent,
+    ),
+    responses(
+        (status = 200, description = "A page of messages", body = ListResponse<EndpointMessageOut>),
+        (status = 400, description = "A query parameter does not parse", body = HttpErrorOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "`limit` or `status` out of range, or a time is invalid", body = HttpValidationError),
+    )
+)]
 async fn endpoint_messages(
     State(s): State<Service>,
     Auth(caller): Auth,

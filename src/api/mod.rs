@@ -1,7 +1,9 @@
 //! Front door 1: the Svix v1 compatible JSON API.
 //!
 //! Each resource has one file that turns Svix-shaped JSON into service calls and back. This
-//! module wires the routes, bearer-token authentication and Idempotency-Key replay.
+//! module wires the routes, bearer-token authentication and Idempotency-Key replay. Routes are
+//! added only through `OpenApiRouter::routes(routes!(...))`, never `.route(...)`, so that each
+//! one is in the OpenAPI document (`openapi.rs`).
 //!
 //! Owns: paths, JSON field names, status codes, error bodies. Must never: hold a rule of its own
 //! (rules are in `service/`) or touch storage.
@@ -13,6 +15,7 @@ mod event_types;
 pub mod extract;
 mod health;
 mod messages;
+mod openapi;
 
 use axum::Router;
 use axum::body::Body as HttpBody;
@@ -21,29 +24,33 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::model::Micros;
 use crate::service::{ListPage, ListParams, Service};
 use error::ApiError;
 use extract::QueryArgs;
 
-/// The `/api/v1` routes, ready to be merged into the server's router.
+/// The API: `/api/v1/...` and its OpenAPI document at `/api/openapi.json`.
 pub fn router(service: Service) -> Router {
     let config = service.config();
     // Room for the largest payload plus the rest of a message body around it.
     let body_limit = (config.payload_max_bytes + 64 * 1024).max(config.request_body_max_bytes);
-    let authed = Router::new()
+    let authed = OpenApiRouter::new()
         .merge(apps::routes())
         .merge(event_types::routes())
         .merge(endpoints::routes())
-        .merge(messages::routes())
+        .merge(messages::routes());
+    let authed = openapi::authenticated(authed)
         .layer(middleware::from_fn_with_state(service.clone(), idempotency))
         .layer(middleware::from_fn_with_state(
             service.clone(),
             authenticate,
         ));
-    Router::new()
-        .nest("/api/v1", authed.merge(health::routes()))
+    let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .nest("/api/v1", authed.merge(health::routes()));
+    openapi::serve_document(api)
         .fallback(|| async { ApiError::not_found("No such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(service)
@@ -129,13 +136,17 @@ fn stored_response(status: u16, body: Vec<u8>) -> Response {
 }
 
 /// Svix's list envelope. `iterator` is always present (null on an empty page).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListResponse<T> {
     pub data: Vec<T>,
+    /// Pass as `iterator` to read the next page; null when the page is empty.
+    #[schema(required = true)]
     pub iterator: Option<String>,
+    /// Pass as `iterator` to read the page before this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prev_iterator: Option<String>,
+    /// No more items in the direction read.
     pub done: bool,
 }
 
