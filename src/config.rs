@@ -28,6 +28,10 @@ pub struct Config {
     pub allow_destination: Vec<IpNet>,
     /// Allow `http://` endpoint URLs (default: https only).
     pub allow_http_destinations: bool,
+    /// PEM certificate chain for built-in HTTPS on `listen` (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for built-in HTTPS.
+    pub tls_key: Option<PathBuf>,
 
     /// Largest message payload accepted, in bytes. Svix allows about 1 MiB too.
     pub payload_max_bytes: usize,
@@ -57,6 +61,14 @@ pub struct Config {
     pub retry_jitter_percent: u8,
     /// Longest `Retry-After` from a receiver that Herald honours.
     pub retry_after_max_ms: u64,
+    /// An endpoint whose deliveries keep failing this long is disabled (Svix: 5 days).
+    pub auto_disable_after_ms: u64,
+    /// Extra CA certificates (PEM) that delivery trusts besides the public roots, for
+    /// receivers behind a private CA.
+    pub destination_ca_file: Option<PathBuf>,
+    /// Where operational webhooks (`message.attempt.exhausted`, `endpoint.disabled`) go;
+    /// none when unset.
+    pub operational_webhook_url: Option<String>,
 
     /// Most write requests folded into one redb transaction (one fsync).
     pub writer_batch_max: usize,
@@ -69,6 +81,18 @@ pub struct Config {
     pub idempotency_ttl_ms: u64,
     /// How long graceful shutdown waits for attempts in flight.
     pub shutdown_grace_ms: u64,
+
+    /// The address people reach Herald at (e.g. `https://herald.example.com`), used in the
+    /// setup link and in tenant portal links; default `http://{listen}`. An `https` address
+    /// also marks the dashboard's cookies `Secure`.
+    pub public_url: Option<String>,
+    /// How long a dashboard login lasts.
+    pub session_ttl_ms: u64,
+    /// Login attempts allowed per minute, per username and per client address; more are
+    /// refused until the minute has passed.
+    pub login_attempts_per_minute: u32,
+    /// How long a tenant portal link works when the API call gives no `expiry` (seconds).
+    pub portal_link_expiry_default_s: u64,
 }
 
 impl Default for Config {
@@ -78,6 +102,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_destination: Vec::new(),
             allow_http_destinations: false,
+            tls_cert: None,
+            tls_key: None,
             payload_max_bytes: 1024 * 1024,
             request_body_max_bytes: 256 * 1024,
             response_body_max_bytes: 16 * 1024,
@@ -100,11 +126,18 @@ impl Default for Config {
             ],
             retry_jitter_percent: 20,
             retry_after_max_ms: 3_600_000,
+            auto_disable_after_ms: 5 * 24 * 3_600_000,
+            destination_ca_file: None,
+            operational_webhook_url: None,
             writer_batch_max: 512,
             writer_queue_max: 8_192,
             retention_days: 90,
             idempotency_ttl_ms: 12 * 3_600_000,
             shutdown_grace_ms: 10_000,
+            public_url: None,
+            session_ttl_ms: 12 * 3_600_000,
+            login_attempts_per_minute: 5,
+            portal_link_expiry_default_s: 3_600,
         }
     }
 }
@@ -128,6 +161,10 @@ pub struct Overrides {
     pub allow_destination: Vec<IpNet>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_http_destinations: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -183,7 +220,28 @@ impl Config {
             ("writer_batch_max", self.writer_batch_max),
             ("writer_queue_max", self.writer_queue_max),
             ("headers_per_endpoint_max", self.headers_per_endpoint_max),
+            (
+                "login_attempts_per_minute",
+                self.login_attempts_per_minute as usize,
+            ),
         ];
+        if self.session_ttl_ms < 60_000 {
+            return Err(ConfigError::Invalid(
+                "session_ttl_ms must be at least 60000".into(),
+            ));
+        }
+        if !(60..=604_800).contains(&self.portal_link_expiry_default_s) {
+            return Err(ConfigError::Invalid(
+                "portal_link_expiry_default_s must be 60 to 604800".into(),
+            ));
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(
+                    "public_url must start with http:// or https://".into(),
+                ));
+            }
+        }
         for (name, value) in positive {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -192,6 +250,11 @@ impl Config {
         if self.retry_jitter_percent > 100 {
             return Err(ConfigError::Invalid(
                 "retry_jitter_percent must be 0..=100".into(),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together".into(),
             ));
         }
         if self.retention_days == 0 {

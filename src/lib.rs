@@ -20,15 +20,15 @@ pub mod routing;
 pub mod service;
 pub mod signing;
 pub mod storage;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::delivery::{Engine, Waker};
+use crate::delivery::{Engine, Outbound, Waker};
 use crate::service::Service;
 use crate::storage::{Store, StoreError, StoreSettings};
 
@@ -36,8 +36,8 @@ use crate::storage::{Store, StoreError, StoreSettings};
 pub enum RunError {
     #[error("database {path}: {source}")]
     Store { path: String, source: StoreError },
-    #[error("HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Outbound(#[from] crate::delivery::outbound::OutboundError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -65,8 +65,14 @@ impl Herald {
             source,
         })?;
         let waker = Waker::default();
-        let service = Service::new(store.clone(), config.clone(), waker.clone());
-        let engine = Engine::new(store.clone(), config, waker)?;
+        let outbound = Arc::new(Outbound::new(&config)?);
+        let service = Service::new(
+            store.clone(),
+            config.clone(),
+            waker.clone(),
+            outbound.clone(),
+        );
+        let engine = Engine::new(store.clone(), config, waker, outbound);
         Ok(Herald {
             service,
             engine,
@@ -90,11 +96,14 @@ impl Herald {
 
     /// Serves HTTP on `listener` and runs delivery until `shutdown` resolves; then stops
     /// accepting, lets attempts in flight finish (bounded by `shutdown_grace_ms`) and returns.
-    pub async fn serve(
+    pub async fn serve<L>(
         self,
-        listener: TcpListener,
+        listener: L,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), RunError> {
+    ) -> Result<(), RunError>
+    where
+        L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+    {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(self.engine.clone().run(stopped(stop_rx)));
         // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.

@@ -38,6 +38,12 @@ enum Command {
         /// Allow http:// endpoint URLs.
         #[arg(long)]
         allow_http_destinations: bool,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Manage API tokens (while the server is stopped: the database is locked while it runs).
     Token {
@@ -46,6 +52,20 @@ enum Command {
     },
     /// Open a database file and verify that every record decodes.
     Check { path: PathBuf },
+    /// Write a consistent copy of the database to OUT_PATH: from the file (server stopped), or
+    /// from a running server (`--url`, admin token), which keeps serving meanwhile.
+    Backup {
+        /// The database file, when no server has it open.
+        #[arg(long, env = "HERALD_DB", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A running Herald's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long, requires = "token")]
+        url: Option<String>,
+        /// An admin API token for `--url`.
+        #[arg(long, env = "HERALD_TOKEN")]
+        token: Option<String>,
+        out_path: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,17 +116,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             allow_destination,
             allow_http_destinations,
+            tls_cert,
+            tls_key,
         } => {
             let overrides = Overrides {
                 db,
                 listen,
                 allow_destination,
                 allow_http_destinations,
+                tls_cert,
+                tls_key,
             };
             let config = Config::load(config.as_deref(), overrides)?;
             serve(config).await
         }
         Command::Token { command } => token(command).await,
+        Command::Backup {
+            db,
+            url,
+            token,
+            out_path,
+        } => backup(db, url, token, out_path).await,
         Command::Check { path } => {
             let report = herald::storage::Store::check(&path)
                 .with_context(|| format!("checking {}", path.display()))?;
@@ -119,14 +149,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let db = config.db.clone();
+    let config_tls = (config.tls_cert.clone(), config.tls_key.clone());
     tracing::info!(?config, "starting");
     let herald = Herald::open(config)?;
     bootstrap_token(&herald, &db).await?;
+    let tls = match (&config_tls.0, &config_tls.1) {
+        (Some(cert), Some(key)) => Some(herald::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, db = %db.display(), "Herald is listening: API at http://{}/api/v1", listener.local_addr()?);
-    herald.serve(listener, shutdown_signal()).await?;
+    let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, db = %db.display(), "Herald is listening: API at {scheme}://{address}/api/v1");
+    match tls {
+        Some(tls) => {
+            herald
+                .serve(
+                    herald::tls::TlsListener::new(listener, tls)?,
+                    shutdown_signal(),
+                )
+                .await?
+        }
+        None => herald.serve(listener, shutdown_signal()).await?,
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -155,6 +202,73 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes)?;
+    Ok(())
+}
+
+async fn backup(
+    db: Option<PathBuf>,
+    url: Option<String>,
+    token: Option<String>,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    if let Some(url) = url {
+        let token = token.context("--url needs --token (or HERALD_TOKEN)")?;
+        return backup_from_server(&url, &token, &out).await;
+    }
+    let db = db.unwrap_or_else(|| PathBuf::from("herald.redb"));
+    anyhow::ensure!(db.exists(), "{} does not exist", db.display());
+    let herald = Herald::open(Config {
+        db: db.clone(),
+        ..Config::default()
+    })
+    .with_context(|| {
+        format!(
+            "opening {} (is a server running on it? use --url)",
+            db.display()
+        )
+    })?;
+    let report = herald.service().store().backup(&out).await;
+    herald.close().await;
+    let report = report.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{}: {} tables, {} rows, {} bytes",
+        out.display(),
+        report.tables,
+        report.rows,
+        report.bytes
+    );
+    Ok(())
+}
+
+/// Streams `GET /api/v1/admin/backup` into `<out>.partial`, then renames it into place.
+async fn backup_from_server(url: &str, token: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    anyhow::ensure!(!out.exists(), "{} already exists", out.display());
+    let endpoint = format!("{}/api/v1/admin/backup", url.trim_end_matches('/'));
+    let mut response = reqwest::Client::new()
+        .get(&endpoint)
+        .bearer_auth(token)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{endpoint} answered {}: {}",
+        response.status(),
+        response.text().await.unwrap_or_default()
+    );
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let mut file = tokio::fs::File::create(&partial).await?;
+    let mut bytes = 0u64;
+    while let Some(chunk) = response.chunk().await? {
+        file.write_all(&chunk).await?;
+        bytes += chunk.len() as u64;
+    }
+    file.sync_all().await?;
+    drop(file);
+    tokio::fs::rename(&partial, out).await?;
+    let report = herald::storage::Store::check(out)
+        .map_err(|e| anyhow::anyhow!("the backup does not check: {e}"))?;
+    println!("{}: {bytes} bytes\n{report}", out.display());
     Ok(())
 }
 

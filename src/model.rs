@@ -157,11 +157,90 @@ pub struct Endpoint {
     pub throttle_rate: Option<u16>,
     pub metadata: BTreeMap<String, String>,
     pub headers: BTreeMap<String, String>,
+    /// Herald's extensions: auth, timeouts, retries, verification, the built-in trigger.
+    pub options: EndpointOptions,
     pub created_at: Micros,
     pub updated_at: Micros,
 }
 
+/// Endpoint settings beyond Svix's. `None` means "the server's default".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointOptions {
+    pub basic_auth: Option<BasicAuth>,
+    pub client_cert: Option<ClientCert>,
+    pub timeout_ms: Option<u64>,
+    /// Delays before each retry; the last one repeats when `attempts_max` asks for more.
+    pub retry_schedule_ms: Option<Vec<u64>>,
+    pub attempts_max: Option<u32>,
+    /// Attempts in flight against this endpoint at once.
+    pub concurrency_max: Option<u32>,
+    /// Present when the endpoint must confirm a verification code before deliveries start.
+    pub verification: Option<Verification>,
+    /// The built-in trigger (the `eventTypes` subscription) is switched off; extra triggers
+    /// still route to the endpoint.
+    pub subscription_disabled: bool,
+    /// Why Herald disabled the endpoint (410 Gone, failing too long), shown to operators.
+    pub disabled_reason: Option<String>,
+    /// When the current run of failures began; cleared by a success.
+    pub failing_since: Option<Micros>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A client certificate chain and its private key, PEM, presented in the TLS handshake.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub code: String,
+    pub verified_at: Option<Micros>,
+}
+
+impl fmt::Debug for Verification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verification")
+            .field("code", &"<redacted>")
+            .field("verified_at", &self.verified_at)
+            .finish()
+    }
+}
+
 impl Endpoint {
+    /// Deliveries may be attempted: enabled and, when verification is asked, verified.
+    pub fn ready(&self) -> bool {
+        !self.disabled
+            && self
+                .options
+                .verification
+                .as_ref()
+                .is_none_or(|v| v.verified_at.is_some())
+    }
+
     /// Keys that sign a request sent at `now`: the current one and those still in grace.
     pub fn live_keys(&self, now: Micros) -> impl Iterator<Item = &[u8]> {
         self.keys
@@ -169,6 +248,61 @@ impl Endpoint {
             .filter(move |k| k.expires_at.is_none_or(|t| t > now))
             .map(|k| k.key.as_slice())
     }
+}
+
+/// The body a trigger's template produces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContentType {
+    #[default]
+    Json,
+    Xml,
+    Text,
+}
+
+impl ContentType {
+    pub fn mime(self) -> &'static str {
+        match self {
+            ContentType::Json => "application/json",
+            ContentType::Xml => "application/xml",
+            ContentType::Text => "text/plain",
+        }
+    }
+
+    pub fn from_mime(s: &str) -> Option<ContentType> {
+        match s.split(';').next().unwrap_or("").trim() {
+            "application/json" => Some(ContentType::Json),
+            "application/xml" | "text/xml" => Some(ContentType::Xml),
+            "text/plain" => Some(ContentType::Text),
+            _ => None,
+        }
+    }
+}
+
+/// A routing rule of one endpoint: which event types, an optional condition over the
+/// message, the payload as sent or a template, a priority, and a unique key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub id: TriggerId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub description: String,
+    /// Exact names, `prefix.*` patterns, or `*`.
+    pub event_types: Vec<String>,
+    /// A minijinja expression over the message; the trigger fires when it is true.
+    pub condition: Option<String>,
+    /// A minijinja template rendering the body; `None` sends the payload as posted.
+    pub template: Option<String>,
+    pub content_type: ContentType,
+    pub priority: Priority,
+    /// A minijinja template rendering a key: a newer delivery with the same endpoint and key
+    /// supersedes one still waiting.
+    pub unique_key: Option<String>,
+    /// How long a delivery waits before its first attempt (the window in which a newer one
+    /// with the same unique key can supersede it).
+    pub delay_ms: u64,
+    pub enabled: bool,
+    pub created_at: Micros,
+    pub updated_at: Micros,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,6 +340,8 @@ pub enum DeliveryState {
     Failed,
     /// The endpoint was deleted before it succeeded.
     Cancelled,
+    /// A newer delivery with the same endpoint and unique key replaced it while it waited.
+    Superseded,
 }
 
 /// A delivery that routing decided a new message owes.
@@ -213,6 +349,26 @@ pub enum DeliveryState {
 pub struct NewDelivery {
     pub endpoint_id: EndpointId,
     pub priority: Priority,
+    /// The trigger that made it; `None` for the endpoint's built-in subscription.
+    pub trigger_id: Option<TriggerId>,
+    /// The rendered unique key: a newer delivery with the same endpoint and key supersedes
+    /// this one while it waits.
+    pub unique_key: Option<String>,
+    /// Wait before the first attempt.
+    pub delay_ms: u64,
+}
+
+impl NewDelivery {
+    /// A plain delivery: now, normal priority, no trigger.
+    pub fn plain(endpoint_id: EndpointId, priority: Priority) -> NewDelivery {
+        NewDelivery {
+            endpoint_id,
+            priority,
+            trigger_id: None,
+            unique_key: None,
+            delay_ms: 0,
+        }
+    }
 }
 
 /// One message owed to one endpoint: the unit of the queue.
@@ -230,6 +386,13 @@ pub struct Delivery {
     pub due_ms: Option<Millis>,
     /// Whether the delivery was created by an operator (resend, recover) or by routing.
     pub trigger_type: TriggerType,
+    /// The trigger that routed it (its template and content type shape the body); `None` for
+    /// the built-in subscription and for manual deliveries.
+    pub trigger_id: Option<TriggerId>,
+    pub unique_key: Option<String>,
+    /// Its due time is a slot reserved under the endpoint's rate limit: attempt it then
+    /// without reserving another.
+    pub slot_reserved: bool,
     pub created_at: Micros,
     pub updated_at: Micros,
 }
@@ -278,7 +441,7 @@ impl MessageStatus {
         match d.state {
             DeliveryState::Succeeded => MessageStatus::Success,
             DeliveryState::Failed => MessageStatus::Fail,
-            DeliveryState::Cancelled => MessageStatus::Canceled,
+            DeliveryState::Cancelled | DeliveryState::Superseded => MessageStatus::Canceled,
             DeliveryState::Pending if d.attempts == 0 => MessageStatus::Pending,
             DeliveryState::Pending => MessageStatus::Sending,
         }
@@ -298,8 +461,10 @@ pub enum AttemptError {
     BlockedAddress,
     /// The URL scheme is not allowed (http without `allow_http_destinations`).
     BlockedScheme,
-    /// The request could not be built (bad URL, template error, ...).
+    /// The request could not be built (bad URL, expired payload, ...).
     Request,
+    /// The trigger's template did not render (or, for JSON, not to valid JSON).
+    Template,
 }
 
 impl AttemptError {
@@ -313,6 +478,7 @@ impl AttemptError {
             AttemptError::BlockedAddress => "blocked_address",
             AttemptError::BlockedScheme => "blocked_scheme",
             AttemptError::Request => "request",
+            AttemptError::Template => "template",
         }
     }
 }
@@ -370,6 +536,71 @@ pub struct Token {
     /// `None`: admin (every application); `Some`: only this application.
     pub app_id: Option<AppId>,
     pub created_at: Micros,
+}
+
+/// An operator of the dashboard. Only an argon2id hash of the password is stored.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    /// The PHC string of the argon2id hash (`$argon2id$v=19$m=...`), salt included.
+    pub password_hash: String,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("username", &self.username)
+            .field("password_hash", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a dashboard session belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionOwner {
+    /// An operator who logged in with a password: every application.
+    User(String),
+    /// An application's owner who opened a portal link: that application only.
+    Portal { app_id: AppId, read_only: bool },
+}
+
+/// A dashboard session, stored under the SHA-256 of its cookie value.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub owner: SessionOwner,
+    /// The token every form of this session must carry (CSRF).
+    pub csrf: String,
+    pub created_at: Micros,
+    pub expires_at: Micros,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("owner", &self.owner)
+            .field("csrf", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A link into the tenant portal of one application, made through the API; stored under the
+/// SHA-256 of its token. Opening it starts a portal session; it works until it expires.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortalLink {
+    pub app_id: AppId,
+    pub read_only: bool,
+    pub created_at: Micros,
+    pub expires_at: Micros,
+}
+
+/// A one-time link that creates the first user, printed in the log while no user exists.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetupToken {
+    pub created_at: Micros,
+    pub expires_at: Micros,
 }
 
 /// Who is calling, after authentication. Every service call takes one.

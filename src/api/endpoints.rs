@@ -84,6 +84,7 @@ impl From<EndpointIn> for EndpointInput {
             throttle_rate: e.throttle_rate.or(e.rate_limit),
             metadata: e.metadata.unwrap_or_default(),
             headers: e.headers.unwrap_or_default(),
+            options: Default::default(),
         }
     }
 }
@@ -327,6 +328,7 @@ async fn update(
         throttle_rate: b.throttle_rate.or(b.rate_limit),
         metadata: b.metadata.unwrap_or_default(),
         headers: BTreeMap::new(),
+        options: Default::default(),
     };
     let (ep, created) = s.put_endpoint(caller, &app, &endpoint, input).await?;
     Ok((

@@ -32,14 +32,30 @@ pub struct Sent {
     pub retry_after: Option<String>,
 }
 
+/// What a client needs beyond the defaults.
+#[derive(Clone, Default)]
+pub struct ClientExtras {
+    /// CA certificates trusted besides the public roots.
+    pub roots: Vec<reqwest::Certificate>,
+    /// A client certificate and key presented in the TLS handshake.
+    pub identity: Option<reqwest::Identity>,
+}
+
 impl HttpClient {
     pub fn new(
-        policy: DestinationPolicy,
+        policy: Arc<DestinationPolicy>,
         connect_timeout: Duration,
         response_body_max: usize,
+        extras: ClientExtras,
     ) -> Result<HttpClient, reqwest::Error> {
-        let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for root in extras.roots {
+            builder = builder.add_root_certificate(root);
+        }
+        if let Some(identity) = extras.identity {
+            builder = builder.identity(identity);
+        }
+        let client = builder
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
             }))

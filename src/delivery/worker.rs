@@ -1,21 +1,20 @@
-//! One attempt of one delivery: load, sign, send, decide, record.
-
-use std::time::Duration;
-
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+//! One attempt of one delivery: load, check the endpoint, build the body, sign, send, decide,
+//! record.
 
 use super::Engine;
 use super::client::Sent;
 use super::retry;
 use crate::model::*;
-use crate::signing;
-use crate::storage::{AttemptOutcome, Read};
+use crate::routing::template;
+use crate::storage::{AttemptOutcome, Read, StoreError};
 
 /// Everything an attempt needs, read in one transaction.
 struct Work {
     delivery: Delivery,
     message: Message,
     endpoint: Option<Endpoint>,
+    /// The trigger that shaped the body, with the application for its merge fields.
+    shaping: Option<(Trigger, App)>,
 }
 
 pub(super) async fn attempt(engine: &Engine, id: DeliveryId) {
@@ -25,24 +24,34 @@ pub(super) async fn attempt(engine: &Engine, id: DeliveryId) {
     }
 }
 
-async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), crate::storage::StoreError> {
+async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> {
     let work = engine
         .store
         .read(move |r| {
             let Some(delivery) = r.delivery(id)? else {
                 return Ok(None);
             };
-            if delivery.state != DeliveryState::Pending {
+            if delivery.state != DeliveryState::Pending || delivery.due_ms.is_none() {
                 return Ok(None);
             }
             let Some(message) = r.message(delivery.app_id, delivery.msg_id)? else {
                 return Ok(None);
             };
             let endpoint = r.endpoint(delivery.endpoint_id)?;
+            let shaping = match delivery.trigger_id {
+                Some(t) => match (r.trigger(delivery.app_id, t)?, r.app(delivery.app_id)?) {
+                    (Some(trigger), Some(app)) if trigger.template.is_some() => {
+                        Some((trigger, app))
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
             Ok(Some(Work {
                 delivery,
                 message,
                 endpoint,
+                shaping,
             }))
         })
         .await?;
@@ -50,6 +59,7 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), crate::stora
         delivery,
         message,
         endpoint,
+        shaping,
     }) = work
     else {
         return Ok(());
@@ -58,14 +68,33 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), crate::stora
         // The endpoint was deleted: the delivery has nowhere to go.
         return engine.store.write(move |w| w.cancel_delivery(id)).await;
     };
+    engine.note_cap(endpoint.id, endpoint.options.concurrency_max);
+    if !endpoint.ready() {
+        // Disabled or unverified: wait, unattempted, until it is enabled or verified.
+        return engine.store.write(move |w| w.park_delivery(id)).await;
+    }
+    if let (Some(rate), false) = (endpoint.throttle_rate, delivery.slot_reserved) {
+        let slot = engine.reserve_slot(endpoint.id, rate);
+        if slot > now_millis() + super::slot_slack_ms() {
+            return engine
+                .store
+                .write(move |w| w.defer_delivery(id, slot))
+                .await;
+        }
+    }
 
-    let sent = match &message.payload {
-        Some(payload) => send(engine, &message, &endpoint, payload.as_bytes().to_vec()).await,
-        None => Sent {
+    let sent = match build_body(&message, shaping.as_ref()) {
+        Ok((body, content_type)) => {
+            engine
+                .outbound
+                .send(&endpoint, &message.id.to_string(), body, content_type)
+                .await
+        }
+        Err((kind, reason)) => Sent {
             status_code: 0,
             duration_ms: 0,
-            error: Some(AttemptError::Request),
-            response: "the message payload has expired or was expunged".into(),
+            error: Some(kind),
+            response: reason,
             retry_after: None,
         },
     };
@@ -84,41 +113,132 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), crate::stora
         trigger_type: delivery.trigger_type,
         created_at: now_micros(),
     };
-    let outcome = decide(engine, &delivery, &attempt, sent.retry_after.as_deref());
-    // 410 Gone: the receiver says this endpoint is no more; stop sending to it.
+    let outcome = decide(
+        engine,
+        &delivery,
+        &endpoint,
+        &attempt,
+        sent.retry_after.as_deref(),
+    );
+    let succeeded = attempt.succeeded();
     let gone = attempt.status_code == 410;
+    let auto_disable_after_us = engine.config.auto_disable_after_ms as i64 * 1000;
     let endpoint_id = endpoint.id;
-    let app_id = endpoint.app_id;
     engine
         .store
         .write(move |w| {
-            let current = if gone { w.endpoint(endpoint_id)? } else { None };
+            // Read before writing (the writer's contract), then record.
+            let current = w.endpoint(endpoint_id)?;
             w.record_attempt(attempt, outcome)?;
-            if let Some(ep) = current.filter(|ep| !ep.disabled) {
-                let mut disabled = ep.clone();
-                disabled.disabled = true;
-                disabled.updated_at = now_micros();
-                w.update_endpoint(&ep, &disabled)?;
-                w.insert_alert(Alert {
-                    id: AlertId(0),
-                    kind: AlertKind::EndpointDisabled,
-                    app_id,
-                    endpoint_id,
-                    msg_id: None,
-                    detail: "the receiver answered 410 Gone".into(),
-                    created_at: now_micros(),
-                    acknowledged_at: None,
-                })?;
+            if let Some(ep) = current {
+                if let Some(change) = endpoint_change(&ep, succeeded, gone, auto_disable_after_us) {
+                    let mut new = ep.clone();
+                    change.apply(&mut new);
+                    w.update_endpoint(&ep, &new)?;
+                    if let EndpointChange::Disable(reason) = change {
+                        w.insert_alert(Alert {
+                            id: AlertId(0),
+                            kind: AlertKind::EndpointDisabled,
+                            app_id: ep.app_id,
+                            endpoint_id: ep.id,
+                            msg_id: None,
+                            detail: reason,
+                            created_at: now_micros(),
+                            acknowledged_at: None,
+                        })?;
+                    }
+                }
             }
             Ok(())
         })
         .await
 }
 
-/// Succeeded, try again later, or give up and alert.
+/// The body and its content type: the payload as posted, or the trigger's template rendered.
+fn build_body(
+    message: &Message,
+    shaping: Option<&(Trigger, App)>,
+) -> Result<(Vec<u8>, &'static str), (AttemptError, String)> {
+    let Some(payload) = &message.payload else {
+        return Err((
+            AttemptError::Request,
+            "the message payload has expired or was expunged".into(),
+        ));
+    };
+    let Some((trigger, app)) = shaping else {
+        return Ok((payload.as_bytes().to_vec(), ContentType::Json.mime()));
+    };
+    let source = trigger.template.as_deref().unwrap_or_default();
+    let parsed: serde_json::Value =
+        serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+    let fields = template::merge_fields(&parsed, message, app);
+    match template::body(source, trigger.content_type, &fields) {
+        Ok(body) => Ok((body.into_bytes(), trigger.content_type.mime())),
+        Err(e) => Err((
+            AttemptError::Template,
+            format!("trigger {}: {e}", trigger.id),
+        )),
+    }
+}
+
+/// A change an attempt makes to its endpoint's record; only transitions write.
+enum EndpointChange {
+    /// The first failure after a success: remember when the failing began.
+    StartFailing(Micros),
+    /// A success after failures.
+    Recovered,
+    Disable(String),
+}
+
+impl EndpointChange {
+    fn apply(&self, ep: &mut Endpoint) {
+        match self {
+            EndpointChange::StartFailing(t) => ep.options.failing_since = Some(*t),
+            EndpointChange::Recovered => ep.options.failing_since = None,
+            EndpointChange::Disable(reason) => {
+                ep.disabled = true;
+                ep.options.disabled_reason = Some(reason.clone());
+            }
+        }
+        ep.updated_at = now_micros();
+    }
+}
+
+fn endpoint_change(
+    ep: &Endpoint,
+    succeeded: bool,
+    gone: bool,
+    auto_disable_after_us: i64,
+) -> Option<EndpointChange> {
+    if ep.disabled {
+        return None;
+    }
+    if gone {
+        return Some(EndpointChange::Disable(
+            "the receiver answered 410 Gone".into(),
+        ));
+    }
+    let now = now_micros();
+    match (succeeded, ep.options.failing_since) {
+        (true, Some(_)) => Some(EndpointChange::Recovered),
+        (true, None) => None,
+        (false, None) => Some(EndpointChange::StartFailing(now)),
+        (false, Some(since)) if now - since >= auto_disable_after_us => {
+            Some(EndpointChange::Disable(format!(
+                "every attempt failed for {} hours",
+                (now - since) / 3_600_000_000
+            )))
+        }
+        (false, Some(_)) => None,
+    }
+}
+
+/// Succeeded, try again later, or give up and alert. The endpoint's own schedule and attempt
+/// count win over the server's.
 fn decide(
     engine: &Engine,
     delivery: &Delivery,
+    ep: &Endpoint,
     attempt: &Attempt,
     retry_after: Option<&str>,
 ) -> AttemptOutcome {
@@ -131,12 +251,21 @@ fn decide(
         429 | 503 => retry_after.and_then(|v| retry::parse_retry_after(v, chrono::Utc::now())),
         _ => None,
     };
-    let delay = if attempt.status_code == 410 {
+    let schedule = ep
+        .options
+        .retry_schedule_ms
+        .as_deref()
+        .unwrap_or(&config.retry_schedule_ms);
+    let attempts_max = ep.options.attempts_max.unwrap_or(schedule.len() as u32 + 1);
+    let delay = if attempt.status_code == 410 || made >= attempts_max {
         None
     } else {
+        // Past the end of the schedule (an endpoint allowing more attempts), the last delay
+        // repeats.
+        let index = (made as usize).min(schedule.len().max(1)) as u32;
         retry::next_delay_ms(
-            &config.retry_schedule_ms,
-            made,
+            schedule,
+            index,
             config.retry_jitter_percent,
             asked,
             config.retry_after_max_ms,
@@ -167,34 +296,4 @@ fn describe(a: &Attempt) -> String {
         Some(kind) => kind.as_str().to_string(),
         None => "success".into(),
     }
-}
-
-/// Signs and POSTs the payload.
-async fn send(engine: &Engine, msg: &Message, ep: &Endpoint, body: Vec<u8>) -> Sent {
-    let msg_id = msg.id.to_string();
-    let timestamp = chrono::Utc::now().timestamp();
-    let signature =
-        signing::signature_header(ep.live_keys(now_micros()), &msg_id, timestamp, &body);
-    let mut headers = HeaderMap::with_capacity(4 + ep.headers.len());
-    // Custom headers first, so Herald's own cannot be overridden by them.
-    for (name, value) in &ep.headers {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::try_from(name.as_str()),
-            HeaderValue::try_from(value.as_str()),
-        ) {
-            headers.insert(n, v);
-        }
-    }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        "webhook-id",
-        HeaderValue::try_from(msg_id).expect("ids are ASCII"),
-    );
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    headers.insert(
-        "webhook-signature",
-        HeaderValue::try_from(signature).expect("signatures are base64"),
-    );
-    let timeout = Duration::from_millis(engine.config.request_timeout_ms);
-    engine.client.post(&ep.url, headers, body, timeout).await
 }

@@ -6,18 +6,73 @@
 //!
 //! Owns: the matching rules. Must never: do I/O; it is called inside the ingest transaction.
 
-use crate::model::{Endpoint, Message, NewDelivery, Priority};
+pub mod template;
 
-/// The deliveries a message owes, given its application's endpoints.
-pub fn route(msg: &Message, endpoints: &[Endpoint]) -> Vec<NewDelivery> {
-    endpoints
+use crate::model::{App, Endpoint, Message, NewDelivery, Priority, Trigger};
+
+/// The deliveries a message owes: one per endpoint whose built-in subscription matches, and
+/// one per enabled trigger whose event types and condition match. A condition or unique key
+/// that fails to evaluate never fails the ingest: the condition counts as false (and is
+/// logged), the unique key as absent.
+pub fn route(
+    msg: &Message,
+    app: &App,
+    endpoints: &[Endpoint],
+    triggers: &[Trigger],
+) -> Vec<NewDelivery> {
+    let mut out: Vec<NewDelivery> = endpoints
         .iter()
-        .filter(|ep| subscription_matches(ep, msg))
-        .map(|ep| NewDelivery {
+        .filter(|ep| !ep.options.subscription_disabled && subscription_matches(ep, msg))
+        .map(|ep| NewDelivery::plain(ep.id, Priority::Normal))
+        .collect();
+    // The payload is parsed once, and only when some trigger needs its fields.
+    let mut payload: Option<serde_json::Value> = None;
+    for t in triggers.iter().filter(|t| t.enabled) {
+        let Some(ep) = endpoints.iter().find(|e| e.id == t.endpoint_id) else {
+            continue;
+        };
+        if ep.disabled
+            || !t
+                .event_types
+                .iter()
+                .any(|p| template::event_type_matches(p, &msg.event_type))
+        {
+            continue;
+        }
+        let needs_fields = t.condition.is_some() || t.unique_key.is_some();
+        if needs_fields && payload.is_none() {
+            let text = msg.payload.as_deref().unwrap_or("{}");
+            payload = Some(serde_json::from_str(text).unwrap_or(serde_json::Value::Null));
+        }
+        let null = serde_json::Value::Null;
+        let fields = template::merge_fields(payload.as_ref().unwrap_or(&null), msg, app);
+        if let Some(condition) = &t.condition {
+            match template::condition(condition, &fields) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(trigger = %t.id, error = %e, "trigger condition failed; treated as false");
+                    continue;
+                }
+            }
+        }
+        let unique_key = t.unique_key.as_ref().and_then(|k| match template::unique_key(k, &fields) {
+            Ok(key) if !key.is_empty() => Some(key),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(trigger = %t.id, error = %e, "unique key failed to render; none used");
+                None
+            }
+        });
+        out.push(NewDelivery {
             endpoint_id: ep.id,
-            priority: Priority::Normal,
-        })
-        .collect()
+            priority: t.priority,
+            trigger_id: Some(t.id),
+            unique_key,
+            delay_ms: t.delay_ms,
+        });
+    }
+    out
 }
 
 /// The built-in trigger of an endpoint (Svix fan-out semantics).
@@ -59,6 +114,7 @@ mod tests {
             throttle_rate: None,
             metadata: Default::default(),
             headers: Default::default(),
+            options: Default::default(),
             created_at: 0,
             updated_at: 0,
         }
@@ -75,6 +131,72 @@ mod tests {
             created_at: 0,
             retention_days: 90,
         }
+    }
+
+    fn app() -> App {
+        App {
+            id: AppId(1),
+            uid: Some("shop".into()),
+            name: "Shop".into(),
+            throttle_rate: None,
+            metadata: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn trigger(types: &[&str], condition: Option<&str>) -> Trigger {
+        Trigger {
+            id: TriggerId(9),
+            app_id: AppId(1),
+            endpoint_id: EndpointId(1),
+            description: String::new(),
+            event_types: types.iter().map(|s| s.to_string()).collect(),
+            condition: condition.map(str::to_owned),
+            template: None,
+            content_type: ContentType::Json,
+            priority: Priority::High,
+            unique_key: Some("order-{{ payload.id }}".into()),
+            delay_ms: 500,
+            enabled: true,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn triggers_route_by_pattern_and_condition() {
+        let mut ep = endpoint(Some(&["other.type"]), None, false);
+        ep.options.subscription_disabled = true;
+        let mut msg = message("order.updated", None);
+        msg.payload = Some(r#"{"id": 7, "status": "FULFILLED"}"#.into());
+        let t = trigger(
+            &["order.*"],
+            Some(r#"payload.status in ["FULFILLED", "FAILED_PERMANENTLY"]"#),
+        );
+        let routes = route(&msg, &app(), &[ep.clone()], &[t.clone()]);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].trigger_id, Some(TriggerId(9)));
+        assert_eq!(routes[0].priority, Priority::High);
+        assert_eq!(routes[0].unique_key.as_deref(), Some("order-7"));
+        assert_eq!(routes[0].delay_ms, 500);
+
+        msg.payload = Some(r#"{"id": 7, "status": "NEW"}"#.into());
+        assert!(
+            route(&msg, &app(), &[ep.clone()], &[t.clone()]).is_empty(),
+            "condition false"
+        );
+        let broken = trigger(&["order.*"], Some("payload.status =="));
+        assert!(
+            route(&msg, &app(), &[ep.clone()], &[broken]).is_empty(),
+            "a broken condition never fails routing"
+        );
+        let mut off = t.clone();
+        off.enabled = false;
+        assert!(route(&msg, &app(), &[ep.clone()], &[off]).is_empty());
+        let mut disabled = ep.clone();
+        disabled.disabled = true;
+        assert!(route(&msg, &app(), &[disabled], &[t]).is_empty());
     }
 
     #[test]
@@ -123,7 +245,7 @@ mod tests {
         b.id = EndpointId(11);
         let mut c = endpoint(None, None, false);
         c.id = EndpointId(12);
-        let routes = route(&message("x", None), &[a, b, c]);
+        let routes = route(&message("x", None), &app(), &[a, b, c], &[]);
         let ids: Vec<_> = routes.iter().map(|r| r.endpoint_id).collect();
         assert_eq!(ids, vec![EndpointId(10), EndpointId(12)]);
     }

@@ -56,6 +56,8 @@ pub struct EndpointInput {
     pub throttle_rate: Option<u16>,
     pub metadata: BTreeMap<String, String>,
     pub headers: BTreeMap<String, String>,
+    /// Herald's extensions (auth, client certificate, timeout, retries, verification).
+    pub options: EndpointOptions,
 }
 
 impl Service {
@@ -161,6 +163,7 @@ impl Service {
                     throttle_rate: input.throttle_rate,
                     metadata: input.metadata,
                     headers: input.headers,
+                    options: input.options,
                     created_at: now,
                     updated_at: now,
                 };
@@ -283,6 +286,7 @@ impl Service {
             throttle_rate: patch.throttle_rate.unwrap_or(old.throttle_rate),
             metadata: patch.metadata.unwrap_or_else(|| old.metadata.clone()),
             headers: old.headers.clone(),
+            options: old.options.clone(),
         };
         self.validate_endpoint(&input)?;
         self.replace_endpoint(old, input).await
@@ -553,11 +557,8 @@ impl Service {
                     created_at: now_micros(),
                     retention_days: crate::service::messages::RETENTION_DAYS_MAX,
                 };
-                let only_target = move |_: &Message, _: &[Endpoint]| {
-                    vec![NewDelivery {
-                        endpoint_id: target,
-                        priority: Priority::High,
-                    }]
+                let only_target = move |_: &Message, _: &[Endpoint], _: &[Trigger]| {
+                    vec![NewDelivery::plain(target, Priority::High)]
                 };
                 w.ingest_message(msg, &only_target)
             })

@@ -163,7 +163,10 @@ impl Service {
                     created_at: now_micros(),
                     retention_days,
                 };
-                Ok(Ok(w.ingest_message(msg, &routing::route)?))
+                let route = |m: &Message, endpoints: &[Endpoint], triggers: &[Trigger]| {
+                    routing::route(m, &app, endpoints, triggers)
+                };
+                Ok(Ok(w.ingest_message(msg, &route)?))
             })
             .await??;
         if deliveries > 0 {

@@ -7,22 +7,36 @@
 //! Owns: the rules. Must never: know HTTP or JSON shapes, touch redb (it asks `storage/`),
 //! or let a caller scoped to one application see that another exists (that is a 404).
 
+mod alerts;
 mod apps;
 mod endpoints;
 mod event_types;
 mod messages;
+mod overview;
+mod queue;
+mod sessions;
 mod tokens;
+pub mod triggers;
+mod users;
 pub mod validate;
 
 use std::sync::Arc;
 
+pub use alerts::AlertPage;
 pub use apps::AppInput;
 pub use endpoints::{EndpointInput, EndpointPatch, EndpointStats, PING_EVENT_TYPE};
 pub use event_types::EventTypeInput;
 pub use messages::{
     AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, TaskOutcome,
 };
+pub use overview::{AppActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile};
+pub use queue::{
+    AttemptDetail, DeliveryDetail, DestinationDetail, MessageDetail, QueueCursor, QueueFilter,
+    QueueItem, QueueListing, StateFilter,
+};
+pub use sessions::{NewSession, PORTAL_ACCESS_PATH, PortalAccess, SessionView};
 pub use tokens::NewToken;
+pub use users::SETUP_PATH;
 
 use crate::config::Config;
 use crate::delivery::Waker;
@@ -120,19 +134,31 @@ pub struct Service {
     config: Arc<Config>,
     waker: Waker,
     policy: Arc<DestinationPolicy>,
+    /// Signed requests the service sends itself: endpoint tests, verification handshakes.
+    outbound: Arc<crate::delivery::Outbound>,
+    /// Dashboard login attempts per user and address (shared by every clone).
+    logins: Arc<users::LoginThrottle>,
 }
 
 impl Service {
-    pub fn new(store: Store, config: Arc<Config>, waker: Waker) -> Service {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        waker: Waker,
+        outbound: Arc<crate::delivery::Outbound>,
+    ) -> Service {
         let policy = Arc::new(DestinationPolicy {
             allow: config.allow_destination.clone(),
             allow_http: config.allow_http_destinations,
         });
+        let logins = Arc::new(users::LoginThrottle::new(config.login_attempts_per_minute));
         Service {
             store,
             config,
             waker,
             policy,
+            outbound,
+            logins,
         }
     }
 

@@ -49,11 +49,16 @@ impl Store {
         decode_all::<u128, App>(&tx, APPS, &mut report)?;
         decode_all::<&str, EventType>(&tx, EVENT_TYPES, &mut report)?;
         decode_all::<u128, Endpoint>(&tx, ENDPOINTS, &mut report)?;
+        decode_all::<(u128, u128), Trigger>(&tx, TRIGGERS, &mut report)?;
         decode_all::<(u128, u128), Message>(&tx, MESSAGES, &mut report)?;
         decode_all::<(u128, u16), Delivery>(&tx, DELIVERIES, &mut report)?;
         decode_all::<(u128, u128), Attempt>(&tx, ATTEMPTS, &mut report)?;
         decode_all::<u128, Alert>(&tx, ALERTS, &mut report)?;
         decode_all::<&[u8; 32], Token>(&tx, TOKENS, &mut report)?;
+        decode_all::<&str, User>(&tx, USERS, &mut report)?;
+        decode_all::<&[u8; 32], Session>(&tx, SESSIONS, &mut report)?;
+        decode_all::<&[u8; 32], PortalLink>(&tx, PORTAL_LINKS, &mut report)?;
+        decode_all::<&[u8; 32], SetupToken>(&tx, SETUP_TOKENS, &mut report)?;
         decode_all::<&[u8; 32], super::codec::IdempotentResponse>(&tx, IDEMPOTENCY, &mut report)?;
         // Every queue entry must point at a pending delivery due at that time.
         let deliveries = tx.open_table(DELIVERIES)?;

@@ -45,7 +45,7 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
-use crate::model::{Alert, App, Attempt, Delivery, Endpoint, EventType, Message, Token};
+use crate::model::{Alert, App, Attempt, Delivery, Endpoint, EventType, Message, Token, Trigger};
 
 impl Record for App {}
 impl Record for EventType {}
@@ -55,6 +55,13 @@ impl Record for Delivery {}
 impl Record for Attempt {}
 impl Record for Alert {}
 impl Record for Token {}
+impl Record for Trigger {}
+
+// The dashboard's records.
+impl Record for crate::model::User {}
+impl Record for crate::model::Session {}
+impl Record for crate::model::PortalLink {}
+impl Record for crate::model::SetupToken {}
 
 /// The first 2xx answer to a request that carried an Idempotency-Key.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -122,6 +129,27 @@ mod tests {
             throttle_rate: None,
             metadata: metadata(),
             headers: metadata(),
+            options: EndpointOptions {
+                basic_auth: Some(BasicAuth {
+                    username: "u".into(),
+                    password: "p".into(),
+                }),
+                client_cert: Some(ClientCert {
+                    cert_pem: "c".into(),
+                    key_pem: "k".into(),
+                }),
+                timeout_ms: Some(5),
+                retry_schedule_ms: Some(vec![1, 2]),
+                attempts_max: Some(10),
+                concurrency_max: Some(2),
+                verification: Some(Verification {
+                    code: "x".into(),
+                    verified_at: None,
+                }),
+                subscription_disabled: true,
+                disabled_reason: Some("gone".into()),
+                failing_since: Some(8),
+            },
             created_at: 3,
             updated_at: 4,
         });
@@ -148,6 +176,9 @@ mod tests {
             attempts: 2,
             due_ms: Some(77),
             trigger_type: TriggerType::Manual,
+            trigger_id: None,
+            unique_key: None,
+            slot_reserved: false,
             created_at: 1,
             updated_at: 2,
         });
@@ -188,6 +219,41 @@ mod tests {
             expires_ms: 1,
             status: 202,
             body: b"{}".to_vec(),
+        });
+    }
+
+    #[test]
+    fn dashboard_records_round_trip() {
+        round_trip(User {
+            username: "ops".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_at: 1,
+            updated_at: 2,
+        });
+        round_trip(Session {
+            owner: SessionOwner::User("ops".into()),
+            csrf: "csrf-token".into(),
+            created_at: 3,
+            expires_at: 4,
+        });
+        round_trip(Session {
+            owner: SessionOwner::Portal {
+                app_id: AppId(7),
+                read_only: true,
+            },
+            csrf: "t".into(),
+            created_at: 5,
+            expires_at: 6,
+        });
+        round_trip(PortalLink {
+            app_id: AppId(7),
+            read_only: false,
+            created_at: 1,
+            expires_at: 9,
+        });
+        round_trip(SetupToken {
+            created_at: 1,
+            expires_at: 2,
         });
     }
 

@@ -9,6 +9,8 @@
 //! Must never: hold a transaction across an `.await`, make a rule about what may be stored
 //! (that is `service/`), or let redb types escape this module.
 
+mod admin;
+mod backup;
 mod check;
 mod codec;
 mod edits;
@@ -17,6 +19,7 @@ mod pages;
 mod reads;
 mod stats;
 mod tables;
+mod triggers;
 mod writer;
 
 use std::path::Path;
@@ -27,10 +30,15 @@ use redb::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+pub use backup::BackupReport;
 pub use codec::IdempotentResponse;
 pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};
 pub use reads::Read;
+pub use stats::{
+    Counter, EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, QueuePage, QueueQuery, QueueRow,
+    day_of, hour_of,
+};
 pub use writer::WriterStats;
 
 use crate::model::MessageId;
@@ -217,17 +225,31 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
         touch(&tx, tables::ENDPOINTS)?;
         touch(&tx, tables::APP_ENDPOINTS)?;
         touch(&tx, tables::ENDPOINT_UIDS)?;
+        touch(&tx, tables::TRIGGERS)?;
         touch(&tx, tables::MESSAGES)?;
         touch(&tx, tables::MESSAGE_EVENT_IDS)?;
         touch(&tx, tables::DELIVERIES)?;
         touch(&tx, tables::QUEUE_HIGH)?;
         touch(&tx, tables::QUEUE_NORMAL)?;
         touch(&tx, tables::QUEUE_LOW)?;
+        touch(&tx, tables::PARKED)?;
+        touch(&tx, tables::UNIQUE_KEYS)?;
         touch(&tx, tables::ATTEMPTS)?;
         touch(&tx, tables::ENDPOINT_ATTEMPTS)?;
         touch(&tx, tables::ALERTS)?;
         touch(&tx, tables::TOKENS)?;
         touch(&tx, tables::IDEMPOTENCY)?;
+        touch(&tx, tables::USERS)?;
+        touch(&tx, tables::SESSIONS)?;
+        touch(&tx, tables::PORTAL_LINKS)?;
+        touch(&tx, tables::SETUP_TOKENS)?;
+        touch(&tx, tables::MESSAGE_TIMELINE)?;
+        touch(&tx, tables::ENDPOINT_DELIVERIES)?;
+        touch(&tx, tables::FAILED_DELIVERIES)?;
+        touch(&tx, tables::HOURLY)?;
+        touch(&tx, tables::LATENCY)?;
+        touch(&tx, tables::ENDPOINT_HOURLY)?;
+        touch(&tx, tables::APP_DAILY)?;
         let mut meta = tx.open_table(tables::META)?;
         let found = meta.get("schema_version")?.map(|v| v.value());
         match found {

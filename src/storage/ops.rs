@@ -10,7 +10,7 @@ use super::tables::*;
 use super::{Conflict, StoreError, Writer};
 use crate::model::*;
 
-pub(super) fn lane_table(lane: Priority) -> TableDefinition<'static, (u64, u128, u16), ()> {
+pub(super) fn lane_table(lane: Priority) -> TableDefinition<'static, (u64, u128, u16), u128> {
     match lane {
         Priority::High => QUEUE_HIGH,
         Priority::Normal => QUEUE_NORMAL,
@@ -150,14 +150,16 @@ impl Writer<'_> {
 
     // ---- messages and the queue ---------------------------------------------------------
 
-    /// Stores a new message and the deliveries `route` decides it owes, queued as due now.
-    /// `route` sees the message and the application's endpoints inside this transaction, so
-    /// an endpoint created or changed just before is taken into account. Answers the message
-    /// and how many deliveries were made; `Conflict::EventId` if its eventId was used.
+    /// Stores a new message and the deliveries `route` decides it owes. `route` sees the
+    /// message, the application's endpoints and triggers inside this transaction, so a change
+    /// committed just before is taken into account. A delivery with a unique key supersedes
+    /// the pending one holding the same endpoint and key. A delivery to an endpoint that is not
+    /// ready (unverified) is parked until it is. Answers the message and how many deliveries
+    /// were made; `Conflict::EventId` if its eventId was used.
     pub fn ingest_message(
         &mut self,
         mut msg: Message,
-        route: &dyn Fn(&Message, &[Endpoint]) -> Vec<NewDelivery>,
+        route: &dyn Fn(&Message, &[Endpoint], &[Trigger]) -> Vec<NewDelivery>,
     ) -> Result<(Message, usize), StoreError> {
         if let Some(event_id) = &msg.event_id {
             if let Some(existing) = self.message_id_by_event_id(msg.app_id, event_id)? {
@@ -166,7 +168,8 @@ impl Writer<'_> {
         }
         msg.id = MessageId(self.new_id());
         let endpoints = self.app_endpoints(msg.app_id)?;
-        let routes = route(&msg, &endpoints);
+        let triggers = self.app_triggers(msg.app_id)?;
+        let routes = route(&msg, &endpoints, &triggers);
         let routes = &routes[..routes.len().min(u16::MAX as usize)];
         if let Some(event_id) = &msg.event_id {
             self.table_mut(MESSAGE_EVENT_IDS)?
@@ -176,6 +179,10 @@ impl Writer<'_> {
             .insert((msg.app_id.0, msg.id.0), encode(&msg).as_slice())?;
         let now_ms = now_millis();
         for (n, route) in routes.iter().enumerate() {
+            let ready = endpoints
+                .iter()
+                .find(|e| e.id == route.endpoint_id)
+                .is_some_and(Endpoint::ready);
             let delivery = Delivery {
                 id: DeliveryId {
                     msg: msg.id,
@@ -187,18 +194,57 @@ impl Writer<'_> {
                 priority: route.priority,
                 state: DeliveryState::Pending,
                 attempts: 0,
-                due_ms: Some(now_ms),
+                due_ms: ready.then_some(now_ms + route.delay_ms),
                 trigger_type: TriggerType::Scheduled,
+                trigger_id: route.trigger_id,
+                unique_key: route.unique_key.clone(),
+                slot_reserved: false,
                 created_at: msg.created_at,
                 updated_at: msg.created_at,
             };
+            if let Some(key) = &delivery.unique_key {
+                self.supersede(route.endpoint_id, key, delivery.id)?;
+            }
             self.put_delivery(&delivery, None)?;
         }
         self.note_ingest(&msg, routes.len())?;
         Ok((msg, routes.len()))
     }
 
-    /// Queues a new manual delivery of a stored message to one endpoint (resend, recover).
+    /// Makes `newer` the holder of (endpoint, key), superseding the pending delivery that held
+    /// it.
+    fn supersede(
+        &mut self,
+        endpoint: EndpointId,
+        key: &str,
+        newer: DeliveryId,
+    ) -> Result<(), StoreError> {
+        let holder = self
+            .table_mut(UNIQUE_KEYS)?
+            .insert((endpoint.0, key), (newer.msg.0, newer.n))?
+            .map(|g| g.value());
+        if let Some((msg, n)) = holder {
+            let id = DeliveryId {
+                msg: MessageId(msg),
+                n,
+            };
+            if let Some(old) = self
+                .delivery(id)?
+                .filter(|d| d.state == DeliveryState::Pending)
+            {
+                let mut d = old.clone();
+                d.state = DeliveryState::Superseded;
+                d.due_ms = None;
+                d.updated_at = now_micros();
+                // The key now belongs to `newer`: write the old delivery without releasing it.
+                self.put_delivery_keeping_key(&d, Some(&old))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a new manual delivery of a stored message to one endpoint (resend, recover,
+    /// replay), parked if the endpoint is not ready.
     pub fn enqueue_manual(
         &mut self,
         msg: &Message,
@@ -213,6 +259,7 @@ impl Writer<'_> {
                 None => 0,
             }
         };
+        let ready = self.endpoint(endpoint_id)?.is_some_and(|e| e.ready());
         let now = now_micros();
         let delivery = Delivery {
             id: DeliveryId {
@@ -225,8 +272,11 @@ impl Writer<'_> {
             priority,
             state: DeliveryState::Pending,
             attempts: 0,
-            due_ms: Some(now_millis()),
+            due_ms: ready.then(now_millis),
             trigger_type: TriggerType::Manual,
+            trigger_id: None,
+            unique_key: None,
+            slot_reserved: false,
             created_at: now,
             updated_at: now,
         };
@@ -234,26 +284,120 @@ impl Writer<'_> {
         Ok(delivery.id)
     }
 
-    /// Writes a delivery and moves its queue entry: out of `old`'s due slot, into its own
-    /// while it is pending.
+    /// Writes a delivery and keeps its indexes in step with it: a pending delivery with a due
+    /// time has a queue entry (lane, due); a pending one without is parked under its endpoint;
+    /// one that stops being pending releases its unique key.
     fn put_delivery(&mut self, d: &Delivery, old: Option<&Delivery>) -> Result<(), StoreError> {
-        if let Some(old_due) = old.and_then(|o| o.due_ms) {
-            let old = old.expect("checked above");
-            self.table_mut(lane_table(old.priority))?
-                .remove((old_due, d.id.msg.0, d.id.n))?;
+        if let (Some(old), Some(key)) = (old, &d.unique_key) {
+            if old.state == DeliveryState::Pending && d.state != DeliveryState::Pending {
+                let mut keys = self.table_mut(UNIQUE_KEYS)?;
+                let holds = keys
+                    .get((d.endpoint_id.0, key.as_str()))?
+                    .is_some_and(|g| g.value() == (d.id.msg.0, d.id.n));
+                if holds {
+                    keys.remove((d.endpoint_id.0, key.as_str()))?;
+                }
+            }
         }
-        if let (DeliveryState::Pending, Some(due)) = (d.state, d.due_ms) {
-            self.table_mut(lane_table(d.priority))?
-                .insert((due, d.id.msg.0, d.id.n), ())?;
+        self.put_delivery_keeping_key(d, old)
+    }
+
+    fn put_delivery_keeping_key(
+        &mut self,
+        d: &Delivery,
+        old: Option<&Delivery>,
+    ) -> Result<(), StoreError> {
+        if let Some(old) = old.filter(|o| o.state == DeliveryState::Pending) {
+            match old.due_ms {
+                Some(due) => {
+                    self.table_mut(lane_table(old.priority))?
+                        .remove((due, d.id.msg.0, d.id.n))?;
+                }
+                None => {
+                    self.table_mut(PARKED)?
+                        .remove((old.endpoint_id.0, d.id.msg.0, d.id.n))?;
+                }
+            }
+        }
+        if d.state == DeliveryState::Pending {
+            match d.due_ms {
+                Some(due) => {
+                    self.table_mut(lane_table(d.priority))?
+                        .insert((due, d.id.msg.0, d.id.n), d.endpoint_id.0)?;
+                }
+                None => {
+                    self.table_mut(PARKED)?
+                        .insert((d.endpoint_id.0, d.id.msg.0, d.id.n), ())?;
+                }
+            }
         }
         self.table_mut(DELIVERIES)?
             .insert((d.id.msg.0, d.id.n), encode(d).as_slice())?;
         Ok(())
     }
 
+    /// Moves a pending delivery to another due time without an attempt (rate limit).
+    pub fn defer_delivery(&mut self, id: DeliveryId, due_ms: Millis) -> Result<(), StoreError> {
+        let Some(old) = self
+            .delivery(id)?
+            .filter(|d| d.state == DeliveryState::Pending)
+        else {
+            return Ok(());
+        };
+        let mut d = old.clone();
+        d.due_ms = Some(due_ms);
+        d.slot_reserved = true;
+        self.put_delivery(&d, Some(&old))
+    }
+
+    /// Parks a pending delivery: its endpoint is disabled or not verified.
+    pub fn park_delivery(&mut self, id: DeliveryId) -> Result<(), StoreError> {
+        let Some(old) = self
+            .delivery(id)?
+            .filter(|d| d.state == DeliveryState::Pending && d.due_ms.is_some())
+        else {
+            return Ok(());
+        };
+        let mut d = old.clone();
+        d.due_ms = None;
+        self.put_delivery(&d, Some(&old))
+    }
+
+    /// Queues, due now, up to `limit` of the deliveries parked for an endpoint; answers how
+    /// many it moved (fewer than `limit`: none are left).
+    pub fn unpark_endpoint(
+        &mut self,
+        endpoint: EndpointId,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let ids = self.parked_deliveries(endpoint, limit)?;
+        let now = now_millis();
+        for id in &ids {
+            if let Some(old) = self.delivery(*id)? {
+                let mut d = old.clone();
+                d.due_ms = Some(now);
+                self.put_delivery(&d, Some(&old))?;
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Cancels up to `limit` of the deliveries parked for an endpoint (it is being deleted).
+    pub fn cancel_parked(
+        &mut self,
+        endpoint: EndpointId,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let ids = self.parked_deliveries(endpoint, limit)?;
+        for id in &ids {
+            self.cancel_delivery(*id)?;
+        }
+        Ok(ids.len())
+    }
+
     /// Records an attempt and moves its delivery on: succeeded, queued again, or failed with
-    /// an alert. Answers the updated delivery, or `None` if it was no longer pending (another
-    /// path finished it), in which case nothing is written.
+    /// an alert. Answers the updated delivery, or `None` if it was no longer pending (superseded
+    /// or cancelled meanwhile): then only the attempt itself is recorded.
     pub fn record_attempt(
         &mut self,
         mut attempt: Attempt,
@@ -262,12 +406,22 @@ impl Writer<'_> {
         let Some(old) = self.delivery(attempt.delivery_id)? else {
             return Ok(None);
         };
+        attempt.id = AttemptId(self.new_id());
+        self.table_mut(ATTEMPTS)?.insert(
+            (attempt.msg_id.0, attempt.id.0),
+            encode(&attempt).as_slice(),
+        )?;
+        self.table_mut(ENDPOINT_ATTEMPTS)?
+            .insert((attempt.endpoint_id.0, attempt.id.0), attempt.msg_id.0)?;
         if old.state != DeliveryState::Pending {
+            // Superseded or cancelled while this attempt was in flight: the attempt is history,
+            // the delivery stays as it is.
+            self.note_attempt(&attempt, &old)?;
             return Ok(None);
         }
-        attempt.id = AttemptId(self.new_id());
         let mut d = old.clone();
         d.attempts += 1;
+        d.slot_reserved = false;
         d.updated_at = attempt.created_at;
         match &outcome {
             AttemptOutcome::Succeeded => {
@@ -280,12 +434,6 @@ impl Writer<'_> {
                 d.due_ms = None;
             }
         }
-        self.table_mut(ATTEMPTS)?.insert(
-            (attempt.msg_id.0, attempt.id.0),
-            encode(&attempt).as_slice(),
-        )?;
-        self.table_mut(ENDPOINT_ATTEMPTS)?
-            .insert((attempt.endpoint_id.0, attempt.id.0), attempt.msg_id.0)?;
         self.put_delivery(&d, Some(&old))?;
         self.note_attempt(&attempt, &d)?;
         if let AttemptOutcome::Exhausted(alert) = outcome {

@@ -162,6 +162,24 @@ pub trait Read {
         })
     }
 
+    fn trigger(&self, app: AppId, id: TriggerId) -> Result<Option<Trigger>, StoreError> {
+        let t = self.tx().table(TRIGGERS)?;
+        Ok(match t.get((app.0, id.0))? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Every trigger of an application, oldest first.
+    fn app_triggers(&self, app: AppId) -> Result<Vec<Trigger>, StoreError> {
+        let t = self.tx().table(TRIGGERS)?;
+        let mut out = Vec::new();
+        for e in t.range((app.0, 0)..=(app.0, u128::MAX))? {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+
     fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
         let t = self.tx().table(MESSAGES)?;
         Ok(match t.get((app.0, id.0))? {
@@ -295,40 +313,69 @@ pub trait Read {
     }
 
     /// Up to `limit` due deliveries of one lane (due at or before `now_ms`), oldest due first,
-    /// passing over those `skip` says are already being attempted. Also answers when the
+    /// with their endpoints, passing over those `skip` refuses (already in flight, or their
+    /// endpoint is busy). Looks at no more than `scan_max` entries. Also answers when the
     /// earliest not-yet-due entry of the lane falls due.
     fn due_deliveries(
         &self,
         lane: Priority,
         now_ms: Millis,
         limit: usize,
-        skip: &dyn Fn(DeliveryId) -> bool,
-    ) -> Result<(Vec<DeliveryId>, Option<Millis>), StoreError> {
+        scan_max: usize,
+        skip: &mut dyn FnMut(DeliveryId, EndpointId) -> bool,
+    ) -> Result<(Vec<(DeliveryId, EndpointId)>, Option<Millis>), StoreError> {
         let t = self.tx().table(super::ops::lane_table(lane))?;
         let mut due = Vec::new();
         let mut next = None;
         if limit == 0 {
             return Ok((due, None));
         }
-        for e in t.iter()? {
-            let (due_ms, msg, n) = e?.0.value();
+        for (scanned, e) in t.iter()?.enumerate() {
+            let (k, v) = e?;
+            let (due_ms, msg, n) = k.value();
             if due_ms > now_ms {
                 next = Some(due_ms);
+                break;
+            }
+            if scanned >= scan_max {
+                next = Some(now_ms);
                 break;
             }
             let id = DeliveryId {
                 msg: MessageId(msg),
                 n,
             };
-            if skip(id) {
+            let endpoint = EndpointId(v.value());
+            if skip(id, endpoint) {
                 continue;
             }
-            due.push(id);
+            due.push((id, endpoint));
             if due.len() >= limit {
                 break;
             }
         }
         Ok((due, next))
+    }
+
+    /// Deliveries parked for an endpoint (disabled or unverified), at most `limit`.
+    fn parked_deliveries(
+        &self,
+        endpoint: EndpointId,
+        limit: usize,
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        let t = self.tx().table(PARKED)?;
+        let mut out = Vec::new();
+        for e in t
+            .range((endpoint.0, 0, 0)..=(endpoint.0, u128::MAX, u16::MAX))?
+            .take(limit)
+        {
+            let (_, msg, n) = e?.0.value();
+            out.push(DeliveryId {
+                msg: MessageId(msg),
+                n,
+            });
+        }
+        Ok(out)
     }
 
     /// Pending entries of a lane.
@@ -362,6 +409,146 @@ pub trait Read {
             Some(v) => Some(decode(v.value())?),
             None => None,
         })
+    }
+
+    // ---- the dashboard's records ----------------------------------------------------------
+
+    fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let t = self.tx().table(USERS)?;
+        Ok(match t.get(username)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Every user, by name (operators are few).
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        let t = self.tx().table(USERS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(self.tx().table(USERS)?.len()?)
+    }
+
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        let t = self.tx().table(SESSIONS)?;
+        Ok(match t.get(hash)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn portal_link(&self, hash: &[u8; 32]) -> Result<Option<PortalLink>, StoreError> {
+        let t = self.tx().table(PORTAL_LINKS)?;
+        Ok(match t.get(hash)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn setup_token(&self, hash: &[u8; 32]) -> Result<Option<SetupToken>, StoreError> {
+        let t = self.tx().table(SETUP_TOKENS)?;
+        Ok(match t.get(hash)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
+        let t = self.tx().table(ALERTS)?;
+        Ok(match t.get(id.0)? {
+            Some(v) => Some(decode(v.value())?),
+            None => None,
+        })
+    }
+
+    /// How many endpoints an application has.
+    fn app_endpoint_count(&self, app: AppId) -> Result<u64, StoreError> {
+        let t = self.tx().table(APP_ENDPOINTS)?;
+        let mut n = 0;
+        for e in t.range((app.0, 0)..=(app.0, u128::MAX))? {
+            e?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Endpoints of every application, oldest first, at most `limit` (e.g. to find the
+    /// subscribers of an event type).
+    fn endpoints_upto(&self, limit: usize) -> Result<Vec<Endpoint>, StoreError> {
+        let t = self.tx().table(ENDPOINTS)?;
+        let mut out = Vec::new();
+        for e in t.iter()?.take(limit) {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Applications, newest first, that `keep` accepts; pages like `apps`, passing over at
+    /// most `scan_max` applications per page.
+    fn apps_matching(
+        &self,
+        query: &PageQuery,
+        keep: &dyn Fn(&App) -> bool,
+        scan_max: usize,
+    ) -> Result<Page<App>, StoreError> {
+        let t = self.tx().table(APPS)?;
+        let (lo, hi) = (*query.within.start(), *query.within.end());
+        let (from, to, upward) = match query.cursor {
+            super::Cursor::First => (lo, hi, false),
+            super::Cursor::After(k) => (lo, k.saturating_sub(1).min(hi), false),
+            super::Cursor::Before(k) => (k.saturating_add(1).max(lo), hi, true),
+        };
+        let mut items = Vec::new();
+        if from > to {
+            return Ok(Page { items, done: true });
+        }
+        let mut scanned = 0;
+        let mut done = true;
+        let range = t.range(from..=to)?;
+        let iter: Box<dyn Iterator<Item = _>> = if upward {
+            Box::new(range)
+        } else {
+            Box::new(range.rev())
+        };
+        for e in iter {
+            let app: App = decode(e?.1.value())?;
+            scanned += 1;
+            if keep(&app) {
+                if items.len() == query.limit {
+                    done = false;
+                    break;
+                }
+                items.push(app);
+            }
+            if scanned >= scan_max {
+                done = false;
+                break;
+            }
+        }
+        if upward {
+            items.reverse();
+        }
+        Ok(Page { items, done })
+    }
+
+    /// Every attempt of a message, oldest first, at most `limit`.
+    fn message_attempts_upto(
+        &self,
+        msg: MessageId,
+        limit: usize,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        let t = self.tx().table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for e in t.range((msg.0, 0)..=(msg.0, u128::MAX))?.take(limit) {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
     }
 
     /// Alerts, newest first.

@@ -1,20 +1,667 @@
-//! Hooks that keep aggregate views up to date inside the same commits as the data they
-//! summarise: called by `ingest_message` and `record_attempt`, so the dashboard's overview and
-//! queue pages read a few rows instead of scanning history.
+//! Aggregate views kept up to date inside the same commits as the data they summarise:
+//! `note_ingest` and `note_attempt` are called by `ingest_message` and `record_attempt`, so the
+//! dashboard's overview and queue pages read a few rows instead of scanning history.
 //!
-//! Must never: fail a write for a reason of its own (they only add to counters and indexes).
+//! What is kept (tables in `tables.rs`):
+//! - `MESSAGE_TIMELINE` (message -> app): every message in time order, across applications;
+//! - `ENDPOINT_DELIVERIES` (endpoint, message) -> n: the queue filtered by endpoint;
+//! - `FAILED_DELIVERIES` (message, n): deliveries that used every attempt;
+//! - `HOURLY` counters, the `LATENCY` histogram and `ENDPOINT_HOURLY` outcomes per hour;
+//! - `APP_DAILY` messages and failed deliveries per application and day.
+//!
+//! Every key is time-ordered (hours, days and ULIDs), so the hooks append near the end of each
+//! table; each hook costs a handful of B-tree operations. Counters older than their window are
+//! pruned in bounded batches when a new hour starts. The message indexes point at messages;
+//! a reader skips an entry whose message is gone (retention removes history first).
+//!
+//! Must never: fail a write for a reason of its own (they only add to counters and indexes),
+//! or make the hot path scan anything.
 
-use super::{StoreError, Writer};
-use crate::model::{Attempt, Delivery, Message};
+use std::collections::HashMap;
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::codec::decode;
+use super::pages::Cursor;
+use super::tables::*;
+use super::{Reader, StoreError, Tx, Writer};
+use crate::model::*;
+
+/// The counters of the `HOURLY` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Counter {
+    /// Messages stored.
+    Messages = 0,
+    /// Deliveries routing made for them.
+    Deliveries = 1,
+    /// Attempts that succeeded (each ends its delivery).
+    AttemptsSucceeded = 2,
+    /// Attempts that failed, whether retried or not.
+    AttemptsFailed = 3,
+    /// Deliveries that failed for good: their last attempt failed.
+    DeliveriesFailed = 4,
+}
+
+/// Upper bounds (inclusive, in milliseconds) of the latency histogram's buckets; the last bucket
+/// takes everything longer. Roughly logarithmic, so percentiles are within ~25%.
+pub const LATENCY_BUCKETS_MS: [u64; 24] = [
+    1,
+    2,
+    3,
+    5,
+    7,
+    10,
+    15,
+    20,
+    30,
+    50,
+    70,
+    100,
+    150,
+    200,
+    300,
+    500,
+    700,
+    1_000,
+    1_500,
+    2_000,
+    3_000,
+    5_000,
+    10_000,
+    u64::MAX,
+];
+
+/// Hours of hourly counters and latency kept (90 days).
+const HOURLY_KEEP_HOURS: u64 = 90 * 24;
+/// Hours of per-endpoint outcomes kept (30 days): the overview and endpoint pages look at 24 h.
+const ENDPOINT_HOURLY_KEEP_HOURS: u64 = 30 * 24;
+/// Days of per-application counts kept.
+const APP_DAILY_KEEP_DAYS: u64 = 35;
+/// Most rows one prune removes, so a new hour never stalls the writer.
+const PRUNE_MAX: usize = 20_000;
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// Hours since the epoch of a time in microseconds.
+pub fn hour_of(us: Micros) -> u64 {
+    (us.max(0) / MICROS_PER_HOUR) as u64
+}
+
+/// Days since the epoch of a time in microseconds.
+pub fn day_of(us: Micros) -> u64 {
+    hour_of(us) / 24
+}
+
+/// The bucket of the latency histogram that holds `ms`.
+pub fn latency_bucket(ms: u64) -> u8 {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .position(|&b| ms <= b)
+        .unwrap_or(LATENCY_BUCKETS_MS.len() - 1) as u8
+}
 
 impl Writer<'_> {
-    /// Called once per stored message, after its row is written.
-    pub(super) fn note_ingest(&mut self, _msg: &Message, _deliveries: usize) -> Result<(), StoreError> {
+    /// Called once per stored message, after its row and its deliveries are written.
+    pub(super) fn note_ingest(
+        &mut self,
+        msg: &Message,
+        deliveries: usize,
+    ) -> Result<(), StoreError> {
+        self.table_mut(MESSAGE_TIMELINE)?
+            .insert(msg.id.0, msg.app_id.0)?;
+        let hour = hour_of(msg.created_at);
+        if self.bump_hourly(HOURLY, (hour, Counter::Messages as u8), 1)? {
+            self.prune_counters(hour)?;
+        }
+        if deliveries > 0 {
+            self.bump_hourly(HOURLY, (hour, Counter::Deliveries as u8), deliveries as u64)?;
+            // The deliveries were written just before, as (message, 0..deliveries).
+            let routed: Vec<(u128, u16)> = {
+                let t = self.tx.table(DELIVERIES)?;
+                let mut out = Vec::with_capacity(deliveries);
+                for e in t.range((msg.id.0, 0)..=(msg.id.0, u16::MAX))? {
+                    let (k, v) = e?;
+                    let d: Delivery = decode(v.value())?;
+                    out.push((d.endpoint_id.0, k.value().1));
+                }
+                out
+            };
+            let mut index = self.table_mut(ENDPOINT_DELIVERIES)?;
+            for (endpoint, n) in routed {
+                index.insert((endpoint, msg.id.0), n)?;
+            }
+        }
+        let mut daily = self.table_mut(APP_DAILY)?;
+        let key = (day_of(msg.created_at), msg.app_id.0);
+        let (messages, failed) = daily.get(key)?.map_or((0, 0), |v| v.value());
+        daily.insert(key, (messages + 1, failed))?;
         Ok(())
     }
 
     /// Called once per recorded attempt, with the delivery as it now stands.
-    pub(super) fn note_attempt(&mut self, _attempt: &Attempt, _delivery: &Delivery) -> Result<(), StoreError> {
+    pub(super) fn note_attempt(
+        &mut self,
+        attempt: &Attempt,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
+        let hour = hour_of(attempt.created_at);
+        let ok = attempt.succeeded();
+        let counter = if ok {
+            Counter::AttemptsSucceeded
+        } else {
+            Counter::AttemptsFailed
+        };
+        if self.bump_hourly(HOURLY, (hour, counter as u8), 1)? {
+            self.prune_counters(hour)?;
+        }
+        self.bump_hourly(LATENCY, (hour, latency_bucket(attempt.duration_ms)), 1)?;
+        {
+            let mut t = self.table_mut(ENDPOINT_HOURLY)?;
+            let key = (hour, attempt.endpoint_id.0);
+            let (mut good, mut bad, mut last_msg, mut last_attempt) =
+                t.get(key)?.map_or((0, 0, 0, 0), |v| v.value());
+            if ok {
+                good += 1;
+            } else {
+                bad += 1;
+                last_msg = attempt.msg_id.0;
+                last_attempt = attempt.id.0;
+            }
+            t.insert(key, (good, bad, last_msg, last_attempt))?;
+        }
+        if delivery.attempts == 1 {
+            // Deliveries made outside routing (resend, recover, replay) enter the endpoint's
+            // index at their first attempt; routed ones are already there (same value).
+            self.table_mut(ENDPOINT_DELIVERIES)?
+                .insert((delivery.endpoint_id.0, delivery.msg_id.0), delivery.id.n)?;
+        }
+        if delivery.state == DeliveryState::Failed {
+            self.bump_hourly(HOURLY, (hour, Counter::DeliveriesFailed as u8), 1)?;
+            self.table_mut(FAILED_DELIVERIES)?
+                .insert((delivery.msg_id.0, delivery.id.n), ())?;
+            let mut daily = self.table_mut(APP_DAILY)?;
+            let key = (day_of(attempt.created_at), delivery.app_id.0);
+            let (messages, failed) = daily.get(key)?.map_or((0, 0), |v| v.value());
+            daily.insert(key, (messages, failed + 1))?;
+        }
         Ok(())
+    }
+
+    /// Adds `by` to a counter; answers whether the counter did not exist before.
+    fn bump_hourly(
+        &mut self,
+        def: TableDefinition<(u64, u8), u64>,
+        key: (u64, u8),
+        by: u64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.table_mut(def)?;
+        let old = t.get(key)?.map(|v| v.value());
+        t.insert(key, old.unwrap_or(0) + by)?;
+        Ok(old.is_none())
+    }
+
+    /// Drops counters that fell out of their window. Runs when a counter of a new hour is
+    /// first written, removing at most `PRUNE_MAX` rows per table.
+    fn prune_counters(&mut self, hour: u64) -> Result<(), StoreError> {
+        // Keys start with the hour or day, so the old rows are one range at the start.
+        macro_rules! prune {
+            ($def:expr, $below:expr) => {{
+                let mut t = self.table_mut($def)?;
+                let mut old = Vec::new();
+                for e in t.range(..$below)?.take(PRUNE_MAX) {
+                    old.push(e?.0.value());
+                }
+                for k in old {
+                    t.remove(k)?;
+                }
+            }};
+        }
+        let hourly_floor = hour.saturating_sub(HOURLY_KEEP_HOURS);
+        let endpoint_floor = hour.saturating_sub(ENDPOINT_HOURLY_KEEP_HOURS);
+        let day_floor = (hour / 24).saturating_sub(APP_DAILY_KEEP_DAYS);
+        prune!(HOURLY, (hourly_floor, 0u8));
+        prune!(LATENCY, (hourly_floor, 0u8));
+        prune!(ENDPOINT_HOURLY, (endpoint_floor, 0u128));
+        prune!(APP_DAILY, (day_floor, 0u128));
+        Ok(())
+    }
+}
+
+/// The hourly counters of one hour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HourCounts {
+    pub hour: u64,
+    pub messages: u64,
+    pub deliveries: u64,
+    pub attempts_succeeded: u64,
+    pub attempts_failed: u64,
+    pub deliveries_failed: u64,
+}
+
+/// One endpoint's attempts over a window of hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointOutcomes {
+    pub endpoint_id: EndpointId,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// The newest failed attempt in the window: (message, attempt).
+    pub last_failure: Option<(MessageId, AttemptId)>,
+}
+
+/// Which rows of the webhook queue to list. Rows are deliveries (a message without any is one
+/// row of its own), newest message first; cursors are message ids.
+#[derive(Clone, Debug)]
+pub struct QueueQuery {
+    pub app: Option<AppId>,
+    pub endpoint: Option<EndpointId>,
+    /// Only deliveries that failed for good can match: read the failure index.
+    pub only_failed: bool,
+    /// Message ids inside this range (a time window).
+    pub within: std::ops::RangeInclusive<u128>,
+    /// `After(id)`: older than `id`; `Before(id)`: newer than `id`.
+    pub cursor: Cursor,
+    /// Rows wanted; a message's rows are never split across pages.
+    pub limit: usize,
+    /// Index entries one page may pass over before it answers with what it found.
+    pub scan_max: usize,
+}
+
+/// One row of the queue: a message and one of its deliveries, with the newest attempt.
+#[derive(Clone, Debug)]
+pub struct QueueRow {
+    pub message: Message,
+    pub delivery: Option<Delivery>,
+    pub last_attempt: Option<Attempt>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueuePage {
+    pub rows: Vec<QueueRow>,
+    /// Continue with older messages from here (`After`), if there may be any.
+    pub older: Option<u128>,
+    /// Continue with newer messages from here (`Before`), if there may be any.
+    pub newer: Option<u128>,
+    /// The page stopped because it passed over `scan_max` entries, not because it was full.
+    pub scan_capped: bool,
+}
+
+impl Reader {
+    /// Hourly counters for `from..=to` (hours since the epoch), one entry per hour, zeros where
+    /// nothing happened.
+    pub fn hourly_counts(&self, from: u64, to: u64) -> Result<Vec<HourCounts>, StoreError> {
+        let t = self.tx.table(HOURLY)?;
+        let mut out: Vec<HourCounts> = (from..=to)
+            .map(|hour| HourCounts {
+                hour,
+                ..Default::default()
+            })
+            .collect();
+        for e in t.range((from, 0)..=(to, u8::MAX))? {
+            let (k, v) = e?;
+            let (hour, counter) = k.value();
+            let slot = &mut out[(hour - from) as usize];
+            let v = v.value();
+            match counter {
+                c if c == Counter::Messages as u8 => slot.messages = v,
+                c if c == Counter::Deliveries as u8 => slot.deliveries = v,
+                c if c == Counter::AttemptsSucceeded as u8 => slot.attempts_succeeded = v,
+                c if c == Counter::AttemptsFailed as u8 => slot.attempts_failed = v,
+                c if c == Counter::DeliveriesFailed as u8 => slot.deliveries_failed = v,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latency histogram summed over `from..=to`: attempts per bucket of
+    /// `LATENCY_BUCKETS_MS`.
+    pub fn latency_histogram(&self, from: u64, to: u64) -> Result<Vec<u64>, StoreError> {
+        let t = self.tx.table(LATENCY)?;
+        let mut out = vec![0u64; LATENCY_BUCKETS_MS.len()];
+        for e in t.range((from, 0)..=(to, u8::MAX))? {
+            let (k, v) = e?;
+            if let Some(slot) = out.get_mut(k.value().1 as usize) {
+                *slot += v.value();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every endpoint with an attempt in `from..=to`, with its outcomes summed.
+    pub fn endpoint_outcomes(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<EndpointOutcomes>, StoreError> {
+        let t = self.tx.table(ENDPOINT_HOURLY)?;
+        let mut by_endpoint: HashMap<u128, EndpointOutcomes> = HashMap::new();
+        for e in t.range((from, 0)..=(to, u128::MAX))? {
+            let (k, v) = e?;
+            let (_, endpoint) = k.value();
+            let (good, bad, msg, attempt) = v.value();
+            let slot = by_endpoint.entry(endpoint).or_insert(EndpointOutcomes {
+                endpoint_id: EndpointId(endpoint),
+                succeeded: 0,
+                failed: 0,
+                last_failure: None,
+            });
+            slot.succeeded += good;
+            slot.failed += bad;
+            if attempt != 0 && slot.last_failure.is_none_or(|(_, a)| a.0 < attempt) {
+                slot.last_failure = Some((MessageId(msg), AttemptId(attempt)));
+            }
+        }
+        Ok(by_endpoint.into_values().collect())
+    }
+
+    /// One endpoint's (succeeded, failed) attempts per hour of `from..=to`.
+    pub fn endpoint_hourly(
+        &self,
+        endpoint: EndpointId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let t = self.tx.table(ENDPOINT_HOURLY)?;
+        let mut out = Vec::with_capacity((to.saturating_sub(from) + 1) as usize);
+        for hour in from..=to {
+            let (good, bad, _, _) = t
+                .get((hour, endpoint.0))?
+                .map_or((0, 0, 0, 0), |v| v.value());
+            out.push((good, bad));
+        }
+        Ok(out)
+    }
+
+    /// The application a message belongs to, from the timeline (any application).
+    pub fn message_app(&self, msg: MessageId) -> Result<Option<AppId>, StoreError> {
+        let t = self.tx.table(MESSAGE_TIMELINE)?;
+        Ok(t.get(msg.0)?.map(|v| AppId(v.value())))
+    }
+
+    /// (messages, deliveries failed for good) of an application on one day.
+    pub fn app_daily(&self, app: AppId, day: u64) -> Result<(u64, u64), StoreError> {
+        let t = self.tx.table(APP_DAILY)?;
+        Ok(t.get((day, app.0))?.map_or((0, 0), |v| v.value()))
+    }
+
+    /// A page of the webhook queue. `keep` decides which rows belong (state, event type...);
+    /// the query picks the narrowest index: the endpoint's deliveries, the failures, the
+    /// application's messages, or the timeline of every message.
+    pub fn queue_page(
+        &self,
+        q: &QueueQuery,
+        keep: &dyn Fn(&Message, Option<&Delivery>) -> bool,
+    ) -> Result<QueuePage, StoreError> {
+        let (lo, hi) = (*q.within.start(), *q.within.end());
+        // Which stretch of message ids to walk, and which way: newest first, except when
+        // paging back towards newer messages, which walks up and is flipped at the end.
+        let (from, to, upward) = match q.cursor {
+            Cursor::First => (lo, hi, false),
+            Cursor::After(k) => (lo, k.saturating_sub(1).min(hi), false),
+            Cursor::Before(k) => (k.saturating_add(1).max(lo), hi, true),
+        };
+        let empty = QueuePage {
+            rows: Vec::new(),
+            older: None,
+            newer: match q.cursor {
+                Cursor::After(k) => Some(k.saturating_sub(1)),
+                _ => None,
+            },
+            scan_capped: false,
+        };
+        if from > to {
+            return Ok(empty);
+        }
+        let messages = self.tx.table(MESSAGES)?;
+        let deliveries = self.tx.table(DELIVERIES)?;
+        let attempts = self.tx.table(ATTEMPTS)?;
+        let load_message = |app: u128, msg: u128| -> Result<Option<Message>, StoreError> {
+            Ok(match messages.get((app, msg))? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            })
+        };
+        let load_delivery = |msg: u128, n: u16| -> Result<Option<Delivery>, StoreError> {
+            Ok(match deliveries.get((msg, n))? {
+                Some(v) => Some(decode(v.value())?),
+                None => None,
+            })
+        };
+        let all_deliveries = |msg: u128| -> Result<Vec<Delivery>, StoreError> {
+            let mut out = Vec::new();
+            for e in deliveries.range((msg, 0)..=(msg, u16::MAX))? {
+                out.push(decode(e?.1.value())?);
+            }
+            Ok(out)
+        };
+
+        // Walk the chosen index as a sequence of (message id, rows of that message).
+        let mut rows: Vec<QueueRow> = Vec::new();
+        let mut scanned = 0usize;
+        let mut first_seen: Option<u128> = None;
+        let mut last_seen: Option<u128> = None;
+        let mut stopped_early = false;
+        let mut scan_capped = false;
+        let mut visit = |msg_id: u128,
+                         found: Vec<(Message, Option<Delivery>)>,
+                         rows: &mut Vec<QueueRow>|
+         -> bool {
+            // Answers whether to stop before this message (the page is full).
+            if rows.len() >= q.limit {
+                stopped_early = true;
+                return true;
+            }
+            scanned += 1;
+            first_seen.get_or_insert(msg_id);
+            last_seen = Some(msg_id);
+            for (m, d) in found {
+                if keep(&m, d.as_ref()) {
+                    rows.push(QueueRow {
+                        message: m,
+                        delivery: d,
+                        last_attempt: None,
+                    });
+                }
+            }
+            if scanned >= q.scan_max {
+                scan_capped = true;
+                stopped_early = true;
+                return true;
+            }
+            false
+        };
+        macro_rules! walk {
+            ($iter:expr, $body:expr) => {{
+                let iter = $iter;
+                if upward {
+                    for e in iter {
+                        if $body(e?)? {
+                            break;
+                        }
+                    }
+                } else {
+                    for e in iter.rev() {
+                        if $body(e?)? {
+                            break;
+                        }
+                    }
+                }
+            }};
+        }
+        if let Some(endpoint) = q.endpoint {
+            let index = self.tx.table(ENDPOINT_DELIVERIES)?;
+            walk!(
+                index.range((endpoint.0, from)..=(endpoint.0, to))?,
+                |(k, v): (
+                    redb::AccessGuard<'_, (u128, u128)>,
+                    redb::AccessGuard<'_, u16>
+                )|
+                 -> Result<bool, StoreError> {
+                    let msg = k.value().1;
+                    let mut found = Vec::new();
+                    if let Some(d) = load_delivery(msg, v.value())? {
+                        if q.app.is_none_or(|a| a == d.app_id) {
+                            if let Some(m) = load_message(d.app_id.0, msg)? {
+                                found.push((m, Some(d)));
+                            }
+                        }
+                    }
+                    Ok(visit(msg, found, &mut rows))
+                }
+            );
+        } else if q.only_failed {
+            // Failures of one message are adjacent: group them before visiting.
+            let index = self.tx.table(FAILED_DELIVERIES)?;
+            let mut pending: Option<(u128, Vec<u16>)> = None;
+            let mut flush =
+                |group: (u128, Vec<u16>), rows: &mut Vec<QueueRow>| -> Result<bool, StoreError> {
+                    let (msg, mut ns) = group;
+                    ns.sort_unstable();
+                    let mut found = Vec::new();
+                    for n in ns {
+                        if let Some(d) = load_delivery(msg, n)? {
+                            if q.app.is_none_or(|a| a == d.app_id) {
+                                if let Some(m) = load_message(d.app_id.0, msg)? {
+                                    found.push((m, Some(d)));
+                                }
+                            }
+                        }
+                    }
+                    Ok(visit(msg, found, rows))
+                };
+            let mut stop = false;
+            walk!(index.range((from, 0)..=(to, u16::MAX))?, |(k, _): (
+                redb::AccessGuard<'_, (u128, u16)>,
+                redb::AccessGuard<'_, ()>
+            )|
+             -> Result<
+                bool,
+                StoreError,
+            > {
+                let (msg, n) = k.value();
+                match &mut pending {
+                    Some((m, ns)) if *m == msg => ns.push(n),
+                    _ => {
+                        if let Some(group) = pending.replace((msg, vec![n])) {
+                            if flush(group, &mut rows)? {
+                                stop = true;
+                                return Ok(true);
+                            }
+                        }
+                    }
+                }
+                Ok(false)
+            });
+            if !stop {
+                if let Some(group) = pending.take() {
+                    flush(group, &mut rows)?;
+                }
+            }
+        } else if let Some(app) = q.app {
+            walk!(messages.range((app.0, from)..=(app.0, to))?, |(k, v): (
+                redb::AccessGuard<'_, (u128, u128)>,
+                redb::AccessGuard<'_, &[u8]>
+            )|
+             -> Result<
+                bool,
+                StoreError,
+            > {
+                let msg = k.value().1;
+                let m: Message = decode(v.value())?;
+                let found = with_deliveries(m, all_deliveries(msg)?);
+                Ok(visit(msg, found, &mut rows))
+            });
+        } else {
+            let timeline = self.tx.table(MESSAGE_TIMELINE)?;
+            walk!(timeline.range(from..=to)?, |(k, v): (
+                redb::AccessGuard<'_, u128>,
+                redb::AccessGuard<'_, u128>
+            )|
+             -> Result<bool, StoreError> {
+                let msg = k.value();
+                let found = match load_message(v.value(), msg)? {
+                    Some(m) => with_deliveries(m, all_deliveries(msg)?),
+                    None => Vec::new(),
+                };
+                Ok(visit(msg, found, &mut rows))
+            });
+        }
+
+        // The newest attempt of each delivery shown: a message's attempts are one range.
+        for row in rows.iter_mut() {
+            let Some(d) = &row.delivery else { continue };
+            if d.attempts == 0 {
+                continue;
+            }
+            for e in attempts
+                .range((d.msg_id.0, 0)..=(d.msg_id.0, u128::MAX))?
+                .rev()
+            {
+                let a: Attempt = decode(e?.1.value())?;
+                if a.delivery_id == d.id {
+                    row.last_attempt = Some(a);
+                    break;
+                }
+            }
+        }
+
+        // Cursors: where the walk stopped, and where it began.
+        let (older, newer) = if upward {
+            rows.reverse();
+            let newer = if stopped_early { last_seen } else { None };
+            let older = first_seen.or(Some(from));
+            (older, newer)
+        } else {
+            let older = if stopped_early { last_seen } else { None };
+            let newer = match q.cursor {
+                Cursor::First => None,
+                _ => first_seen.or(Some(to)),
+            };
+            (older, newer)
+        };
+        // When the walk stopped because the page was full, the cursor is the last message
+        // *shown*; when the scan cap stopped it, the last message *examined*.
+        Ok(QueuePage {
+            rows,
+            older,
+            newer,
+            scan_capped,
+        })
+    }
+}
+
+/// A message's rows: one per delivery, or one with none.
+fn with_deliveries(m: Message, ds: Vec<Delivery>) -> Vec<(Message, Option<Delivery>)> {
+    if ds.is_empty() {
+        return vec![(m, None)];
+    }
+    ds.into_iter().map(|d| (m.clone(), Some(d))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_cover_every_duration() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(1), 0);
+        assert_eq!(latency_bucket(2), 1);
+        assert_eq!(latency_bucket(101), 12);
+        assert_eq!(
+            latency_bucket(u64::MAX) as usize,
+            LATENCY_BUCKETS_MS.len() - 1
+        );
+        assert!(LATENCY_BUCKETS_MS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn hours_and_days_count_from_the_epoch() {
+        assert_eq!(hour_of(0), 0);
+        assert_eq!(hour_of(MICROS_PER_HOUR - 1), 0);
+        assert_eq!(hour_of(MICROS_PER_HOUR), 1);
+        assert_eq!(day_of(25 * MICROS_PER_HOUR), 1);
+        assert_eq!(hour_of(-5), 0);
     }
 }

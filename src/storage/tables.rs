@@ -27,6 +27,10 @@ pub const APP_ENDPOINTS: TableDefinition<(u128, u128), ()> = TableDefinition::ne
 pub const ENDPOINT_UIDS: TableDefinition<(u128, &str), u128> =
     TableDefinition::new("endpoint_uids");
 
+/// (app id, trigger id) -> `Trigger`: an application's routing rules, read by every ingest of
+/// that application.
+pub const TRIGGERS: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("triggers");
+
 /// (app id, message id) -> `Message`. Keyed by application first so a tenant's messages are
 /// one contiguous, time-ordered range.
 pub const MESSAGES: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("messages");
@@ -38,13 +42,23 @@ pub const MESSAGE_EVENT_IDS: TableDefinition<(u128, &str), u128> =
 /// one range, and no separate index is needed to find them.
 pub const DELIVERIES: TableDefinition<(u128, u16), &[u8]> = TableDefinition::new("deliveries");
 
-/// The delivery queue, one table per priority lane: (due ms, message id, n) -> ().
-/// An entry exists exactly while its delivery is pending; the scheduler range-scans from the
-/// start for due entries, so memory never holds the backlog.
-pub const QUEUE_HIGH: TableDefinition<(u64, u128, u16), ()> = TableDefinition::new("queue_high");
-pub const QUEUE_NORMAL: TableDefinition<(u64, u128, u16), ()> =
+/// The delivery queue, one table per priority lane: (due ms, message id, n) -> endpoint id.
+/// An entry exists exactly while its delivery is pending and not parked; the scheduler
+/// range-scans from the start for due entries, so memory never holds the backlog. The endpoint
+/// id in the value lets the scheduler pass over a busy endpoint without reading the delivery.
+pub const QUEUE_HIGH: TableDefinition<(u64, u128, u16), u128> = TableDefinition::new("queue_high");
+pub const QUEUE_NORMAL: TableDefinition<(u64, u128, u16), u128> =
     TableDefinition::new("queue_normal");
-pub const QUEUE_LOW: TableDefinition<(u64, u128, u16), ()> = TableDefinition::new("queue_low");
+pub const QUEUE_LOW: TableDefinition<(u64, u128, u16), u128> = TableDefinition::new("queue_low");
+
+/// (endpoint id, message id, n) -> (): pending deliveries parked while their endpoint is
+/// disabled or not yet verified. Enabling or verifying moves them back into the queue.
+pub const PARKED: TableDefinition<(u128, u128, u16), ()> = TableDefinition::new("parked");
+
+/// (endpoint id, unique key) -> (message id, n): the pending delivery holding that key, which a
+/// newer delivery with the same key supersedes.
+pub const UNIQUE_KEYS: TableDefinition<(u128, &str), (u128, u16)> =
+    TableDefinition::new("unique_keys");
 
 /// (message id, attempt id) -> `Attempt`: a message's attempts are one range.
 pub const ATTEMPTS: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("attempts");
@@ -60,6 +74,42 @@ pub const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("toke
 
 /// SHA-256 of (authorization, Idempotency-Key, URI) -> `IdempotentResponse`.
 pub const IDEMPOTENCY: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("idempotency");
+
+// ---- the dashboard: users, sessions, portal links --------------------------------------
+
+/// username -> `User` (an operator of the dashboard; only an argon2id hash of the password).
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// SHA-256 of the session cookie value -> `Session`. The cookie value itself is never stored.
+pub const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions");
+/// SHA-256 of a portal link token -> `PortalLink`.
+pub const PORTAL_LINKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("portal_links");
+/// SHA-256 of a one-time setup token -> `SetupToken` (creates the first user).
+pub const SETUP_TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("setup_tokens");
+
+// ---- aggregate views, kept by the hooks in `stats.rs` inside the ingest and attempt commits --
+// Plain integers and tuples, not records: they are counters and indexes derived from the
+// tables above, cheap to update on the hot path.
+
+/// message id -> app id: every message of every application in time order (the webhook
+/// queue's list across applications). Written once per message, at the end of the key range.
+pub const MESSAGE_TIMELINE: TableDefinition<u128, u128> = TableDefinition::new("message_timeline");
+/// (endpoint id, message id) -> n of the newest delivery of that message to that endpoint: the
+/// queue filtered by endpoint, in time order.
+pub const ENDPOINT_DELIVERIES: TableDefinition<(u128, u128), u16> =
+    TableDefinition::new("endpoint_deliveries");
+/// (message id, n) -> (): deliveries that failed for good (every attempt used).
+pub const FAILED_DELIVERIES: TableDefinition<(u128, u16), ()> =
+    TableDefinition::new("failed_deliveries");
+/// (hour, counter) -> count, hour being hours since the epoch (UTC); counters in `stats.rs`.
+pub const HOURLY: TableDefinition<(u64, u8), u64> = TableDefinition::new("hourly");
+/// (hour, latency bucket) -> attempts whose duration fell in that bucket (see `stats.rs`).
+pub const LATENCY: TableDefinition<(u64, u8), u64> = TableDefinition::new("latency");
+/// (hour, endpoint id) -> (succeeded attempts, failed attempts, message id and attempt id of
+/// the newest failed attempt, or zeros).
+pub const ENDPOINT_HOURLY: TableDefinition<(u64, u128), (u64, u64, u128, u128)> =
+    TableDefinition::new("endpoint_hourly");
+/// (day, app id) -> (messages, deliveries failed for good), day being days since the epoch.
+pub const APP_DAILY: TableDefinition<(u64, u128), (u64, u64)> = TableDefinition::new("app_daily");
 
 /// Version of the layout above. Bump it with an upgrade step when a key layout changes.
 pub const SCHEMA_VERSION: u64 = 1;
