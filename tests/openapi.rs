@@ -16,6 +16,19 @@ const ROUTES: &[(&str, &str)] = &[
     // Health (no token)
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/health/ping"),
+    // Herald extensions
+    ("GET", "/api/v1/app/{app_id}/trigger"),
+    ("POST", "/api/v1/app/{app_id}/trigger"),
+    ("GET", "/api/v1/app/{app_id}/trigger/{trigger_id}"),
+    ("PUT", "/api/v1/app/{app_id}/trigger/{trigger_id}"),
+    ("DELETE", "/api/v1/app/{app_id}/trigger/{trigger_id}"),
+    ("POST", "/api/v1/app/{app_id}/trigger/preview"),
+    ("GET", "/api/v1/event-type/{event_type_name}/merge-fields"),
+    ("POST", "/api/v1/app/{app_id}/endpoint/{endpoint_id}/verify"),
+    ("POST", "/api/v1/app/{app_id}/endpoint/{endpoint_id}/test"),
+    ("GET", "/api/v1/alert"),
+    ("POST", "/api/v1/alert/{alert_id}/acknowledge"),
+    ("GET", "/api/v1/admin/backup"),
     // Application
     ("GET", "/api/v1/app"),
     ("POST", "/api/v1/app"),
@@ -92,6 +105,7 @@ const PUBLIC: &[&str] = &["/api/v1/health", "/api/v1/health/ping", "/api/openapi
 
 /// The query parameters Herald reads on each route that has any, and the JSON type of each.
 const QUERY: &[(&str, &str, &[&str])] = &[
+    ("GET", "/api/v1/alert", &["limit", "iterator", "open"]),
     ("GET", "/api/v1/app", &["limit", "iterator", "order"]),
     ("POST", "/api/v1/app", &["get_if_exists"]),
     (
@@ -183,6 +197,7 @@ const QUERY_TYPES: &[(&str, &str)] = &[
     ("include_archived", "boolean"),
     ("expunge", "boolean"),
     ("get_if_exists", "boolean"),
+    ("open", "boolean"),
     ("event_types", "array"),
     ("channel", "string"),
     ("before", "string"),
@@ -563,11 +578,18 @@ async fn bodies_have_the_svix_field_names() {
         };
         resolve(&doc, schema).clone()
     };
+    // Properties of the schema itself and of every `allOf` part (a flattened struct, such
+    // as Herald's endpoint extensions, is documented as one).
     let fields = |schema: &Value| -> BTreeSet<String> {
-        schema["properties"]
+        let mut out: BTreeSet<String> = schema["properties"]
             .as_object()
             .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for part in schema["allOf"].as_array().into_iter().flatten() {
+            let part = resolve(&doc, part);
+            out.extend(part["properties"].as_object().into_iter().flat_map(|p| p.keys().cloned()));
+        }
+        out
     };
     let has = |schema: &Value, names: &[&str], what: &str| {
         let got = fields(schema);

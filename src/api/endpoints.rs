@@ -12,11 +12,11 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, HttpErrorOut, HttpValidationError};
 use super::extract::parse_time;
-use super::extract::{Auth, Body, QueryArgs};
+use super::extract::{Auth, Body, OptionalBody, QueryArgs};
 use super::messages::MessageOut;
 use super::openapi::{AppPath, EndpointPath, Ordering, Pagination};
 use super::{ListResponse, descending, list_params, time};
-use crate::model::Endpoint;
+use crate::model::{BasicAuth, ClientCert, Endpoint, EndpointOptions};
 use crate::service::{EndpointInput, EndpointPatch, Service, TaskOutcome};
 
 pub fn routes() -> OpenApiRouter<Service> {
@@ -30,6 +30,8 @@ pub fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(send_example))
         .routes(routes!(recover))
         .routes(routes!(replay_missing))
+        .routes(routes!(verify))
+        .routes(routes!(test))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -69,6 +71,115 @@ pub struct EndpointIn {
     /// Extra headers sent with every delivery.
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    options: EndpointOptionsIn,
+    /// Herald extension: ask for the verification handshake. Herald POSTs
+    /// `{"verificationCode": ...}` to the URL; deliveries wait until the code is confirmed
+    /// with `POST .../verify`.
+    #[serde(default)]
+    verify: bool,
+}
+
+/// Herald's endpoint extensions, accepted on create and replace.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointOptionsIn {
+    /// Herald extension: HTTP basic auth sent with every delivery.
+    #[serde(default)]
+    basic_auth: Option<BasicAuthIn>,
+    /// Herald extension: a client certificate presented in the TLS handshake.
+    #[serde(default)]
+    client_certificate: Option<ClientCertificateIn>,
+    /// Herald extension: the whole-request timeout of an attempt, in milliseconds.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    /// Herald extension: delays before each retry, in milliseconds (the server's when absent).
+    #[serde(default)]
+    retry_schedule: Option<Vec<u64>>,
+    /// Herald extension: attempts a delivery gets in all; past the schedule the last delay
+    /// repeats.
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    /// Herald extension: attempts in flight against this endpoint at once.
+    #[serde(default)]
+    concurrency_limit: Option<u32>,
+}
+
+impl From<EndpointOptionsIn> for EndpointOptions {
+    fn from(o: EndpointOptionsIn) -> Self {
+        EndpointOptions {
+            basic_auth: o.basic_auth.map(Into::into),
+            client_cert: o.client_certificate.map(Into::into),
+            timeout_ms: o.timeout_ms,
+            retry_schedule_ms: o.retry_schedule,
+            attempts_max: o.max_attempts,
+            concurrency_max: o.concurrency_limit,
+            ..EndpointOptions::default()
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct BasicAuthIn {
+    username: String,
+    password: String,
+}
+
+impl From<BasicAuthIn> for BasicAuth {
+    fn from(b: BasicAuthIn) -> Self {
+        BasicAuth { username: b.username, password: b.password }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificateIn {
+    /// The certificate chain, PEM.
+    certificate: String,
+    /// Its private key, PEM.
+    private_key: String,
+}
+
+impl From<ClientCertificateIn> for ClientCert {
+    fn from(c: ClientCertificateIn) -> Self {
+        ClientCert { cert_pem: c.certificate, key_pem: c.private_key }
+    }
+}
+
+/// Herald's endpoint extensions as shown: secrets are never shown back.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointOptionsOut {
+    /// The basic-auth username; the password is never shown.
+    basic_auth_username: Option<String>,
+    /// Whether a client certificate is configured (it and its key are never shown).
+    client_certificate: bool,
+    timeout_ms: Option<u64>,
+    retry_schedule: Option<Vec<u64>>,
+    max_attempts: Option<u32>,
+    concurrency_limit: Option<u32>,
+    /// null: no verification asked; false: waiting for the code; true: verified.
+    verified: Option<bool>,
+    /// Whether the built-in trigger (the `eventTypes` subscription) is on.
+    subscription_enabled: bool,
+    /// Why Herald disabled the endpoint, when it did.
+    disabled_reason: Option<String>,
+}
+
+impl From<&EndpointOptions> for EndpointOptionsOut {
+    fn from(o: &EndpointOptions) -> Self {
+        EndpointOptionsOut {
+            basic_auth_username: o.basic_auth.as_ref().map(|b| b.username.clone()),
+            client_certificate: o.client_cert.is_some(),
+            timeout_ms: o.timeout_ms,
+            retry_schedule: o.retry_schedule_ms.clone(),
+            max_attempts: o.attempts_max,
+            concurrency_limit: o.concurrency_max,
+            verified: o.verification.as_ref().map(|v| v.verified_at.is_some()),
+            subscription_enabled: !o.subscription_disabled,
+            disabled_reason: o.disabled_reason.clone(),
+        }
+    }
 }
 
 impl From<EndpointIn> for EndpointInput {
@@ -84,7 +195,8 @@ impl From<EndpointIn> for EndpointInput {
             throttle_rate: e.throttle_rate.or(e.rate_limit),
             metadata: e.metadata.unwrap_or_default(),
             headers: e.headers.unwrap_or_default(),
-            options: Default::default(),
+            options: e.options.into(),
+            verify: e.verify,
         }
     }
 }
@@ -108,6 +220,8 @@ pub struct EndpointOut {
     metadata: BTreeMap<String, String>,
     /// Always 1 (a deprecated Svix field).
     version: u8,
+    #[serde(flatten)]
+    options: EndpointOptionsOut,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]
@@ -129,6 +243,7 @@ impl From<Endpoint> for EndpointOut {
             rate_limit: e.throttle_rate,
             metadata: e.metadata,
             version: 1,
+            options: (&e.options).into(),
             created_at: time(e.created_at),
             updated_at: time(e.updated_at),
         }
@@ -289,6 +404,8 @@ pub struct EndpointUpdate {
     rate_limit: Option<u16>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    options: EndpointOptionsIn,
 }
 
 /// Update or create an endpoint
@@ -328,7 +445,8 @@ async fn update(
         throttle_rate: b.throttle_rate.or(b.rate_limit),
         metadata: b.metadata.unwrap_or_default(),
         headers: BTreeMap::new(),
-        options: Default::default(),
+        options: b.options.into(),
+        verify: false,
     };
     let (ep, created) = s.put_endpoint(caller, &app, &endpoint, input).await?;
     Ok((
@@ -374,6 +492,26 @@ pub struct EndpointPatchIn {
     rate_limit: Option<Option<u16>>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
+    /// Herald extension; `null` removes it.
+    #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<BasicAuthIn>)]
+    basic_auth: Option<Option<BasicAuthIn>>,
+    /// Herald extension; `null` removes it.
+    #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<ClientCertificateIn>)]
+    client_certificate: Option<Option<ClientCertificateIn>>,
+    #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<u64>)]
+    timeout_ms: Option<Option<u64>>,
+    #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<Vec<u64>>)]
+    retry_schedule: Option<Option<Vec<u64>>>,
+    #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<u32>)]
+    max_attempts: Option<Option<u32>>,
+    #[serde(default, with = "super::nullable")]
+    #[schema(value_type = Option<u32>)]
+    concurrency_limit: Option<Option<u32>>,
 }
 
 /// Patch an endpoint
@@ -407,6 +545,12 @@ async fn patch(
         disabled: b.disabled,
         throttle_rate: b.throttle_rate.or(b.rate_limit),
         metadata: b.metadata,
+        basic_auth: b.basic_auth.map(|o| o.map(Into::into)),
+        client_cert: b.client_certificate.map(|o| o.map(Into::into)),
+        timeout_ms: b.timeout_ms,
+        retry_schedule_ms: b.retry_schedule,
+        attempts_max: b.max_attempts,
+        concurrency_max: b.concurrency_limit,
     };
     Ok(Json(
         s.patch_endpoint(caller, &app, &endpoint, patch)
@@ -450,13 +594,8 @@ async fn rotate(
     State(s): State<Service>,
     Auth(caller): Auth,
     Path((app, endpoint)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    OptionalBody(b): OptionalBody<SecretRotateIn>,
 ) -> Result<Json<SecretOut>, ApiError> {
-    let b: SecretRotateIn = if body.iter().all(u8::is_ascii_whitespace) {
-        SecretRotateIn::default()
-    } else {
-        super::extract::parse_json(&body)?
-    };
     let key = s
         .rotate_secret(caller, &app, &endpoint, b.key, b.grace_period_seconds)
         .await?;
@@ -797,4 +936,124 @@ async fn replay_missing(
         StatusCode::ACCEPTED,
         Json(TaskOut::new(t, "endpoint.replay")),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyIn {
+    /// The `verificationCode` Herald POSTed to the endpoint.
+    code: String,
+}
+
+/// Verify an endpoint
+///
+/// Herald extension: confirms the code of the verification handshake; the deliveries that
+/// waited for it are sent.
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint/{endpoint}/verify",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.verify",
+    params(EndpointPath),
+    request_body = VerifyIn,
+    responses(
+        (status = 200, description = "Verified", body = EndpointOut),
+        (status = 400, description = "The endpoint asked for no verification", body = HttpErrorOut),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "The code is not right", body = HttpValidationError),
+    )
+)]
+async fn verify(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, endpoint)): Path<(String, String)>,
+    Body(b): Body<VerifyIn>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    Ok(Json(s.verify_endpoint(caller, &app, &endpoint, &b.code).await?.into()))
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointTestIn {
+    /// Test only this event type; default: every type the endpoint subscribes to.
+    #[serde(default)]
+    event_type: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointTestResultOut {
+    event_type: String,
+    /// The receiver's HTTP status, or 0 when none came.
+    status_code: u16,
+    duration_ms: u64,
+    success: bool,
+    error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointTestOut {
+    #[schema(format = DateTime)]
+    started_at: String,
+    tests_run: usize,
+    tests_succeeded: usize,
+    tests_failed: usize,
+    tests: Vec<EndpointTestResultOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointTestEnvelope {
+    data: EndpointTestOut,
+    /// Always null when the tests ran (their failures are in `data.tests`).
+    #[schema(value_type = Option<String>)]
+    error: Option<String>,
+}
+
+/// Test an endpoint
+///
+/// Herald extension: sends the example payload of each event type the endpoint subscribes to
+/// (or of `eventType`) now, signed like a delivery but not stored, and answers what the
+/// receiver said to each.
+#[utoipa::path(
+    post,
+    path = "/app/{app}/endpoint/{endpoint}/test",
+    tag = "Endpoint",
+    operation_id = "v1.endpoint.test",
+    params(EndpointPath),
+    request_body(content = EndpointTestIn, description = "Optional; `{}` or no body tests every subscribed type"),
+    responses(
+        (status = 200, description = "The tests ran", body = EndpointTestEnvelope),
+        (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
+        (status = 422, description = "The body is invalid", body = HttpValidationError),
+    )
+)]
+async fn test(
+    State(s): State<Service>,
+    Auth(caller): Auth,
+    Path((app, endpoint)): Path<(String, String)>,
+    OptionalBody(b): OptionalBody<EndpointTestIn>,
+) -> Result<Json<EndpointTestEnvelope>, ApiError> {
+    let result = s.test_endpoint(caller, &app, &endpoint, b.event_type.as_deref()).await?;
+    let tests: Vec<EndpointTestResultOut> = result
+        .tests
+        .into_iter()
+        .map(|t| EndpointTestResultOut {
+            event_type: t.event_type,
+            status_code: t.status_code,
+            duration_ms: t.duration_ms,
+            success: t.success,
+            error: t.error,
+        })
+        .collect();
+    let succeeded = tests.iter().filter(|t| t.success).count();
+    Ok(Json(EndpointTestEnvelope {
+        data: EndpointTestOut {
+            started_at: time(result.started_at),
+            tests_run: tests.len(),
+            tests_succeeded: succeeded,
+            tests_failed: tests.len() - succeeded,
+            tests,
+        },
+        error: None,
+    }))
 }

@@ -8,6 +8,8 @@
 //! Owns: paths, JSON field names, status codes, error bodies. Must never: hold a rule of its own
 //! (rules are in `service/`) or touch storage.
 
+mod admin;
+mod alerts;
 mod apps;
 mod endpoints;
 pub mod error;
@@ -16,6 +18,7 @@ pub mod extract;
 mod health;
 mod messages;
 mod openapi;
+mod triggers;
 
 use axum::Router;
 use axum::body::Body as HttpBody;
@@ -41,7 +44,10 @@ pub fn router(service: Service) -> Router {
         .merge(apps::routes())
         .merge(event_types::routes())
         .merge(endpoints::routes())
-        .merge(messages::routes());
+        .merge(messages::routes())
+        .merge(triggers::routes())
+        .merge(alerts::routes())
+        .merge(admin::routes());
     let authed = openapi::authenticated(authed)
         .layer(middleware::from_fn_with_state(service.clone(), idempotency))
         .layer(middleware::from_fn_with_state(

@@ -257,7 +257,10 @@ fn decide(
         .as_deref()
         .unwrap_or(&config.retry_schedule_ms);
     let attempts_max = ep.options.attempts_max.unwrap_or(schedule.len() as u32 + 1);
-    let delay = if attempt.status_code == 410 || made >= attempts_max {
+    if attempt.status_code == 410 {
+        return AttemptOutcome::Abandoned;
+    }
+    let delay = if made >= attempts_max {
         None
     } else {
         // Past the end of the schedule (an endpoint allowing more attempts), the last delay

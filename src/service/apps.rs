@@ -7,6 +7,19 @@ use super::{ListPage, ListParams, Result, Service, ServiceError, find_app, list_
 use crate::model::*;
 use crate::storage::{Read, StoreError};
 
+/// Applications one search page looks at.
+pub const APP_SEARCH_SCAN_MAX: usize = 100_000;
+
+/// Whether an application's name or uid contains `needle` (lower case), or it is empty.
+fn matches(app: &App, needle: &str) -> bool {
+    needle.is_empty()
+        || app.name.to_lowercase().contains(needle)
+        || app
+            .uid
+            .as_deref()
+            .is_some_and(|u| u.to_lowercase().contains(needle))
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct AppInput {
     pub name: String,
@@ -64,6 +77,47 @@ impl Service {
             })
             .await?;
         Ok(result)
+    }
+
+    /// Applications newest first whose id or uid is `needle`, or whose name or uid contains it
+    /// (any case); every application when `needle` is empty. Pages by id like `list_apps`,
+    /// looking at no more than `APP_SEARCH_SCAN_MAX` applications per page.
+    pub async fn search_apps(
+        &self,
+        caller: Caller,
+        needle: &str,
+        params: ListParams,
+    ) -> Result<ListPage<App>> {
+        let query = self.page_query(&params, true, |s| AppId::parse(s).map(|i| i.0))?;
+        let raw = needle.trim().to_string();
+        let needle = raw.to_lowercase();
+        let page = self
+            .store
+            .read(move |r| {
+                if let Caller::App(own) = caller {
+                    let app = r.app(own)?;
+                    let items: Vec<App> = app.into_iter().filter(|a| matches(a, &needle)).collect();
+                    return Ok(crate::storage::Page { items, done: true });
+                }
+                // An exact id or uid is answered directly, whatever the page.
+                let exact = match AppId::parse(&raw) {
+                    Some(id) => r.app(id)?,
+                    None if raw.is_empty() => None,
+                    None => match r.app_id_by_uid(&raw)? {
+                        Some(id) => r.app(id)?,
+                        None => None,
+                    },
+                };
+                if let (Some(app), crate::storage::Cursor::First) = (exact, query.cursor) {
+                    return Ok(crate::storage::Page {
+                        items: vec![app],
+                        done: true,
+                    });
+                }
+                r.apps_matching(&query, &|a| matches(a, &needle), APP_SEARCH_SCAN_MAX)
+            })
+            .await?;
+        Ok(list_page(page, |a| a.id.to_string()))
     }
 
     pub async fn get_app(&self, caller: Caller, id_or_uid: &str) -> Result<App> {

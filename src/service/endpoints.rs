@@ -21,6 +21,12 @@ pub struct EndpointPatch {
     pub disabled: Option<bool>,
     pub throttle_rate: Option<Option<u16>>,
     pub metadata: Option<BTreeMap<String, String>>,
+    pub basic_auth: Option<Option<BasicAuth>>,
+    pub client_cert: Option<Option<ClientCert>>,
+    pub timeout_ms: Option<Option<u64>>,
+    pub retry_schedule_ms: Option<Option<Vec<u64>>>,
+    pub attempts_max: Option<Option<u32>>,
+    pub concurrency_max: Option<Option<u32>>,
 }
 
 /// Counts of an endpoint's deliveries in a time window, by their latest status.
@@ -56,8 +62,11 @@ pub struct EndpointInput {
     pub throttle_rate: Option<u16>,
     pub metadata: BTreeMap<String, String>,
     pub headers: BTreeMap<String, String>,
-    /// Herald's extensions (auth, client certificate, timeout, retries, verification).
+    /// Herald's extensions (auth, client certificate, timeout, retries); only the settable
+    /// ones are taken (see `settable_options`).
     pub options: EndpointOptions,
+    /// Ask for the verification handshake (at creation only).
+    pub verify: bool,
 }
 
 impl Service {
@@ -105,6 +114,7 @@ impl Service {
         for (name, value) in &input.headers {
             p.check(validate::header(name, value), "headers");
         }
+        validate_options(&input.options, &mut p);
         p.finish()
     }
 
@@ -128,16 +138,23 @@ impl Service {
         &self,
         caller: Caller,
         app: &str,
-        input: EndpointInput,
+        mut input: EndpointInput,
     ) -> Result<Endpoint> {
         self.validate_endpoint(&input)?;
+        // Only what an operator may set comes from the input; the rest is Herald's to keep.
+        let verify = input.verify;
+        input.options = settable_options(&input.options, &EndpointOptions::default());
+        if verify {
+            input.options.verification = Some(Verification { code: ulid::Ulid::new().to_string(), verified_at: None });
+        }
         let key = match &input.secret {
             Some(s) => signing::parse_secret(s)
                 .map_err(|e| ServiceError::invalid("secret", e.to_string()))?,
             None => signing::generate_key(),
         };
         let app = app.to_string();
-        self.store
+        let ep = self
+            .store
             .write(move |w| {
                 let app = match find_app(w, caller, &app) {
                     Ok(a) => a,
@@ -170,7 +187,111 @@ impl Service {
                 w.insert_endpoint(&ep)?;
                 Ok(Ok(ep))
             })
-            .await?
+            .await??;
+        if ep.options.verification.is_some() {
+            self.start_handshake(ep.clone());
+        }
+        Ok(ep)
+    }
+
+    /// Sends the verification handshake, `{"verificationCode": "..."}`, signed like any
+    /// delivery, in the background; the endpoint's owner confirms the code through the API or
+    /// the dashboard. The outcome is logged, never the code.
+    fn start_handshake(&self, ep: Endpoint) {
+        let Some(v) = ep.options.verification.clone() else { return };
+        let outbound = self.outbound.clone();
+        tokio::spawn(async move {
+            let body = serde_json::json!({ "verificationCode": v.code }).to_string().into_bytes();
+            let id = format!("{}verify_{}", MessageId::PREFIX, ulid::Ulid::new());
+            let sent = outbound.send(&ep, &id, body, ContentType::Json.mime()).await;
+            tracing::info!(endpoint = %ep.id, status = sent.status_code, error = ?sent.error, "verification handshake sent");
+        });
+    }
+
+    /// Confirms an endpoint's verification code; its waiting deliveries then go out.
+    pub async fn verify_endpoint(&self, caller: Caller, app: &str, endpoint: &str, code: &str) -> Result<Endpoint> {
+        let (app, endpoint, code) = (app.to_string(), endpoint.to_string(), code.trim().to_string());
+        let ep = self
+            .store
+            .write(move |w| {
+                let old = match find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint)) {
+                    Ok(ep) => ep,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let Some(v) = &old.options.verification else {
+                    return Ok(Err(ServiceError::BadRequest { code: "not_required", detail: "this endpoint needs no verification".into() }));
+                };
+                if v.verified_at.is_some() {
+                    return Ok(Ok(old));
+                }
+                if !constant_time_eq(v.code.as_bytes(), code.as_bytes()) {
+                    return Ok(Err(ServiceError::invalid("code", "the verification code is not right")));
+                }
+                let mut new = old.clone();
+                new.options.verification = Some(Verification { code: v.code.clone(), verified_at: Some(now_micros()) });
+                new.updated_at = now_micros();
+                w.update_endpoint(&old, &new)?;
+                Ok(Ok(new))
+            })
+            .await??;
+        self.release_parked(ep.id).await?;
+        Ok(ep)
+    }
+
+    /// Moves an endpoint's parked deliveries back into the queue, in bounded batches.
+    async fn release_parked(&self, endpoint: EndpointId) -> Result<()> {
+        loop {
+            let moved = self.store.write(move |w| w.unpark_endpoint(endpoint, PARKED_BATCH)).await?;
+            if moved > 0 {
+                self.waker.wake();
+            }
+            if moved < PARKED_BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends each subscribed event type's example (or just `event_type`'s) to the endpoint
+    /// now, directly (not queued, not stored), and reports each answer.
+    pub async fn test_endpoint(&self, caller: Caller, app: &str, endpoint: &str, event_type: Option<&str>) -> Result<EndpointTest> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let types: Vec<String> = match (event_type, &ep.event_types) {
+            (Some(t), _) => vec![t.to_string()],
+            (None, Some(list)) => list.clone(),
+            (None, None) => {
+                let page = self.list_event_types(ListParams { limit: Some(TESTS_MAX), iterator: None }, false).await?;
+                page.data.into_iter().map(|e| e.name).collect()
+            }
+        };
+        let started_at = now_micros();
+        let mut tests = Vec::new();
+        for name in types.into_iter().take(TESTS_MAX) {
+            let payload = if name == PING_EVENT_TYPE {
+                Some(r#"{"success":true}"#.to_string())
+            } else {
+                match self.get_event_type(&name).await {
+                    Ok(et) => example_payload(&et, 0),
+                    Err(_) => None,
+                }
+            };
+            let Some(payload) = payload else {
+                tests.push(TestResult { event_type: name, status_code: 0, duration_ms: 0, success: false, error: Some("this event type has no example payload".into()) });
+                continue;
+            };
+            let id = format!("{}test_{}", MessageId::PREFIX, ulid::Ulid::new());
+            let sent = self.outbound.send(&ep, &id, payload.into_bytes(), ContentType::Json.mime()).await;
+            tests.push(TestResult {
+                event_type: name,
+                status_code: sent.status_code,
+                duration_ms: sent.duration_ms,
+                success: sent.error.is_none(),
+                error: sent.error.map(|e| match e {
+                    AttemptError::Status => format!("HTTP {}", sent.status_code),
+                    _ => sent.response.chars().take(500).collect(),
+                }),
+            });
+        }
+        Ok(EndpointTest { started_at, tests })
     }
 
     pub async fn get_endpoint(
@@ -226,7 +347,7 @@ impl Service {
 
     pub async fn delete_endpoint(&self, caller: Caller, app: &str, endpoint: &str) -> Result<()> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
-        self.store
+        let deleted = self.store
             .write(move |w| {
                 let ep = match find_app(w, caller, &app)
                     .and_then(|a| find_endpoint(w, a.id, &endpoint))
@@ -234,10 +355,20 @@ impl Service {
                     Ok(ep) => ep,
                     Err(e) => return Ok(Err(e)),
                 };
+                w.delete_endpoint_triggers(ep.app_id, ep.id)?;
                 w.delete_endpoint(&ep)?;
-                Ok(Ok(()))
+                Ok(Ok(ep.id))
             })
-            .await?
+            .await??;
+        // Its parked deliveries will never be attempted: cancel them, in bounded batches.
+        // Queued ones are cancelled by the delivery side when it finds the endpoint gone.
+        let endpoint = deleted;
+        loop {
+            let n = self.store.write(move |w| w.cancel_parked(endpoint, PARKED_BATCH)).await?;
+            if n < PARKED_BATCH {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -286,7 +417,16 @@ impl Service {
             throttle_rate: patch.throttle_rate.unwrap_or(old.throttle_rate),
             metadata: patch.metadata.unwrap_or_else(|| old.metadata.clone()),
             headers: old.headers.clone(),
-            options: old.options.clone(),
+            options: EndpointOptions {
+                basic_auth: patch.basic_auth.unwrap_or_else(|| old.options.basic_auth.clone()),
+                client_cert: patch.client_cert.unwrap_or_else(|| old.options.client_cert.clone()),
+                timeout_ms: patch.timeout_ms.unwrap_or(old.options.timeout_ms),
+                retry_schedule_ms: patch.retry_schedule_ms.unwrap_or_else(|| old.options.retry_schedule_ms.clone()),
+                attempts_max: patch.attempts_max.unwrap_or(old.options.attempts_max),
+                concurrency_max: patch.concurrency_max.unwrap_or(old.options.concurrency_max),
+                ..old.options.clone()
+            },
+            verify: false,
         };
         self.validate_endpoint(&input)?;
         self.replace_endpoint(old, input).await
@@ -312,12 +452,20 @@ impl Service {
                 new.disabled = input.disabled;
                 new.throttle_rate = input.throttle_rate;
                 new.metadata = input.metadata;
+                new.options = settable_options(&input.options, &current.options);
+                if current.disabled && !new.disabled {
+                    // Enabled again by hand: forget why Herald disabled it and the failure run.
+                    new.options.disabled_reason = None;
+                    new.options.failing_since = None;
+                }
                 // Headers change only through their own calls (Svix: PUT has no headers).
                 new.updated_at = now_micros();
                 w.update_endpoint(&current, &new)?;
-                Ok(Ok(new))
+                Ok(Ok((current.disabled && !new.disabled, new)))
             })
-            .await?
+            .await??
+            .pipe_release(self)
+            .await
     }
 
     /// Makes `key` (or a new random key) the current secret. The old current key keeps signing
@@ -590,6 +738,103 @@ pub fn example_payload(et: &EventType, index: usize) -> Option<String> {
             None
         }
     })
+}
+
+/// After a replace: release the endpoint's parked deliveries when it was just enabled.
+trait PipeRelease {
+    async fn pipe_release(self, service: &Service) -> Result<Endpoint>;
+}
+
+impl PipeRelease for (bool, Endpoint) {
+    async fn pipe_release(self, service: &Service) -> Result<Endpoint> {
+        let (enabled, ep) = self;
+        if enabled && ep.ready() {
+            service.release_parked(ep.id).await?;
+        }
+        Ok(ep)
+    }
+}
+
+/// Deliveries moved from parked to queued per write.
+const PARKED_BATCH: usize = 5_000;
+/// Most event types one endpoint test sends.
+pub const TESTS_MAX: usize = 50;
+/// Bounds of the per-endpoint options.
+pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 100..=120_000;
+pub const RETRY_DELAY_MS_MAX: u64 = 7 * 24 * 3_600_000;
+pub const RETRY_SCHEDULE_LEN_MAX: usize = 50;
+pub const ATTEMPTS_MAX_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<u32> = 1..=1_000;
+
+/// One event type sent by an endpoint test.
+#[derive(Clone, Debug)]
+pub struct TestResult {
+    pub event_type: String,
+    pub status_code: u16,
+    pub duration_ms: u64,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EndpointTest {
+    pub started_at: Micros,
+    pub tests: Vec<TestResult>,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The options an operator sets, taken from `wanted`; what Herald keeps itself (verification
+/// state, the built-in trigger switch, why and since when it failed) stays as in `current`.
+pub fn settable_options(wanted: &EndpointOptions, current: &EndpointOptions) -> EndpointOptions {
+    EndpointOptions {
+        basic_auth: wanted.basic_auth.clone(),
+        client_cert: wanted.client_cert.clone(),
+        timeout_ms: wanted.timeout_ms,
+        retry_schedule_ms: wanted.retry_schedule_ms.clone(),
+        attempts_max: wanted.attempts_max,
+        concurrency_max: wanted.concurrency_max,
+        ..current.clone()
+    }
+}
+
+fn validate_options(o: &EndpointOptions, p: &mut Problems) {
+    if let Some(auth) = &o.basic_auth {
+        if auth.username.is_empty() || auth.username.contains(':') || auth.username.len() > 256 {
+            p.add("basicAuth", "the username must be 1 to 256 characters without ':'");
+        }
+        if auth.password.len() > 1024 {
+            p.add("basicAuth", "the password must be at most 1024 characters");
+        }
+    }
+    if let Some(cert) = &o.client_cert {
+        let pem = format!("{}\n{}\n", cert.cert_pem.trim(), cert.key_pem.trim());
+        if reqwest::Identity::from_pem(pem.as_bytes()).is_err() {
+            p.add("clientCertificate", "the certificate and private key must be PEM and belong together");
+        }
+    }
+    if let Some(t) = o.timeout_ms {
+        if !TIMEOUT_MS_RANGE.contains(&t) {
+            p.add("timeoutMs", format!("must be {} to {} ms", TIMEOUT_MS_RANGE.start(), TIMEOUT_MS_RANGE.end()));
+        }
+    }
+    if let Some(s) = &o.retry_schedule_ms {
+        if s.is_empty() || s.len() > RETRY_SCHEDULE_LEN_MAX || s.iter().any(|d| *d > RETRY_DELAY_MS_MAX) {
+            p.add("retrySchedule", format!("must list 1 to {RETRY_SCHEDULE_LEN_MAX} delays of at most 7 days"));
+        }
+    }
+    if let Some(n) = o.attempts_max {
+        if !ATTEMPTS_MAX_RANGE.contains(&n) {
+            p.add("maxAttempts", format!("must be {} to {}", ATTEMPTS_MAX_RANGE.start(), ATTEMPTS_MAX_RANGE.end()));
+        }
+    }
+    if let Some(n) = o.concurrency_max {
+        if !CONCURRENCY_RANGE.contains(&n) {
+            p.add("concurrencyLimit", format!("must be {} to {}", CONCURRENCY_RANGE.start(), CONCURRENCY_RANGE.end()));
+        }
+    }
 }
 
 /// The event type Svix uses for connectivity checks; always allowed, never in the catalog.

@@ -5,6 +5,9 @@ use super::{ListPage, ListParams, Result, Service, ServiceError, require_admin};
 use crate::model::*;
 use crate::storage::{Conflict, Read, StoreError};
 
+/// Endpoints looked at to find an event type's subscribers.
+pub const SUBSCRIBERS_SCAN_MAX: usize = 10_000;
+
 #[derive(Clone, Debug, Default)]
 pub struct EventTypeInput {
     pub name: String,
@@ -25,13 +28,17 @@ impl EventTypeInput {
         p.check(validate::event_type_name(&self.name), "name");
         p.check(validate::text(&self.description, false), "description");
         if let Some(schemas) = &self.schemas_json {
-            if !schemas.trim_start().starts_with('{') {
-                p.add("schemas", "must be an object of version -> JSON Schema");
+            match serde_json::from_str::<serde_json::Value>(schemas) {
+                Ok(serde_json::Value::Object(_)) => {}
+                Ok(_) => p.add("schemas", "must be an object of version -> JSON Schema"),
+                Err(e) => p.add("schemas", format!("is not valid JSON: {e}")),
             }
         }
         if let Some(example) = &self.example_json {
-            if !example.trim_start().starts_with('{') {
-                p.add("example", "must be a JSON object");
+            match serde_json::from_str::<serde_json::Value>(example) {
+                Ok(serde_json::Value::Object(_)) => {}
+                Ok(_) => p.add("example", "must be a JSON object"),
+                Err(e) => p.add("example", format!("is not valid JSON: {e}")),
             }
         }
         if let Some(g) = &self.group_name {
@@ -129,6 +136,38 @@ impl Service {
             })
             .await?;
         Ok(super::list_page(page, |e| e.name.clone()))
+    }
+
+    /// The endpoints subscribed to an event type by name, and how many more receive every type
+    /// (`eventTypes` null), among the first `SUBSCRIBERS_SCAN_MAX` endpoints.
+    pub async fn event_type_subscribers(
+        &self,
+        caller: Caller,
+        name: &str,
+    ) -> Result<(Vec<(App, Endpoint)>, usize)> {
+        let name = name.to_string();
+        Ok(self
+            .store
+            .read(move |r| {
+                let mut named = Vec::new();
+                let mut every = 0;
+                for ep in r.endpoints_upto(SUBSCRIBERS_SCAN_MAX)? {
+                    if !caller.may_access(ep.app_id) {
+                        continue;
+                    }
+                    match &ep.event_types {
+                        None => every += 1,
+                        Some(types) if types.contains(&name) => {
+                            if let Some(app) = r.app(ep.app_id)? {
+                                named.push((app, ep));
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok((named, every))
+            })
+            .await?)
     }
 
     /// Archives an event type (kept, hidden from lists), or removes it with `expunge`.

@@ -302,6 +302,113 @@ pub(super) fn attempt_matches(a: &Attempt, filter: &AttemptFilter) -> bool {
     status_ok && class_ok
 }
 
+/// The messages `recover` sends again to an endpoint: those whose delivery there failed for
+/// good, with its last attempt in `lo..=hi` (attempt ids), payload still kept; at most
+/// `RECOVER_MAX`. Shared with `recover_preview`, so the count shown is the count re-queued.
+fn recoverable(
+    r: &impl Read,
+    endpoint: EndpointId,
+    lo: u128,
+    hi: u128,
+) -> std::result::Result<Vec<Message>, crate::storage::StoreError> {
+    let attempts = r.endpoint_attempts_between(endpoint, lo, hi, RECOVER_MAX * 8)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut failed = Vec::new();
+    for a in attempts {
+        if failed.len() >= RECOVER_MAX || !seen.insert(a.delivery_id) {
+            continue;
+        }
+        if let Some(d) = r.delivery(a.delivery_id)? {
+            if d.state == DeliveryState::Failed {
+                failed.push(d);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(failed.len());
+    for d in failed {
+        if let Some(m) = r.message(d.app_id, d.msg_id)? {
+            if m.payload.is_some() {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The messages `replay_missing` sends to an endpoint: those in the window it is subscribed to
+/// that never had a delivery to it, payload still kept. Shared with `replay_preview`.
+fn missing_messages(
+    r: &impl Read,
+    ep: &Endpoint,
+    query: &crate::storage::PageQuery,
+) -> std::result::Result<Vec<Message>, crate::storage::StoreError> {
+    let missing = |m: &Message| {
+        m.payload.is_some()
+            && routing::subscribed(ep, m)
+            && r.message_deliveries(m.id)
+                .is_ok_and(|ds| ds.iter().all(|d| d.endpoint_id != ep.id))
+    };
+    Ok(r.messages(ep.app_id, query, &missing)?.items)
+}
+
+impl Service {
+    /// How many deliveries `recover` with the same arguments would re-queue now.
+    pub async fn recover_preview(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        since: Micros,
+        until: Option<Micros>,
+    ) -> Result<usize> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let until_t = until.unwrap_or_else(now_micros);
+        if until_t - since > RECOVER_WINDOW_MAX_US {
+            return Err(ServiceError::invalid(
+                "since",
+                "must be at most 14 days before until",
+            ));
+        }
+        let ms = |us: Micros| (us.max(0) / 1000) as u64;
+        let (lo, hi) = (
+            id_floor_at_millis(ms(since)),
+            id_floor_at_millis(ms(until_t) + 1).saturating_sub(1),
+        );
+        Ok(self
+            .store
+            .read(move |r| Ok(recoverable(r, ep.id, lo, hi)?.len()))
+            .await?)
+    }
+
+    /// How many messages `replay_missing` with the same arguments would queue now.
+    pub async fn replay_preview(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        since: Micros,
+        until: Option<Micros>,
+    ) -> Result<usize> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        let until_t = until.unwrap_or_else(now_micros);
+        if until_t - since > RECOVER_WINDOW_MAX_US {
+            return Err(ServiceError::invalid(
+                "since",
+                "must be at most 14 days before until",
+            ));
+        }
+        let ms = |us: Micros| (us.max(0) / 1000) as u64;
+        let mut query =
+            crate::storage::PageQuery::new(crate::storage::Cursor::First, REPLAY_MAX, false);
+        query.within =
+            id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until_t) + 1).saturating_sub(1);
+        Ok(self
+            .store
+            .read(move |r| Ok(missing_messages(r, &ep, &query)?.len()))
+            .await?)
+    }
+}
+
 /// Most deliveries one recover call re-queues, so a request's work stays bounded.
 pub const RECOVER_MAX: usize = 10_000;
 /// Most messages one replay-missing call queues.
@@ -414,29 +521,11 @@ impl Service {
         let count = self
             .store
             .write(move |w| {
-                let attempts = w.endpoint_attempts_between(ep.id, lo, hi, RECOVER_MAX * 8)?;
-                let mut seen = std::collections::HashSet::new();
-                let mut failed = Vec::new();
-                for a in attempts {
-                    if failed.len() >= RECOVER_MAX || !seen.insert(a.delivery_id) {
-                        continue;
-                    }
-                    if let Some(d) = w.delivery(a.delivery_id)? {
-                        if d.state == DeliveryState::Failed {
-                            failed.push(d);
-                        }
-                    }
+                let messages = recoverable(w, ep.id, lo, hi)?;
+                for m in &messages {
+                    w.enqueue_manual(m, ep.id, Priority::Normal)?;
                 }
-                let mut queued = 0;
-                for d in failed {
-                    if let Some(m) = w.message(d.app_id, d.msg_id)? {
-                        if m.payload.is_some() {
-                            w.enqueue_manual(&m, ep.id, Priority::Normal)?;
-                            queued += 1;
-                        }
-                    }
-                }
-                Ok(queued)
+                Ok(messages.len())
             })
             .await?;
         if count > 0 {
@@ -701,17 +790,11 @@ impl Service {
                 let Some(ep) = w.endpoint(ep.id)? else {
                     return Ok(0);
                 };
-                let missing = |m: &Message| {
-                    m.payload.is_some()
-                        && routing::subscribed(&ep, m)
-                        && w.message_deliveries(m.id)
-                            .is_ok_and(|ds| ds.iter().all(|d| d.endpoint_id != ep.id))
-                };
-                let page = w.messages(ep.app_id, &query, &missing)?;
-                for m in &page.items {
+                let missing = missing_messages(w, &ep, &query)?;
+                for m in &missing {
                     w.enqueue_manual(m, ep.id, Priority::Normal)?;
                 }
-                Ok(page.items.len())
+                Ok(missing.len())
             })
             .await?;
         if count > 0 {

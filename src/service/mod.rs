@@ -25,6 +25,7 @@ use std::sync::Arc;
 pub use alerts::AlertPage;
 pub use apps::AppInput;
 pub use endpoints::{EndpointInput, EndpointPatch, EndpointStats, PING_EVENT_TYPE};
+pub use endpoints::{EndpointTest, TestResult, example_payload};
 pub use event_types::EventTypeInput;
 pub use messages::{
     AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, TaskOutcome,
@@ -32,7 +33,7 @@ pub use messages::{
 pub use overview::{AppActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile};
 pub use queue::{
     AttemptDetail, DeliveryDetail, DestinationDetail, MessageDetail, QueueCursor, QueueFilter,
-    QueueItem, QueueListing, StateFilter,
+    MASK, QueueItem, QueueListing, StateFilter,
 };
 pub use sessions::{NewSession, PORTAL_ACCESS_PATH, PortalAccess, SessionView};
 pub use tokens::NewToken;
@@ -274,5 +275,26 @@ impl Service {
     pub async fn health(&self) -> Result<()> {
         self.store.read(|r| r.queue_depth(Priority::High)).await?;
         Ok(())
+    }
+}
+
+/// A backup written to a temporary file, ready to be streamed; the file is removed when the
+/// reader is dropped (it was unlinked right after opening).
+pub struct BackupFile {
+    pub reader: tokio::fs::File,
+    pub len: u64,
+}
+
+impl Service {
+    /// Writes a consistent backup to a temporary file beside the database and opens it.
+    pub async fn backup_to_temp(&self, caller: Caller) -> Result<BackupFile> {
+        require_admin(caller)?;
+        let dir = self.config.db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let path = dir.join(format!(".herald-backup-{}.redb", ulid::Ulid::new()));
+        let report = self.store.backup(&path).await?;
+        let reader = tokio::fs::File::open(&path).await.map_err(|e| ServiceError::Internal(e.to_string()));
+        // Unlinked at once: the open handle keeps the data until the response is sent.
+        let _ = std::fs::remove_file(&path);
+        Ok(BackupFile { reader: reader?, len: report.bytes })
     }
 }

@@ -26,6 +26,9 @@ pub enum AttemptOutcome {
     RetryAt(Millis),
     /// Failed for the last time; raise this alert.
     Exhausted(Alert),
+    /// Failed for good without an alert of its own (410 Gone: the endpoint is disabled and
+    /// that raises the alert).
+    Abandoned,
 }
 
 impl Writer<'_> {
@@ -429,7 +432,7 @@ impl Writer<'_> {
                 d.due_ms = None;
             }
             AttemptOutcome::RetryAt(due) => d.due_ms = Some(*due),
-            AttemptOutcome::Exhausted(_) => {
+            AttemptOutcome::Exhausted(_) | AttemptOutcome::Abandoned => {
                 d.state = DeliveryState::Failed;
                 d.due_ms = None;
             }

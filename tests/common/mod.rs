@@ -264,6 +264,34 @@ impl Receiver {
         Receiver::on(listener, behaviour).await
     }
 
+    /// A receiver behind any listener (e.g. a TLS one); answers 200.
+    pub async fn on_listener<L>(listener: L) -> Receiver
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        let addr = listener.local_addr().unwrap();
+        let state = ReceiverState {
+            behaviour: Arc::new(Mutex::new(Behaviour::default())),
+            ..Default::default()
+        };
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Receiver {
+            addr,
+            state,
+            stop: Some(stop),
+        }
+    }
+
     pub async fn on(listener: tokio::net::TcpListener, behaviour: Behaviour) -> Receiver {
         let addr = listener.local_addr().unwrap();
         let state = ReceiverState {
