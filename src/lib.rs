@@ -1,7 +1,8 @@
 //! Herald: a webhook delivery appliance in one binary.
 //!
 //! Crate map (imports point down):
-//! - `api/` (JSON, Svix v1 compatible) — front door
+//! - `api/` (JSON, Svix v1 compatible) and `admin/` (the HTML dashboard and tenant portal) —
+//!   the two front doors
 //! - `service/` — every rule, once; `delivery/` — the background queue workers, beside it
 //! - `storage/` (the only redb code) and `routing/` (pure matching)
 //! - `model`, `config`, `signing`, `guard` — plain types and pure functions at the ground
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod delivery;
@@ -89,9 +91,14 @@ impl Herald {
         self.store.close().await;
     }
 
-    /// The HTTP application: the API (and, later, the dashboard) behind one router.
+    /// The HTTP application: the API under `/api`, the dashboard everywhere else.
     pub fn router(&self) -> Router {
-        api::router(self.service.clone())
+        // The API answers what it routes; whatever it does not is the dashboard's, except
+        // unknown paths under /api, which keep the API's JSON 404.
+        let dashboard = admin::router(self.service.clone())
+            .route("/api", axum::routing::any(no_such_api_route))
+            .route("/api/{*rest}", axum::routing::any(no_such_api_route));
+        api::router(self.service.clone()).fallback_service(dashboard)
     }
 
     /// Serves HTTP on `listener` and runs delivery until `shutdown` resolves; then stops
@@ -103,6 +110,8 @@ impl Herald {
     ) -> Result<(), RunError>
     where
         L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+        for<'a> admin::session::ClientAddr:
+            axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
     {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(self.engine.clone().run(stopped(stop_rx)));
@@ -113,7 +122,10 @@ impl Herald {
         );
         let server = axum::serve(
             listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+            // The client address feeds the dashboard's login throttle.
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                admin::session::ClientAddr,
+            >(app),
         )
         .with_graceful_shutdown(shutdown);
         let result = server.await;
@@ -122,6 +134,10 @@ impl Herald {
         self.store.close().await;
         result.map_err(RunError::Io)
     }
+}
+
+async fn no_such_api_route() -> api::error::ApiError {
+    api::error::ApiError::not_found("No such route")
 }
 
 async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {

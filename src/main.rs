@@ -50,6 +50,12 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage dashboard users (while the server is stopped: the database is locked while it
+    /// runs; the first user can also be made through the setup link `serve` prints).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Open a database file and verify that every record decodes.
     Check { path: PathBuf },
     /// Write a consistent copy of the database to OUT_PATH: from the file (server stopped), or
@@ -65,6 +71,33 @@ enum Command {
         #[arg(long, env = "HERALD_TOKEN")]
         token: Option<String>,
         out_path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a dashboard user. The password is read from HERALD_PASSWORD, or asked for.
+    Add {
+        #[arg(long, env = "HERALD_DB", default_value = "herald.redb")]
+        db: PathBuf,
+        username: String,
+    },
+    /// Set a user's password (from HERALD_PASSWORD, or asked for).
+    Passwd {
+        #[arg(long, env = "HERALD_DB", default_value = "herald.redb")]
+        db: PathBuf,
+        username: String,
+    },
+    /// List the dashboard's users.
+    List {
+        #[arg(long, env = "HERALD_DB", default_value = "herald.redb")]
+        db: PathBuf,
+    },
+    /// Remove a user; their sessions end at once.
+    Remove {
+        #[arg(long, env = "HERALD_DB", default_value = "herald.redb")]
+        db: PathBuf,
+        username: String,
     },
 }
 
@@ -131,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config).await
         }
         Command::Token { command } => token(command).await,
+        Command::User { command } => user(command).await,
         Command::Backup {
             db,
             url,
@@ -163,6 +197,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, db = %db.display(), "Herald is listening: API at {scheme}://{address}/api/v1");
+    log_dashboard(&herald, &format!("{scheme}://{address}")).await?;
     match tls {
         Some(tls) => {
             herald
@@ -175,6 +210,94 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => herald.serve(listener, shutdown_signal()).await?,
     }
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Says where the dashboard is and how to log in; while no user exists, prints a one-time
+/// setup link that creates the first one (a new link at every start until then).
+async fn log_dashboard(herald: &Herald, base: &str) -> anyhow::Result<()> {
+    let public = herald
+        .service()
+        .config()
+        .public_url
+        .clone()
+        .unwrap_or_else(|| base.to_string());
+    let public = public.trim_end_matches('/');
+    match herald.service().setup_link(Some(base.split("://").nth(1).unwrap_or(base))).await? {
+        Some(link) => {
+            tracing::info!("dashboard at {public}/ has no user yet: open this one-time link to create the first one (valid 24 h): {link}");
+            tracing::info!("or stop the server and run: herald user add USERNAME");
+        }
+        None => {
+            tracing::info!("dashboard at {public}/ (log in with a user made by `herald user add USERNAME`)");
+        }
+    }
+    Ok(())
+}
+
+/// The password for `user add` / `user passwd`: HERALD_PASSWORD, or asked twice on the terminal
+/// without echo.
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("HERALD_PASSWORD") {
+        return Ok(p);
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+    anyhow::ensure!(first == again, "the passwords differ");
+    Ok(first)
+}
+
+async fn user(command: UserCommand) -> anyhow::Result<()> {
+    let open = |db: PathBuf| {
+        Herald::open(Config {
+            db,
+            ..Config::default()
+        })
+    };
+    let fail = |e: herald::service::ServiceError| match e {
+        herald::service::ServiceError::Invalid(fields) => anyhow::anyhow!(
+            "{}",
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.msg))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        e => anyhow::anyhow!("{e}"),
+    };
+    match command {
+        UserCommand::Add { db, username } => {
+            let password = read_password()?;
+            let herald = open(db)?;
+            let result = herald.service().add_user(&username, &password).await;
+            herald.close().await;
+            result.map_err(fail)?;
+            println!("user {username} created; log in on the dashboard");
+        }
+        UserCommand::Passwd { db, username } => {
+            let password = read_password()?;
+            let herald = open(db)?;
+            let result = herald.service().set_password(&username, &password).await;
+            herald.close().await;
+            result.map_err(fail)?;
+            println!("password of {username} changed");
+        }
+        UserCommand::List { db } => {
+            let herald = open(db)?;
+            let users = herald.service().users().await;
+            herald.close().await;
+            for u in users.map_err(fail)? {
+                println!("{}", u.username);
+            }
+        }
+        UserCommand::Remove { db, username } => {
+            let herald = open(db)?;
+            let result = herald.service().remove_user(&username).await;
+            herald.close().await;
+            result.map_err(fail)?;
+            println!("user {username} removed");
+        }
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub mod extract;
 mod health;
 mod messages;
 mod openapi;
+mod portal;
 mod triggers;
 
 use axum::Router;
@@ -47,7 +48,8 @@ pub fn router(service: Service) -> Router {
         .merge(messages::routes())
         .merge(triggers::routes())
         .merge(alerts::routes())
-        .merge(admin::routes());
+        .merge(admin::routes())
+        .merge(portal::routes());
     let authed = openapi::authenticated(authed)
         .layer(middleware::from_fn_with_state(service.clone(), idempotency))
         .layer(middleware::from_fn_with_state(

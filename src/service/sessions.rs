@@ -106,19 +106,27 @@ impl Service {
     /// Where people reach this Herald: `public_url`, else the address the request came to,
     /// else the listening address.
     pub fn public_base(&self, request_host: Option<&str>) -> String {
+        let scheme = if self.config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         match (&self.config.public_url, request_host) {
             (Some(url), _) => url.trim_end_matches('/').to_string(),
-            (None, Some(host)) => format!("http://{host}"),
-            (None, None) => format!("http://{}", self.config.listen),
+            (None, Some(host)) => format!("{scheme}://{host}"),
+            (None, None) => format!("{scheme}://{}", self.config.listen),
         }
     }
 
-    /// Whether the dashboard is reached over https (its cookies are then `Secure`).
+    /// Whether the dashboard is reached over https (its cookies are then `Secure`): Herald
+    /// serves TLS itself, or its public URL is https (a proxy in front terminates TLS).
     pub fn public_https(&self) -> bool {
-        self.config
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        self.config.tls_cert.is_some()
+            || self
+                .config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
     }
 
     /// Stores a new session for `owner`; it ends after `session_ttl_ms`, or at `until` when
