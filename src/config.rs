@@ -69,6 +69,8 @@ pub struct Config {
     /// Where operational webhooks (`message.attempt.exhausted`, `endpoint.disabled`) go;
     /// none when unset.
     pub operational_webhook_url: Option<String>,
+    /// The `whsec_...` secret that signs operational webhooks (required with the URL).
+    pub operational_webhook_secret: Option<Redacted>,
 
     /// Most write requests folded into one redb transaction (one fsync).
     pub writer_batch_max: usize,
@@ -129,6 +131,7 @@ impl Default for Config {
             auto_disable_after_ms: 5 * 24 * 3_600_000,
             destination_ca_file: None,
             operational_webhook_url: None,
+            operational_webhook_secret: None,
             writer_batch_max: 512,
             writer_queue_max: 8_192,
             retention_days: 90,
@@ -139,6 +142,18 @@ impl Default for Config {
             login_attempts_per_minute: 5,
             portal_link_expiry_default_s: 3_600,
         }
+    }
+}
+
+/// A secret setting: read like a string, never printed by `Debug` (the configuration is
+/// logged at start-up).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -256,6 +271,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "tls_cert and tls_key go together".into(),
             ));
+        }
+        if self.operational_webhook_url.is_some() {
+            match &self.operational_webhook_secret {
+                None => return Err(ConfigError::Invalid("operational_webhook_url needs operational_webhook_secret".into())),
+                Some(s) if crate::signing::parse_secret(&s.0).is_err() => {
+                    return Err(ConfigError::Invalid("operational_webhook_secret must be whsec_ and base64 of 24 to 75 bytes".into()));
+                }
+                Some(_) => {}
+            }
         }
         if self.retention_days == 0 {
             return Err(ConfigError::Invalid(

@@ -17,7 +17,9 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod guard;
+pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod routing;
 pub mod service;
 pub mod signing;
@@ -49,17 +51,21 @@ pub struct Herald {
     service: Service,
     engine: Arc<Engine>,
     store: Store,
+    config: Arc<Config>,
+    outbound: Arc<Outbound>,
 }
 
 impl Herald {
     /// Opens (or creates) the database named in `config` and prepares every part.
     pub fn open(config: Config) -> Result<Herald, RunError> {
         let config = Arc::new(config);
+        let metrics = Arc::new(metrics::Metrics::new());
         let store = Store::open(
             &config.db,
             &StoreSettings {
                 writer_batch_max: config.writer_batch_max,
                 writer_queue_max: config.writer_queue_max,
+                metrics: metrics.clone(),
             },
         )
         .map_err(|source| RunError::Store {
@@ -73,12 +79,15 @@ impl Herald {
             config.clone(),
             waker.clone(),
             outbound.clone(),
+            metrics.clone(),
         );
-        let engine = Engine::new(store.clone(), config, waker, outbound);
+        let engine = Engine::new(store.clone(), config.clone(), waker, outbound.clone(), metrics);
         Ok(Herald {
             service,
             engine,
             store,
+            config,
+            outbound,
         })
     }
 
@@ -114,7 +123,8 @@ impl Herald {
             axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
     {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let engine = tokio::spawn(self.engine.clone().run(stopped(stop_rx)));
+        let engine = tokio::spawn(self.engine.clone().run(stopped(stop_rx.clone())));
+        let upkeep = ops::spawn(self.store.clone(), self.config.clone(), self.outbound.clone(), stop_rx);
         // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.
         let app = tower::Layer::layer(
             &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
@@ -131,6 +141,9 @@ impl Herald {
         let result = server.await;
         let _ = stop_tx.send(true);
         let _ = engine.await;
+        for task in upkeep {
+            let _ = task.await;
+        }
         self.store.close().await;
         result.map_err(RunError::Io)
     }

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/alert"),
     ("POST", "/api/v1/alert/{alert_id}/acknowledge"),
     ("GET", "/api/v1/admin/backup"),
+    ("GET", "/metrics"),
     // Application
     ("GET", "/api/v1/app"),
     ("POST", "/api/v1/app"),
@@ -101,7 +102,7 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes that answer without a token.
-const PUBLIC: &[&str] = &["/api/v1/health", "/api/v1/health/ping", "/api/openapi.json"];
+const PUBLIC: &[&str] = &["/api/v1/health", "/api/v1/health/ping", "/api/openapi.json", "/metrics"];
 
 /// The query parameters Herald reads on each route that has any, and the JSON type of each.
 const QUERY: &[(&str, &str, &[&str])] = &[

@@ -65,7 +65,7 @@ pub fn bars(bars: &[Bar], width: u32, height: u32, label: &str) -> Svg {
         esc(label)
     );
     for (frac, text) in [(0.0, "0".to_string()), (0.5, short(ceiling / 2)), (1.0, short(ceiling))] {
-        if frac == 0.5 && ceiling < 2 {
+        if frac == 0.5 && ceiling % 2 != 0 {
             continue;
         }
         let y = top + plot_h * (1.0 - frac);

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
-use super::chart::{Svg, sparkline};
+use super::chart::{Bar, Part, Svg, bars as bars_chart};
 use super::form::{Errors, FormData, pairs};
 use super::session::{Authed, Posted};
 use super::views::{self, Badge, Copyable, Time};
@@ -300,10 +300,7 @@ async fn show_page(
         old_keys,
         headers,
         catalog,
-        spark: sparkline(
-            &activity,
-            &format!("Last 24 h, per hour: {ok} attempts succeeded, {bad} failed"),
-        ),
+        spark: activity_chart(&activity),
         succeeded_24h: views::count(ok),
         failed_24h: views::count(bad),
         messages,
@@ -317,6 +314,49 @@ async fn show_page(
         app,
     };
     render(page)
+}
+
+/// The endpoint's attempts per hour over 24 hours, succeeded and failed.
+fn activity_chart(activity: &[(u64, u64)]) -> Svg {
+    let now_hour = crate::storage::hour_of(now_micros());
+    let first = now_hour + 1 - activity.len() as u64;
+    let label = |hour: u64| {
+        chrono::DateTime::from_timestamp((hour * 3600) as i64, 0)
+            .unwrap_or_default()
+            .format("%H:00")
+            .to_string()
+    };
+    let last = activity.len().saturating_sub(1);
+    let bars: Vec<Bar> = activity
+        .iter()
+        .enumerate()
+        .map(|(i, (ok, bad))| {
+            let hour = first + i as u64;
+            Bar {
+                parts: vec![
+                    Part {
+                        class: "ok",
+                        value: *ok,
+                    },
+                    Part {
+                        class: "bad",
+                        value: *bad,
+                    },
+                ],
+                title: format!(
+                    "{}–{} UTC: {ok} attempts succeeded, {bad} failed",
+                    label(hour),
+                    label(hour + 1)
+                ),
+                tick: if i % 6 == 0 || i == last {
+                    label(hour)
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect();
+    bars_chart(&bars, 640, 90, "Attempts per hour, last 24 hours")
 }
 
 fn status_badge(s: MessageStatus) -> Badge {

@@ -132,7 +132,7 @@ impl From<ServiceError> for AdminError {
             | ServiceError::BadRequest { detail, .. }
             | ServiceError::PayloadTooLarge(detail) => AdminError::BadRequest(detail),
             ServiceError::Unauthorized => AdminError::Forbidden("Not allowed.".into()),
-            ServiceError::Unavailable => AdminError::Unavailable,
+            ServiceError::Unavailable | ServiceError::Busy => AdminError::Unavailable,
             ServiceError::Internal(cause) => AdminError::Internal(cause),
         }
     }

@@ -54,7 +54,11 @@ struct OverviewPage {
     curl: String,
 }
 
-async fn overview(State(state): State<AdminState>, Authed { session }: Authed) -> PageResult {
+async fn overview(
+    State(state): State<AdminState>,
+    Authed { session }: Authed,
+    headers: axum::http::HeaderMap,
+) -> PageResult {
     let o = state.service.overview(session.caller).await?;
     let now = now_micros();
     let alerts = state
@@ -96,9 +100,7 @@ async fn overview(State(state): State<AdminState>, Authed { session }: Authed) -
         Card {
             label: "Latency p50 / p95",
             value: match (o.p50_ms, o.p95_ms) {
-                (Some(a), Some(b)) => {
-                    format!("{} / {}", views::duration_ms(a), views::duration_ms(b))
-                }
+                (Some(a), Some(b)) => views::duration_pair(a, b),
                 _ => "—".into(),
             },
             class: "",
@@ -243,7 +245,11 @@ async fn overview(State(state): State<AdminState>, Authed { session }: Authed) -
         quiet,
         curl: format!(
             "curl -H \"Authorization: Bearer $TOKEN\" {}/api/v1/app/APP_ID/msg \\\n  -d '{{\"eventType\": \"order.created\", \"payload\": {{\"orderId\": 1001}}}}'",
-            state.service.public_base(None)
+            state.service.public_base(
+                headers
+                    .get(axum::http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            )
         ),
     };
     render(page)

@@ -363,6 +363,7 @@ struct AttemptRow {
     state: Badge,
     code: String,
     response: String,
+    response_line: String,
     headers: Vec<(String, String)>,
     url: String,
 }
@@ -452,7 +453,7 @@ async fn message(
                             .map(|(i, a)| AttemptRow {
                                 n: i + 1,
                                 time: views::time(a.attempt.created_at, now),
-                                duration: views::duration_ms(a.attempt.duration_ms as f64),
+                                duration: views::duration_whole_ms(a.attempt.duration_ms),
                                 state: views::attempt_badge(&a.attempt),
                                 code: views::status_code(&a.attempt),
                                 response: if a.attempt.response.trim_start().starts_with(['{', '['])
@@ -461,6 +462,10 @@ async fn message(
                                 } else {
                                     a.attempt.response.clone()
                                 },
+                                response_line: views::clip(
+                                    a.attempt.response.lines().next().unwrap_or("").trim(),
+                                    60,
+                                ),
                                 headers: a.request_headers.clone(),
                                 url: a.attempt.url.clone(),
                             })

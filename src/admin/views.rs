@@ -243,6 +243,24 @@ pub fn duration_ms(ms: f64) -> String {
     }
 }
 
+/// A whole number of milliseconds, as attempts record them: "<1 ms", "12 ms", "1.25 s".
+pub fn duration_whole_ms(ms: u64) -> String {
+    match ms {
+        0 => "<1 ms".into(),
+        1..=999 => format!("{ms} ms"),
+        _ => duration_ms(ms as f64),
+    }
+}
+
+/// Two durations with one unit when they share it: "0.7 / 16 ms".
+pub fn duration_pair(a: f64, b: f64) -> String {
+    let (x, y) = (duration_ms(a), duration_ms(b));
+    match (x.strip_suffix(" ms"), y.strip_suffix(" ms")) {
+        (Some(x), Some(y)) => format!("{x} / {y} ms"),
+        _ => format!("{x} / {y}"),
+    }
+}
+
 /// A count with thousands separated: "1 234 567" (thin spaces, unambiguous in any locale).
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -415,6 +433,10 @@ mod tests {
         assert_eq!(duration_ms(3.25), "3.2 ms");
         assert_eq!(duration_ms(120.0), "120 ms");
         assert_eq!(duration_ms(1250.0), "1.25 s");
+        assert_eq!(duration_whole_ms(0), "<1 ms");
+        assert_eq!(duration_whole_ms(15), "15 ms");
+        assert_eq!(duration_pair(0.7, 16.0), "0.7 / 16 ms");
+        assert_eq!(duration_pair(20.0, 1500.0), "20 ms / 1.50 s");
         assert_eq!(percent(0.9995), "99.9 %");
         assert_eq!(percent(1.0), "100.0 %");
         assert_eq!(clip("abcdef", 3), "abc…");

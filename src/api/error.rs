@@ -127,6 +127,11 @@ impl From<ServiceError> for ApiError {
                 "insufficient_access",
                 "This token may not do this",
             ),
+            ServiceError::Busy => ApiError::status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Herald is busy; retry after a moment",
+            ),
             ServiceError::Unavailable => ApiError::status(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -156,7 +161,14 @@ impl IntoResponse for ApiError {
                 status,
                 code,
                 detail,
-            } => (status, Json(HttpErrorOut { code, detail })).into_response(),
+            } => {
+                let mut response = (status, Json(HttpErrorOut { code, detail })).into_response();
+                // Load shedding and restarts are short: tell clients when to come back.
+                if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                }
+                response
+            }
         }
     }
 }

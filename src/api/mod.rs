@@ -15,8 +15,11 @@ mod endpoints;
 pub mod error;
 mod event_types;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzz;
 mod health;
 mod messages;
+mod metrics;
 mod openapi;
 mod portal;
 mod triggers;
@@ -57,7 +60,8 @@ pub fn router(service: Service) -> Router {
             authenticate,
         ));
     let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .nest("/api/v1", authed.merge(health::routes()));
+        .nest("/api/v1", authed.merge(health::routes()))
+        .merge(metrics::routes());
     openapi::serve_document(api)
         .fallback(|| async { ApiError::not_found("No such route") })
         .layer(DefaultBodyLimit::max(body_limit))

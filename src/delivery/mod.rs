@@ -67,6 +67,7 @@ pub struct Engine {
     in_flight: Mutex<HashSet<DeliveryId>>,
     endpoints: Mutex<HashMap<EndpointId, EndpointState>>,
     permits: Arc<Semaphore>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Engine {
@@ -75,6 +76,7 @@ impl Engine {
         config: Arc<Config>,
         waker: Waker,
         outbound: Arc<Outbound>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Engine> {
         let permits = Arc::new(Semaphore::new(config.deliveries_in_flight_max));
         Arc::new(Engine {
@@ -85,6 +87,7 @@ impl Engine {
             in_flight: Mutex::new(HashSet::new()),
             endpoints: Mutex::new(HashMap::new()),
             permits,
+            metrics,
         })
     }
 
@@ -234,8 +237,10 @@ impl Engine {
                 })
                 .in_flight += 1;
             let engine = self.clone();
+            self.metrics.in_flight_change(1);
             workers.spawn(async move {
                 worker::attempt(&engine, id).await;
+                engine.metrics.in_flight_change(-1);
                 engine.in_flight.lock().expect("not poisoned").remove(&id);
                 engine.finished(endpoint);
                 drop(permit);

@@ -120,6 +120,15 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> 
         &attempt,
         sent.retry_after.as_deref(),
     );
+    engine.metrics.attempt(
+        attempt.error.map_or("success", AttemptError::as_str),
+        std::time::Duration::from_millis(attempt.duration_ms),
+    );
+    match &outcome {
+        AttemptOutcome::Succeeded => engine.metrics.delivery_finished("succeeded"),
+        AttemptOutcome::Exhausted(_) | AttemptOutcome::Abandoned => engine.metrics.delivery_finished("failed"),
+        AttemptOutcome::RetryAt(_) => {}
+    }
     let succeeded = attempt.succeeded();
     let gone = attempt.status_code == 410;
     let auto_disable_after_us = engine.config.auto_disable_after_ms as i64 * 1000;

@@ -109,7 +109,7 @@ impl Service {
         let app = app.to_string();
         let (msg, deliveries) = self
             .store
-            .write(move |w| {
+            .write_or_shed(move |w| {
                 let app = match (find_app(w, caller, &app), input.application) {
                     (Ok(a), _) => a,
                     (Err(ServiceError::NotFound(_)), Some(new)) => {
@@ -169,6 +169,7 @@ impl Service {
                 Ok(Ok(w.ingest_message(msg, &route)?))
             })
             .await??;
+        self.metrics.messages_ingested.inc();
         if deliveries > 0 {
             self.waker.wake();
         }

@@ -68,9 +68,12 @@ pub enum ServiceError {
     Unauthorized,
     #[error("only an admin token may do this")]
     Forbidden,
-    /// A transient condition (writer busy or restarting): the client should retry.
+    /// A transient condition (writer restarting): the client should retry.
     #[error("temporarily unavailable")]
     Unavailable,
+    /// Too much at once: the client should retry after a moment.
+    #[error("too busy")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -89,6 +92,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::NotFound => ServiceError::NotFound("entity"),
             StoreError::Aborted | StoreError::Closed => ServiceError::Unavailable,
+            StoreError::Busy => ServiceError::Busy,
             StoreError::Conflict(Conflict::AppUid) => ServiceError::Conflict {
                 code: "conflict",
                 detail: "An application with this uid already exists".into(),
@@ -137,6 +141,7 @@ pub struct Service {
     policy: Arc<DestinationPolicy>,
     /// Signed requests the service sends itself: endpoint tests, verification handshakes.
     outbound: Arc<crate::delivery::Outbound>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Dashboard login attempts per user and address (shared by every clone).
     logins: Arc<users::LoginThrottle>,
 }
@@ -147,6 +152,7 @@ impl Service {
         config: Arc<Config>,
         waker: Waker,
         outbound: Arc<crate::delivery::Outbound>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Service {
         let policy = Arc::new(DestinationPolicy {
             allow: config.allow_destination.clone(),
@@ -159,6 +165,7 @@ impl Service {
             waker,
             policy,
             outbound,
+            metrics,
             logins,
         }
     }
@@ -296,5 +303,16 @@ impl Service {
         // Unlinked at once: the open handle keeps the data until the response is sent.
         let _ = std::fs::remove_file(&path);
         Ok(BackupFile { reader: reader?, len: report.bytes })
+    }
+}
+
+impl Service {
+    /// The Prometheus text exposition, with the queue depth read now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let depths = self
+            .store
+            .read(|r| Ok([r.queue_depth(Priority::High)?, r.queue_depth(Priority::Normal)?, r.queue_depth(Priority::Low)?]))
+            .await?;
+        Ok(self.metrics.render(&[("high", depths[0]), ("normal", depths[1]), ("low", depths[2])]))
     }
 }

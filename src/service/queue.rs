@@ -485,6 +485,7 @@ mod tests {
             &crate::storage::StoreSettings {
                 writer_batch_max: 64,
                 writer_queue_max: 64,
+                metrics: Default::default(),
             },
         )
         .unwrap();
@@ -494,6 +495,7 @@ mod tests {
             std::sync::Arc::new(config),
             crate::delivery::Waker::default(),
             outbound,
+            Default::default(),
         );
         (s, store, dir)
     }

@@ -87,7 +87,7 @@ fn copy_all(src: &ReadTransaction, dst_db: &Database) -> Result<(Vec<String>, u6
         UNIQUE_KEYS,
         ATTEMPTS,
         ENDPOINT_ATTEMPTS,
-        ALERTS,
+        ALERTS, CURSORS,
         TOKENS,
         IDEMPOTENCY,
         USERS,
@@ -171,6 +171,7 @@ mod tests {
         let settings = StoreSettings {
             writer_batch_max: 8,
             writer_queue_max: 8,
+            metrics: Default::default(),
         };
         let store = Store::open(&dir.path().join("live.redb"), &settings).unwrap();
         let db = store.database().unwrap();

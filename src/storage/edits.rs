@@ -7,6 +7,12 @@ use super::{StoreError, Writer};
 use crate::model::*;
 
 impl Writer<'_> {
+    /// Moves a background task's named position.
+    pub fn set_cursor(&mut self, name: &str, position: u128) -> Result<(), StoreError> {
+        self.table_mut(CURSORS)?.insert(name, position)?;
+        Ok(())
+    }
+
     /// Replaces a stored message (same key), e.g. with its payload removed.
     pub fn replace_message(&mut self, msg: &Message) -> Result<(), StoreError> {
         self.table_mut(MESSAGES)?

@@ -17,6 +17,7 @@ mod edits;
 mod ops;
 mod pages;
 mod reads;
+mod retention;
 mod stats;
 mod tables;
 mod triggers;
@@ -31,10 +32,11 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupReport;
-pub use codec::IdempotentResponse;
+pub use codec::{IdempotentResponse, decode_any_record};
 pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};
 pub use reads::Read;
+pub use retention::Purged;
 pub use stats::{
     Counter, EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, QueuePage, QueueQuery, QueueRow,
     day_of, hour_of,
@@ -55,6 +57,9 @@ pub enum StoreError {
     /// The writer is gone (shutting down).
     #[error("writer stopped")]
     Closed,
+    /// The writer's queue is full: the caller should come back shortly.
+    #[error("writer busy")]
+    Busy,
     #[error("not found")]
     NotFound,
     #[error("conflict: {0:?}")]
@@ -100,6 +105,8 @@ impl From<codec::CodecError> for StoreError {
 pub struct StoreSettings {
     pub writer_batch_max: usize,
     pub writer_queue_max: usize,
+    /// Where the writer reports each batch's size and commit time.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Clone)]
@@ -122,16 +129,19 @@ impl Store {
     pub fn open(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
         let db = Database::create(path)?;
         init_tables(&db)?;
-        let db = Arc::new(db);
+        let slot: writer::Slot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = mpsc::channel(settings.writer_queue_max);
         let stats = Arc::new(WriterStats::default());
-        writer::spawn(db.clone(), rx, settings.writer_batch_max, stats.clone())
-            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store {
-            db: Arc::new(std::sync::RwLock::new(Some(db))),
-            jobs: tx,
-            stats,
-        })
+        writer::spawn(
+            slot.clone(),
+            path.to_path_buf(),
+            rx,
+            settings.writer_batch_max,
+            stats.clone(),
+            settings.metrics.clone(),
+        )
+        .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store { db: slot, jobs: tx, stats })
     }
 
     fn database(&self) -> Result<Arc<Database>, StoreError> {
@@ -182,6 +192,23 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
+    /// Like `write`, but when the writer's queue is full it answers `Busy` at once instead of
+    /// waiting for room: the API sheds load this way rather than piling up requests.
+    pub async fn write_or_shed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(writer::FnJob { f: Some(f), result: None, reply });
+        match self.jobs.try_send(writer::Msg::Job(job)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` in the writer's next batch and answers after that batch is durably committed.
@@ -237,6 +264,7 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
         touch(&tx, tables::ATTEMPTS)?;
         touch(&tx, tables::ENDPOINT_ATTEMPTS)?;
         touch(&tx, tables::ALERTS)?;
+        touch(&tx, tables::CURSORS)?;
         touch(&tx, tables::TOKENS)?;
         touch(&tx, tables::IDEMPOTENCY)?;
         touch(&tx, tables::USERS)?;

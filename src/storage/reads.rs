@@ -552,6 +552,25 @@ pub trait Read {
     }
 
     /// Alerts, newest first.
+    /// Alerts newer than `after`, oldest first.
+    fn alerts_after(&self, after: u128, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let t = self.tx().table(ALERTS)?;
+        let mut out = Vec::new();
+        if after == u128::MAX {
+            return Ok(out);
+        }
+        for e in t.range(after + 1..)?.take(limit) {
+            out.push(decode(e?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A named position kept by a background task (e.g. the last alert sent as a webhook).
+    fn cursor(&self, name: &str) -> Result<Option<u128>, StoreError> {
+        let t = self.tx().table(CURSORS)?;
+        Ok(t.get(name)?.map(|v| v.value()))
+    }
+
     fn alerts(&self, limit: usize, before: Option<AlertId>) -> Result<Vec<Alert>, StoreError> {
         let t = self.tx().table(ALERTS)?;
         let upper = before.map(|b| b.0.saturating_sub(1)).unwrap_or(u128::MAX);

@@ -69,6 +69,9 @@ pub const ENDPOINT_ATTEMPTS: TableDefinition<(u128, u128), u128> =
 /// alert id -> `Alert`.
 pub const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
 
+/// task name -> position (an id): where a background task got to, kept across restarts.
+pub const CURSORS: TableDefinition<&str, u128> = TableDefinition::new("cursors");
+
 /// SHA-256 of the token text -> `Token`. The token itself is never stored.
 pub const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens");
 

@@ -72,11 +72,24 @@ pub(super) enum Msg {
     Stop(oneshot::Sender<()>),
 }
 
+/// The database handle shared by readers; the writer empties it to close the file after an
+/// I/O failure and fills it again when the file reopens.
+pub(super) type Slot = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
+
+/// Longest wait for reads in progress to let go of a failed database before reopening it.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause before trying again to reopen a database that would not open (disk still full).
+const REOPEN_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Reopen tries right after a failure; later ones happen when the next write arrives.
+const REOPEN_TRIES: usize = 25;
+
 pub(super) fn spawn(
-    db: Arc<Database>,
+    slot: Slot,
+    path: std::path::PathBuf,
     mut rx: mpsc::Receiver<Msg>,
     batch_max: usize,
     stats: Arc<WriterStats>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("herald-writer".into())
@@ -84,6 +97,7 @@ pub(super) fn spawn(
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
             let mut ids = ulid::Generator::new();
             let mut stop: Option<oneshot::Sender<()>> = None;
+            let mut db: Option<Arc<Database>> = slot.read().expect("not poisoned").clone();
             while stop.is_none() {
                 match rx.blocking_recv() {
                     Some(Msg::Job(job)) => batch.push(job),
@@ -100,11 +114,23 @@ pub(super) fn spawn(
                 if batch.is_empty() {
                     continue;
                 }
+                if db.is_none() {
+                    db = reopen(&slot, &path);
+                }
+                let Some(current) = db.clone() else {
+                    // Still not open (the disk may still be full): refuse, nothing was stored.
+                    for job in batch.drain(..) {
+                        job.complete(Err(StoreError::Closed));
+                    }
+                    std::thread::sleep(REOPEN_PAUSE);
+                    continue;
+                };
                 let started = Instant::now();
-                let committed = run_batch(&db, &mut batch, &mut ids);
+                let committed = run_batch(&current, &mut batch, &mut ids);
                 if let Err(e) = &committed {
                     tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
                 }
+                metrics.writer_batch(batch.len(), started.elapsed());
                 use std::sync::atomic::Ordering::Relaxed;
                 stats.batches.fetch_add(1, Relaxed);
                 stats.jobs.fetch_add(batch.len() as u64, Relaxed);
@@ -113,6 +139,24 @@ pub(super) fn spawn(
                     .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                 for job in batch.drain(..) {
                     job.complete(committed.clone());
+                }
+                if committed.is_err() && needs_reopen(&current) {
+                    // redb refuses every transaction after an I/O failure (a full disk) until
+                    // the file is closed and opened again: close it now, reopen on the next
+                    // batch. Nothing acknowledged is affected: the failed batch was refused.
+                    tracing::warn!("database I/O failed; closing it to reopen");
+                    drop(current);
+                    db = None;
+                    release(&slot);
+                    // Reopen now, not on the next write: readers (and the API's token checks)
+                    // need the file too. Bounded, so a stop request is not kept waiting.
+                    for _ in 0..REOPEN_TRIES {
+                        db = reopen(&slot, &path);
+                        if db.is_some() {
+                            break;
+                        }
+                        std::thread::sleep(REOPEN_PAUSE);
+                    }
                 }
             }
             // Jobs sent after the stop are answered `Closed` through their dropped replies.
@@ -123,6 +167,60 @@ pub(super) fn spawn(
             }
             tracing::debug!("writer stopped");
         })
+}
+
+/// Whether the database refuses new transactions because an I/O error happened.
+fn needs_reopen(db: &Database) -> bool {
+    use redb::{StorageError, TransactionError};
+    match db.begin_write() {
+        Ok(tx) => {
+            let _ = tx.abort();
+            false
+        }
+        Err(TransactionError::Storage(StorageError::PreviousIo | StorageError::Io(_))) => true,
+        Err(_) => false,
+    }
+}
+
+/// Takes the database out of the shared slot and waits (bounded) until every reader has let go,
+/// so dropping it closes the file.
+fn release(slot: &Slot) {
+    let Some(mut db) = slot.write().expect("not poisoned").take() else {
+        return;
+    };
+    let deadline = Instant::now() + RELEASE_WAIT;
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(db) => {
+                drop(db);
+                return;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                db = shared;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(_) => {
+                tracing::warn!("reads still hold the failed database; it closes when they end");
+                return;
+            }
+        }
+    }
+}
+
+/// Opens the database file again and shares it with readers.
+fn reopen(slot: &Slot, path: &std::path::Path) -> Option<Arc<Database>> {
+    match Database::create(path) {
+        Ok(db) => {
+            let db = Arc::new(db);
+            *slot.write().expect("not poisoned") = Some(db.clone());
+            tracing::info!("database reopened");
+            Some(db)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "database does not open yet");
+            None
+        }
+    }
 }
 
 fn run_batch(

@@ -1,0 +1,182 @@
+//! Herald's metrics, exposed at `GET /metrics` in the Prometheus text format.
+//!
+//! One `Metrics` value (in an `Arc`) is shared by the parts that observe: the service counts
+//! ingested messages, the delivery side counts attempts by outcome and their latency, the
+//! writer reports each batch's size and commit time, and the scrape itself reads the queue
+//! depth per lane and the deliveries in flight.
+//!
+//! Owns: metric names and buckets. Must never: be a global (several servers run in one test
+//! process), or block an observer (every observation is a few atomic operations).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub messages_ingested: Counter,
+    attempts: Family<Labels, Counter>,
+    deliveries_finished: Family<Labels, Counter>,
+    attempt_seconds: Histogram,
+    writer_batch_jobs: Histogram,
+    writer_commit_seconds: Histogram,
+    queue_depth: Family<Labels, Gauge>,
+    in_flight: Gauge,
+    in_flight_now: AtomicI64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("herald");
+        let messages_ingested = Counter::default();
+        registry.register(
+            "messages_ingested",
+            "Messages accepted and stored",
+            messages_ingested.clone(),
+        );
+        let attempts = Family::<Labels, Counter>::default();
+        registry.register(
+            "attempts",
+            "Delivery attempts by outcome (success, or the failure's kind)",
+            attempts.clone(),
+        );
+        let deliveries_finished = Family::<Labels, Counter>::default();
+        registry.register(
+            "deliveries_finished",
+            "Deliveries that ended, by outcome",
+            deliveries_finished.clone(),
+        );
+        // 1 ms to ~33 s.
+        let attempt_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "attempt_duration_seconds",
+            "Time from request to response of an attempt",
+            attempt_seconds.clone(),
+        );
+        // 1 to 4096 jobs per commit.
+        let writer_batch_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 13));
+        registry.register(
+            "writer_batch_jobs",
+            "Write requests folded into one commit",
+            writer_batch_jobs.clone(),
+        );
+        // 50 us to ~0.8 s.
+        let writer_commit_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 15));
+        registry.register(
+            "writer_commit_seconds",
+            "Time to run and durably commit one write batch",
+            writer_commit_seconds.clone(),
+        );
+        let queue_depth = Family::<Labels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Deliveries waiting in each priority lane",
+            queue_depth.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "deliveries_in_flight",
+            "Attempts being made right now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            messages_ingested,
+            attempts,
+            deliveries_finished,
+            attempt_seconds,
+            writer_batch_jobs,
+            writer_commit_seconds,
+            queue_depth,
+            in_flight,
+            in_flight_now: AtomicI64::new(0),
+        }
+    }
+
+    pub fn attempt(&self, outcome: &str, duration: Duration) {
+        self.attempts
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+        self.attempt_seconds.observe(duration.as_secs_f64());
+    }
+
+    pub fn delivery_finished(&self, outcome: &str) {
+        self.deliveries_finished
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    pub fn writer_batch(&self, jobs: usize, took: Duration) {
+        self.writer_batch_jobs.observe(jobs as f64);
+        self.writer_commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn in_flight_change(&self, delta: i64) {
+        self.in_flight_now.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub fn render(&self, queue_depths: &[(&str, u64)]) -> String {
+        for (lane, depth) in queue_depths {
+            self.queue_depth
+                .get_or_create(&vec![("lane".into(), (*lane).into())])
+                .set(*depth as i64);
+        }
+        self.in_flight
+            .set(self.in_flight_now.load(Ordering::Relaxed));
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_observed() {
+        let m = Metrics::new();
+        m.messages_ingested.inc_by(3);
+        m.attempt("success", Duration::from_millis(4));
+        m.attempt("status", Duration::from_millis(40));
+        m.writer_batch(17, Duration::from_micros(300));
+        m.in_flight_change(2);
+        let text = m.render(&[("high", 5), ("normal", 0), ("low", 1)]);
+        assert!(text.contains("herald_messages_ingested_total 3"), "{text}");
+        assert!(
+            text.contains("herald_attempts_total{outcome=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_queue_depth{lane=\"high\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains("herald_deliveries_in_flight 2"), "{text}");
+        assert!(text.contains("herald_writer_batch_jobs_count 1"), "{text}");
+        assert!(
+            text.contains("herald_attempt_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Operating Herald: metrics, operational webhooks, auto-disable, backups over the API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let receiver = Receiver::start().await;
+    let s = start_server().await;
+    let (app, _) = s.setup("a.b", &receiver.url()).await;
+    for i in 0..3 {
+        s.send(&app, "a.b", json!({"i": i})).await;
+    }
+    receiver.wait_for(3, WAIT).await;
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    let text = || async {
+        reqwest::get(format!("{root}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    eventually(WAIT, || async {
+        text()
+            .await
+            .contains("herald_attempts_total{outcome=\"success\"} 3")
+    })
+    .await;
+    let body = text().await;
+    assert!(body.contains("herald_messages_ingested_total 3"), "{body}");
+    assert!(
+        body.contains("herald_queue_depth{lane=\"normal\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.contains("herald_writer_commit_seconds_count"),
+        "{body}"
+    );
+    assert!(
+        body.contains("herald_attempt_duration_seconds_bucket"),
+        "{body}"
+    );
+    assert!(body.contains("herald_deliveries_in_flight 0"), "{body}");
+}
+
+#[tokio::test]
+async fn alerts_are_sent_as_signed_operational_webhooks() {
+    let ops = Receiver::start().await;
+    let failing = Receiver::start_with(Behaviour {
+        then: 500,
+        ..Default::default()
+    })
+    .await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let ops_url = ops.url();
+    let s = start_server_with(move |c| {
+        c.operational_webhook_url = Some(ops_url);
+        c.operational_webhook_secret = Some(herald::config::Redacted(secret.into()));
+    })
+    .await;
+    let (app, ep) = s.setup("a.b", &failing.url()).await;
+    let msg = s.send(&app, "a.b", json!({})).await;
+    let got = ops.wait_for(1, WAIT).await;
+    assert!(verify_signature(secret, &got[0]));
+    let body = got[0].json();
+    assert_eq!(body["type"], "message.attempt.exhausted");
+    assert_eq!(body["data"]["appId"], app.as_str());
+    assert_eq!(body["data"]["endpointId"], ep.as_str());
+    assert_eq!(body["data"]["msgId"], msg["id"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ops.count(), 1, "each alert once");
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_longer_than_the_limit_is_disabled_with_its_reason() {
+    let failing = Receiver::start_with(Behaviour {
+        then: 500,
+        ..Default::default()
+    })
+    .await;
+    let s = start_server_with(|c| {
+        c.auto_disable_after_ms = 300;
+        c.retry_schedule_ms = vec![100; 30];
+    })
+    .await;
+    let (app, ep) = s.setup("a.b", &failing.url()).await;
+    s.send(&app, "a.b", json!({})).await;
+    eventually(WAIT, || async {
+        s.get(&format!("/app/{app}/endpoint/{ep}")).await.1["disabled"] == true
+    })
+    .await;
+    let (_, endpoint) = s.get(&format!("/app/{app}/endpoint/{ep}")).await;
+    assert!(
+        endpoint["disabledReason"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
+        "{endpoint}"
+    );
+    let (_, alerts) = s.get("/alert").await;
+    assert!(
+        alerts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "endpoint.disabled" && a["endpointId"] == ep.as_str())
+    );
+    // Further attempts stop (the pending delivery is parked).
+    let n = failing.count();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(failing.count() <= n + 1);
+}
+
+#[tokio::test]
+async fn a_backup_over_the_api_is_a_consistent_database_that_serves_what_was_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let placeholder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = placeholder.local_addr().unwrap();
+    drop(placeholder);
+    let mut config = test_config(dir.path());
+    config.retry_schedule_ms = vec![100; 50];
+    let s = start_on(config.clone()).await;
+    let (app, _) = s.setup("a.b", &format!("http://{addr}/hook")).await;
+    let msg = s.send(&app, "a.b", json!({"pending": true})).await;
+
+    let response = s
+        .client
+        .get(s.url("/admin/backup"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.unwrap();
+    let copy = dir.path().join("copy.redb");
+    std::fs::write(&copy, &bytes).unwrap();
+    let report = herald::storage::Store::check(&copy).unwrap();
+    assert!(report.contains("messages           1"), "{report}");
+    let scoped = s
+        .service
+        .create_token("tenant", Some(&app))
+        .await
+        .unwrap()
+        .text;
+    let (st, _) = s
+        .request(reqwest::Method::GET, "/admin/backup", None, Some(&scoped))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    s.stop().await;
+
+    // A server started on the copy delivers what was pending.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let receiver = Receiver::on(listener, Behaviour::default()).await;
+    let restored = start_on(herald::config::Config { db: copy, ..config }).await;
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("webhook-id"), msg["id"].as_str().unwrap());
+    restored.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_writer_queue_sheds_load_with_429_and_loses_nothing_acknowledged() {
+    let s = start_server_with(|c| {
+        c.writer_queue_max = 1;
+        c.writer_batch_max = 1;
+    })
+    .await;
+    let (app, _) = s.setup("a.b", "http://127.0.0.1:9/hook").await;
+    let sends = (0..200).map(|i| {
+        s.client
+            .post(s.url(&format!("/app/{app}/msg")))
+            .bearer_auth(&s.token)
+            .json(&json!({"eventType": "a.b", "payload": {"i": i}}))
+            .send()
+    });
+    let mut accepted = 0;
+    let mut shed = 0;
+    for r in futures::future::join_all(sends).await {
+        let r = r.unwrap();
+        match r.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["code"], "too_many_requests");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    println!("accepted {accepted}, shed {shed}");
+    assert!(
+        shed > 0,
+        "a queue of one must overflow under 200 concurrent requests"
+    );
+    let mut listed = 0;
+    let mut iterator: Option<String> = None;
+    loop {
+        let path = match &iterator {
+            Some(it) => format!("/app/{app}/msg?limit=250&iterator={it}"),
+            None => format!("/app/{app}/msg?limit=250"),
+        };
+        let (_, page) = s.get(&path).await;
+        listed += page["data"].as_array().unwrap().len();
+        if page["done"] == true {
+            break;
+        }
+        iterator = page["iterator"].as_str().map(str::to_owned);
+    }
+    assert_eq!(listed, accepted, "every 202 is stored, nothing else");
+}
