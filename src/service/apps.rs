@@ -224,18 +224,26 @@ impl Service {
         self.get_app(caller, id_or_uid).await?;
         super::require_admin(caller)?;
         let key = id_or_uid.to_string();
-        self.store
+        let endpoints = self
+            .store
             .write(move |w| {
                 let app = match find_app(w, caller, &key) {
                     Ok(app) => app,
                     Err(_) => return Err(StoreError::NotFound),
                 };
-                w.delete_app(&app)
+                let endpoints: Vec<EndpointId> = w.app_endpoints(app.id)?.iter().map(|e| e.id).collect();
+                w.delete_app(&app)?;
+                Ok(endpoints)
             })
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::NotFound("Application"),
                 e => e.into(),
-            })
+            })?;
+        // Deliveries parked for its endpoints will never go: cancel them, in bounded batches.
+        for endpoint in endpoints {
+            self.cancel_parked_of(endpoint).await?;
+        }
+        Ok(())
     }
 }

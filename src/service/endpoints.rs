@@ -360,9 +360,13 @@ impl Service {
                 Ok(Ok(ep.id))
             })
             .await??;
-        // Its parked deliveries will never be attempted: cancel them, in bounded batches.
-        // Queued ones are cancelled by the delivery side when it finds the endpoint gone.
-        let endpoint = deleted;
+        self.cancel_parked_of(deleted).await
+    }
+
+    /// Cancels the deliveries parked for a deleted endpoint (they would never be attempted),
+    /// in bounded batches. Queued ones are cancelled by the delivery side when it finds the
+    /// endpoint gone.
+    pub(super) async fn cancel_parked_of(&self, endpoint: EndpointId) -> Result<()> {
         loop {
             let n = self.store.write(move |w| w.cancel_parked(endpoint, PARKED_BATCH)).await?;
             if n < PARKED_BATCH {

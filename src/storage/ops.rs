@@ -74,6 +74,7 @@ impl Writer<'_> {
     /// removes them (they are history); pending deliveries find no endpoint and are cancelled.
     pub fn delete_app(&mut self, app: &App) -> Result<(), StoreError> {
         for ep in self.app_endpoints(app.id)? {
+            self.delete_endpoint_triggers(app.id, ep.id)?;
             self.delete_endpoint(&ep)?;
         }
         if let Some(uid) = &app.uid {
