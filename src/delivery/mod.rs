@@ -263,18 +263,16 @@ impl Engine {
         }
     }
 
-    /// Records an endpoint's concurrency cap as read by a worker.
-    fn note_cap(&self, endpoint: EndpointId, cap: Option<u32>) {
-        let cap = cap
-            .unwrap_or(self.config.endpoint_concurrency_max as u32)
-            .max(1);
-        if let Some(s) = self
-            .endpoints
-            .lock()
-            .expect("not poisoned")
-            .get_mut(&endpoint)
-        {
-            s.cap = cap;
+    /// Records an endpoint's concurrency cap as read by a worker; answers whether the
+    /// endpoint is over it (the scheduler dispatched before it knew the cap).
+    fn note_cap(&self, endpoint: EndpointId, cap: Option<u32>) -> bool {
+        let cap = cap.unwrap_or(self.config.endpoint_concurrency_max as u32).max(1);
+        match self.endpoints.lock().expect("not poisoned").get_mut(&endpoint) {
+            Some(s) => {
+                s.cap = cap;
+                s.in_flight > cap
+            }
+            None => false,
         }
     }
 

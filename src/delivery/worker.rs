@@ -8,6 +8,10 @@ use crate::model::*;
 use crate::routing::template;
 use crate::storage::{AttemptOutcome, Read, StoreError};
 
+/// How long a delivery dispatched over its endpoint's concurrency cap waits before it is due
+/// again.
+const OVER_CAP_RETRY_MS: u64 = 20;
+
 /// Everything an attempt needs, read in one transaction.
 struct Work {
     delivery: Delivery,
@@ -68,7 +72,11 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> 
         // The endpoint was deleted: the delivery has nowhere to go.
         return engine.store.write(move |w| w.cancel_delivery(id)).await;
     };
-    engine.note_cap(endpoint.id, endpoint.options.concurrency_max);
+    if engine.note_cap(endpoint.id, endpoint.options.concurrency_max) {
+        // Dispatched before its cap was known, and over it: try again in a moment, unattempted.
+        let later = now_millis() + OVER_CAP_RETRY_MS;
+        return engine.store.write(move |w| w.defer_delivery(id, later, false)).await;
+    }
     if !endpoint.ready() {
         // Disabled or unverified: wait, unattempted, until it is enabled or verified.
         return engine.store.write(move |w| w.park_delivery(id)).await;
@@ -78,7 +86,7 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> 
         if slot > now_millis() + super::slot_slack_ms() {
             return engine
                 .store
-                .write(move |w| w.defer_delivery(id, slot))
+                .write(move |w| w.defer_delivery(id, slot, true))
                 .await;
         }
     }

@@ -340,8 +340,9 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Moves a pending delivery to another due time without an attempt (rate limit).
-    pub fn defer_delivery(&mut self, id: DeliveryId, due_ms: Millis) -> Result<(), StoreError> {
+    /// Moves a pending delivery to another due time without an attempt: to its reserved rate
+    /// limit slot (`slot_reserved`), or a moment later when its endpoint is at its cap.
+    pub fn defer_delivery(&mut self, id: DeliveryId, due_ms: Millis, slot_reserved: bool) -> Result<(), StoreError> {
         let Some(old) = self
             .delivery(id)?
             .filter(|d| d.state == DeliveryState::Pending)
@@ -350,7 +351,7 @@ impl Writer<'_> {
         };
         let mut d = old.clone();
         d.due_ms = Some(due_ms);
-        d.slot_reserved = true;
+        d.slot_reserved = slot_reserved;
         self.put_delivery(&d, Some(&old))
     }
 
