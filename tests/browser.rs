@@ -188,7 +188,9 @@ async fn set_value(c: &Client, selector: &str, text: &str) {
 
 /// Clicks something that loads a new page, and waits until the new page has loaded.
 async fn click(c: &Client, selector: &str) {
-    c.execute("window.__old_page = true;", vec![]).await.unwrap();
+    c.execute("window.__old_page = true;", vec![])
+        .await
+        .unwrap();
     c.find(Locator::Css(selector))
         .await
         .unwrap_or_else(|e| panic!("{selector}: {e}"))
@@ -293,15 +295,29 @@ async fn the_dashboard_in_a_real_browser() {
     set_value(&c, "#example", "{not json").await;
     click(&c, "form.stack button[type=submit]").await;
     let page = source(&c).await;
-    assert!(page.contains(r#"id="example-err""#), "the error is next to its field");
+    assert!(
+        page.contains(r#"id="example-err""#),
+        "the error is next to its field"
+    );
     shots.take(&c, "05-event-type-form-error").await;
-    set_value(&c, "#example", r#"{"orderId": 1001, "total": "12.50", "status": "NEW"}"#).await;
+    set_value(
+        &c,
+        "#example",
+        r#"{"orderId": 1001, "total": "12.50", "status": "NEW"}"#,
+    )
+    .await;
     click(&c, "form.stack button[type=submit]").await;
     assert_eq!(path(&c).await, "/event-types/order.created?done=created");
     shots.take(&c, "06-event-type").await;
     for (name, example) in [
-        ("order.updated", r#"{"orderId": 1001, "status": "FULFILLED", "total": "12.50"}"#),
-        ("customer.created", r#"{"customerId": "c_1", "email": "ada@example.com"}"#),
+        (
+            "order.updated",
+            r#"{"orderId": 1001, "status": "FULFILLED", "total": "12.50"}"#,
+        ),
+        (
+            "customer.created",
+            r#"{"customerId": "c_1", "email": "ada@example.com"}"#,
+        ),
     ] {
         c.goto(&format!("{base}/event-types/new")).await.unwrap();
         fill(&c, "#name", name).await;
@@ -327,7 +343,11 @@ async fn the_dashboard_in_a_real_browser() {
     shots.take(&c, "10-app-empty").await;
 
     // ---- an endpoint pointing at a real receiver: the event types must be chosen ------------
-    click(&c, &format!(".page-head a.btn[href='{app_path}/endpoints/new']")).await;
+    click(
+        &c,
+        &format!(".page-head a.btn[href='{app_path}/endpoints/new']"),
+    )
+    .await;
     fill(&c, "#url", &ok.url()).await;
     fill(&c, "#description", "Order system").await;
     click(&c, "#endpoint-form button[type=submit]").await;
@@ -367,14 +387,18 @@ async fn the_dashboard_in_a_real_browser() {
     shots.take(&c, "13-endpoint-edit").await;
 
     // A second endpoint whose receiver always fails, to show failures and alerts.
-    c.goto(&format!("{base}{app_path}/endpoints/new")).await.unwrap();
+    c.goto(&format!("{base}{app_path}/endpoints/new"))
+        .await
+        .unwrap();
     fill(&c, "#url", &failing.url()).await;
     tick(&c, "input[name=scope][value=all]").await;
     click(&c, "#endpoint-form button[type=submit]").await;
     assert!(path(&c).await.contains("?done=created"));
 
     // ---- a trigger with a template, previewed against the example -----------------------------
-    c.goto(&format!("{base}{app_path}/triggers/new")).await.unwrap();
+    c.goto(&format!("{base}{app_path}/triggers/new"))
+        .await
+        .unwrap();
     c.find(Locator::Css("#endpoint"))
         .await
         .unwrap()
@@ -412,17 +436,34 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(page.contains("payload.orderId"), "merge fields are listed");
     shots.take(&c, "14-trigger-editor").await;
     click(&c, "button[name=action][value=save]").await;
-    assert!(path(&c).await.contains("/triggers/trg_"), "{}", path(&c).await);
+    assert!(
+        path(&c).await.contains("/triggers/trg_"),
+        "{}",
+        path(&c).await
+    );
     c.goto(&format!("{base}{app_path}")).await.unwrap();
-    assert!(source(&c).await.contains("XML template</b>, <b>high priority"));
+    assert!(
+        source(&c)
+            .await
+            .contains("XML template</b>, <b>high priority")
+    );
 
     // ---- messages through the API; the queue; a message and its attempts --------------------
     let created = s
-        .send(&app_id, "order.created", json!({"orderId": 1001, "total": "12.50", "status": "NEW"}))
+        .send(
+            &app_id,
+            "order.created",
+            json!({"orderId": 1001, "total": "12.50", "status": "NEW"}),
+        )
         .await;
-    s.send(&app_id, "order.updated", json!({"orderId": 1001, "status": "FULFILLED", "total": "12.50"}))
+    s.send(
+        &app_id,
+        "order.updated",
+        json!({"orderId": 1001, "status": "FULFILLED", "total": "12.50"}),
+    )
+    .await;
+    s.send(&app_id, "customer.created", json!({"customerId": "c_1"}))
         .await;
-    s.send(&app_id, "customer.created", json!({"customerId": "c_1"})).await;
     let msg_id = created["id"].as_str().unwrap().to_string();
     ok.wait_for(3, WAIT).await; // created + updated (subscription) + updated (trigger)
     let xml = ok
@@ -440,15 +481,32 @@ async fn the_dashboard_in_a_real_browser() {
     c.goto(&format!("{base}/queue?state=failed")).await.unwrap();
     shots.take(&c, "16-queue-failed").await;
     c.goto(&format!("{base}/queue")).await.unwrap();
-    click(&c, &format!("a[href='{app_path}/messages/{msg_id}'][title]")).await;
+    click(
+        &c,
+        &format!("a[href='{app_path}/messages/{msg_id}'][title]"),
+    )
+    .await;
     assert_eq!(path(&c).await, format!("{app_path}/messages/{msg_id}"));
     reload_until(&c, "answer ").await;
     let page = source(&c).await;
     assert!(page.contains("webhook-signature") && page.contains("x-shop-token"));
     assert!(!page.contains("whsec_"), "never the secret");
+    // Open the first attempt's response and request headers for the screenshot.
+    c.execute(
+        "document.querySelectorAll('table.attempts tbody tr:first-child details').forEach(d => d.open = true);",
+        vec![],
+    )
+    .await
+    .unwrap();
     shots.take(&c, "17-message").await;
     let before = ok.count();
-    click(&c, &format!("form[action='{app_path}/messages/{msg_id}/resend'] input[value='{ep_id}'] ~ button")).await;
+    click(
+        &c,
+        &format!(
+            "form[action='{app_path}/messages/{msg_id}/resend'] input[value='{ep_id}'] ~ button"
+        ),
+    )
+    .await;
     assert!(source(&c).await.contains("Queued again"));
     ok.wait_for(before + 1, WAIT).await;
     let start = Instant::now();
@@ -480,13 +538,20 @@ async fn the_dashboard_in_a_real_browser() {
     shots.take(&c, "19-csrf-refused").await;
     let (_, apps) = s.get("/app").await;
     assert!(
-        !apps["data"].as_array().unwrap().iter().any(|a| a["name"] == "Forged"),
+        !apps["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "Forged"),
         "nothing was created"
     );
 
     // ---- the rest of the operator's pages, with data ------------------------------------------
     c.goto(&format!("{base}/overview")).await.unwrap();
-    assert!(source(&c).await.contains(&failing.url()), "the failing endpoint is listed");
+    assert!(
+        source(&c).await.contains(&failing.url()),
+        "the failing endpoint is listed"
+    );
     shots.take(&c, "20-overview").await;
     c.goto(&format!("{base}/alerts")).await.unwrap();
     assert!(source(&c).await.contains("Delivery failed"));
@@ -513,7 +578,10 @@ async fn the_dashboard_in_a_real_browser() {
     c.goto(&format!("{base}/apps")).await.unwrap();
     shots.take(&c, "25-apps").await;
     let (status, access) = s
-        .post(&format!("/auth/app-portal-access/{app_id}"), json!({"expiry": 3600}))
+        .post(
+            &format!("/auth/app-portal-access/{app_id}"),
+            json!({"expiry": 3600}),
+        )
         .await;
     assert_eq!(status, reqwest::StatusCode::OK, "{access}");
     let url = access["url"].as_str().unwrap();

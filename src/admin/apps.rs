@@ -13,8 +13,8 @@ use super::session::{Authed, Posted};
 use super::triggers::{TriggerRow, trigger_rows};
 use super::views::{self, Badge, Copyable, Time};
 use super::{
-    AdminError, AdminState, Layout, PageResult, Query, Section, app_path, q, query_string,
-    render, render_status, see_other,
+    AdminError, AdminState, Layout, PageResult, Query, Section, app_path, q, query_string, render,
+    render_status, see_other,
 };
 use crate::model::*;
 use crate::service::{AppInput, ListParams, QueueFilter, ServiceError, SessionView};
@@ -239,7 +239,11 @@ async fn show_page(
             id: i.message.id.to_string(),
             event_type: i.message.event_type.clone(),
             state: i.delivery.as_ref().map(views::delivery_badge),
-            endpoint: i.endpoint.as_ref().map(|e| e.url.clone()).unwrap_or_default(),
+            endpoint: i
+                .endpoint
+                .as_ref()
+                .map(|e| e.url.clone())
+                .unwrap_or_default(),
             time: views::time(i.message.created_at, now),
         })
         .collect();
@@ -304,8 +308,14 @@ async fn edit_form(
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
     render(FormPage {
-        layout: Layout::new(&state, &session, format!("Edit {}", app.name), Section::Apps, None)
-            .await,
+        layout: Layout::new(
+            &state,
+            &session,
+            format!("Edit {}", app.name),
+            Section::Apps,
+            None,
+        )
+        .await,
         editing: true,
         action: app_path(app.id),
         cancel: app_path(app.id),
@@ -331,7 +341,10 @@ fn input(f: &FormData) -> Result<AppInput, Errors> {
         Some(s) => match s.parse::<u16>() {
             Ok(n) => Some(n),
             Err(_) => {
-                errors.add("throttleRate", "must be a whole number of messages per second");
+                errors.add(
+                    "throttleRate",
+                    "must be a whole number of messages per second",
+                );
                 None
             }
         },
@@ -362,7 +375,11 @@ async fn form_again(
     editing: Option<&App>,
 ) -> PageResult {
     let (action, cancel, title) = match editing {
-        Some(app) => (app_path(app.id), app_path(app.id), format!("Edit {}", app.name)),
+        Some(app) => (
+            app_path(app.id),
+            app_path(app.id),
+            format!("Edit {}", app.name),
+        ),
         None => ("/apps".into(), "/apps".into(), "New application".into()),
     };
     render_status(

@@ -23,7 +23,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 static ETAGS: LazyLock<[String; 3]> = LazyLock::new(|| {
     [CSS, JS, ICON].map(|text| {
         let hash = Sha256::digest(text.as_bytes());
-        format!("\"{}\"", hash[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+        format!(
+            "\"{}\"",
+            hash[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
     })
 });
 

@@ -41,7 +41,11 @@ fn safe_next(next: &str) -> String {
         && !next.starts_with("/\\")
         && !next.starts_with("/api")
         && !next.starts_with("/login");
-    if ok { next.to_string() } else { "/".to_string() }
+    if ok {
+        next.to_string()
+    } else {
+        "/".to_string()
+    }
 }
 
 /// The login form's CSRF token: the browser's `herald_login` cookie, or a fresh one (with the
@@ -141,9 +145,7 @@ async fn login(State(state): State<AdminState>, req: Request) -> PageResult {
                     StatusCode::UNAUTHORIZED,
                     "Wrong username or password.".to_string(),
                 ),
-                ServiceError::BadRequest { detail, .. } => {
-                    (StatusCode::TOO_MANY_REQUESTS, detail)
-                }
+                ServiceError::BadRequest { detail, .. } => (StatusCode::TOO_MANY_REQUESTS, detail),
                 other => return Err(other.into()),
             };
             let page = LoginPage {
@@ -167,9 +169,10 @@ async fn logout(State(state): State<AdminState>, req: Request) -> PageResult {
     let token = session::cookie(&parts.headers, SESSION_COOKIE).map(str::to_string);
     let form = read_form(body).await?;
     // Logging out is allowed to read-only portal sessions too, but still needs the CSRF token.
-    let authed =
-        <Authed as axum::extract::FromRequestParts<AdminState>>::from_request_parts(&mut parts, &state)
-            .await;
+    let authed = <Authed as axum::extract::FromRequestParts<AdminState>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await;
     let Authed { session } = match authed {
         Ok(a) => a,
         Err(_) => return super::see_other("/login"),

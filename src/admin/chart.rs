@@ -64,7 +64,11 @@ pub fn bars(bars: &[Bar], width: u32, height: u32, label: &str) -> Svg {
         r#"<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{}">"#,
         esc(label)
     );
-    for (frac, text) in [(0.0, "0".to_string()), (0.5, short(ceiling / 2)), (1.0, short(ceiling))] {
+    for (frac, text) in [
+        (0.0, "0".to_string()),
+        (0.5, short(ceiling / 2)),
+        (1.0, short(ceiling)),
+    ] {
         if frac == 0.5 && ceiling % 2 != 0 {
             continue;
         }

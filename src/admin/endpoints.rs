@@ -16,13 +16,13 @@ use super::form::{Errors, FormData, pairs};
 use super::session::{Authed, Posted};
 use super::views::{self, Badge, Copyable, Time};
 use super::{
-    AdminError, AdminState, Layout, PageResult, Query, Section, app_path, query_string,
-    render, render_status, see_other,
+    AdminError, AdminState, Layout, PageResult, Query, Section, app_path, query_string, render,
+    render_status, see_other,
 };
 use crate::model::*;
 use crate::service::{
-    AttemptFilter, EndpointInput, EndpointPatch, EndpointTest, ListParams, QueueFilter,
-    ServiceError, SessionView, StateFilter,
+    AttemptFilter, EndpointInput, EndpointPatch, EndpointTest, ListParams, ServiceError,
+    SessionView,
 };
 use crate::signing;
 
@@ -231,22 +231,11 @@ async fn show_page(
             .map(|e| e.name)
             .collect(),
     };
-    let pending = service
-        .queue(
-            caller,
-            QueueFilter {
-                endpoint: Some(ep_key.clone()),
-                app: Some(key.clone()),
-                state: Some(StateFilter::Pending),
-                limit: 250,
-                ..Default::default()
-            },
-        )
-        .await?;
-    let pending_text = if pending.older.is_some() {
-        format!("{}+", pending.items.len())
+    let (pending, more) = service.endpoint_pending(caller, &key, &ep_key).await?;
+    let pending_text = if more && pending > 0 {
+        format!("{pending}+")
     } else {
-        pending.items.len().to_string()
+        pending.to_string()
     };
     let (tests, tests_summary) = match &extras.test {
         None => (Vec::new(), String::new()),
@@ -280,9 +269,21 @@ async fn show_page(
         }
     };
     let current_key = ep.keys.first().map(|k| k.key.clone()).unwrap_or_default();
-    let old_keys = ep.keys.iter().skip(1).filter(|k| k.expires_at.is_none_or(|t| t > now)).count();
+    let old_keys = ep
+        .keys
+        .iter()
+        .skip(1)
+        .filter(|k| k.expires_at.is_none_or(|t| t > now))
+        .count();
     let page = ShowPage {
-        layout: Layout::new(state, session, views::clip(&ep.url, 60), Section::Apps, done).await,
+        layout: Layout::new(
+            state,
+            session,
+            views::clip(&ep.url, 60),
+            Section::Apps,
+            done,
+        )
+        .await,
         app_path: app_path(app.id),
         path,
         id: Copyable::new(ep.id.to_string()),
@@ -434,9 +435,9 @@ fn settings(ep: &Endpoint) -> Vec<Setting> {
     }
     out.push(text(
         "HTTP basic auth",
-        o.basic_auth
-            .as_ref()
-            .map_or("none".into(), |a| format!("user {}, password {}", a.username, crate::service::MASK)),
+        o.basic_auth.as_ref().map_or("none".into(), |a| {
+            format!("user {}, password {}", a.username, crate::service::MASK)
+        }),
     ));
     out.push(text(
         "Client certificate",
@@ -540,7 +541,12 @@ fn values_of(ep: &Endpoint) -> Values {
         url: ep.url.clone(),
         description: ep.description.clone(),
         uid: ep.uid.clone().unwrap_or_default(),
-        scope: if ep.event_types.is_some() { "some" } else { "all" }.into(),
+        scope: if ep.event_types.is_some() {
+            "some"
+        } else {
+            "all"
+        }
+        .into(),
         event_types: ep.event_types.clone().unwrap_or_default(),
         channels: ep.channels.clone().unwrap_or_default().join(", "),
         throttle_rate: ep.throttle_rate.map(|t| t.to_string()).unwrap_or_default(),
@@ -636,7 +642,12 @@ fn input(f: &FormData, v: &Values, current: Option<&Endpoint>) -> Result<Endpoin
             .collect::<Vec<_>>(),
     )
     .filter(|c| !c.is_empty());
-    let throttle_rate = number::<u16>(&mut errors, "throttleRate", &v.throttle_rate, "a whole number");
+    let throttle_rate = number::<u16>(
+        &mut errors,
+        "throttleRate",
+        &v.throttle_rate,
+        "a whole number",
+    );
     let metadata: BTreeMap<String, String> = match pairs(&v.metadata, '=') {
         Ok(p) => p.into_iter().collect(),
         Err(e) => {
@@ -651,7 +662,12 @@ fn input(f: &FormData, v: &Values, current: Option<&Endpoint>) -> Result<Endpoin
             BTreeMap::new()
         }
     };
-    let timeout_ms = number::<u64>(&mut errors, "timeoutMs", &v.timeout_ms, "a whole number of milliseconds");
+    let timeout_ms = number::<u64>(
+        &mut errors,
+        "timeoutMs",
+        &v.timeout_ms,
+        "a whole number of milliseconds",
+    );
     let retry_schedule_ms = if v.retry_schedule_s.is_empty() {
         None
     } else {
@@ -671,14 +687,26 @@ fn input(f: &FormData, v: &Values, current: Option<&Endpoint>) -> Result<Endpoin
         match parsed {
             Ok(list) => Some(list),
             Err(()) => {
-                errors.add("retrySchedule", "must be delays in seconds, separated by commas");
+                errors.add(
+                    "retrySchedule",
+                    "must be delays in seconds, separated by commas",
+                );
                 None
             }
         }
     };
-    let attempts_max = number::<u32>(&mut errors, "maxAttempts", &v.attempts_max, "a whole number");
-    let concurrency_max =
-        number::<u32>(&mut errors, "concurrencyLimit", &v.concurrency_max, "a whole number");
+    let attempts_max = number::<u32>(
+        &mut errors,
+        "maxAttempts",
+        &v.attempts_max,
+        "a whole number",
+    );
+    let concurrency_max = number::<u32>(
+        &mut errors,
+        "concurrencyLimit",
+        &v.concurrency_max,
+        "a whole number",
+    );
     let current_opts = current.map(|e| e.options.clone()).unwrap_or_default();
     let basic_auth = if v.basic_remove || v.basic_user.is_empty() {
         None
@@ -794,8 +822,12 @@ async fn form_page(
             action,
             cancel,
             types,
-            has_basic_password: current
-                .is_some_and(|e| e.options.basic_auth.as_ref().is_some_and(|a| !a.password.is_empty())),
+            has_basic_password: current.is_some_and(|e| {
+                e.options
+                    .basic_auth
+                    .as_ref()
+                    .is_some_and(|a| !a.password.is_empty())
+            }),
             has_cert: current.is_some_and(|e| e.options.client_cert.is_some()),
             v,
             errors,
@@ -835,7 +867,16 @@ async fn edit_form(
         .get_endpoint(session.caller, &app.id.to_string(), &ep)
         .await?;
     let v = values_of(&ep);
-    form_page(&state, &session, app, Some(&ep), v, Errors::default(), StatusCode::OK).await
+    form_page(
+        &state,
+        &session,
+        app,
+        Some(&ep),
+        v,
+        Errors::default(),
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn create(
@@ -848,7 +889,16 @@ async fn create(
     let input = match input(&form, &v, None) {
         Ok(i) => i,
         Err(errors) => {
-            return form_page(&state, &session, app, None, v, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+            return form_page(
+                &state,
+                &session,
+                app,
+                None,
+                v,
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
         }
     };
     match state
@@ -859,7 +909,16 @@ async fn create(
         Ok(ep) => see_other(&format!("{}?done=created", ep_path(app.id, ep.id))),
         Err(e) => match Errors::from_service(&e, FIELDS) {
             Some(errors) => {
-                form_page(&state, &session, app, None, v, errors, StatusCode::UNPROCESSABLE_ENTITY).await
+                form_page(
+                    &state,
+                    &session,
+                    app,
+                    None,
+                    v,
+                    errors,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
             }
             None => Err(e.into()),
         },
@@ -873,13 +932,24 @@ async fn update(
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
     let key = app.id.to_string();
-    let current = state.service.get_endpoint(session.caller, &key, &ep).await?;
+    let current = state
+        .service
+        .get_endpoint(session.caller, &key, &ep)
+        .await?;
     let v = values_from(&form);
     let input = match input(&form, &v, Some(&current)) {
         Ok(i) => i,
         Err(errors) => {
-            return form_page(&state, &session, app, Some(&current), v, errors, StatusCode::UNPROCESSABLE_ENTITY)
-                .await;
+            return form_page(
+                &state,
+                &session,
+                app,
+                Some(&current),
+                v,
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
         }
     };
     match state
@@ -890,8 +960,16 @@ async fn update(
         Ok((ep, _)) => see_other(&format!("{}?done=saved", ep_path(app.id, ep.id))),
         Err(e) => match Errors::from_service(&e, FIELDS) {
             Some(errors) => {
-                form_page(&state, &session, app, Some(&current), v, errors, StatusCode::UNPROCESSABLE_ENTITY)
-                    .await
+                form_page(
+                    &state,
+                    &session,
+                    app,
+                    Some(&current),
+                    v,
+                    errors,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await
             }
             None => Err(e.into()),
         },
@@ -949,7 +1027,10 @@ async fn reveal(
     Path((app, ep)): Path<(String, String)>,
     Posted { session, .. }: Posted,
 ) -> PageResult {
-    let secret = state.service.endpoint_secret(session.caller, &app, &ep).await?;
+    let secret = state
+        .service
+        .endpoint_secret(session.caller, &app, &ep)
+        .await?;
     tracing::info!(owner = ?session.owner, app = %app, endpoint = %ep, "endpoint secret revealed in the dashboard");
     show_page(
         &state,
@@ -1002,14 +1083,20 @@ async fn headers(
             if name.is_empty() {
                 return Err(AdminError::BadRequest("A header needs a name.".into()));
             }
-            (BTreeMap::from([(name, Some(form.text("value")))]), Vec::new())
+            (
+                BTreeMap::from([(name, Some(form.text("value")))]),
+                Vec::new(),
+            )
         }
     };
     state
         .service
         .set_endpoint_headers(session.caller, &app.id.to_string(), &ep, set, remove, false)
         .await?;
-    see_other(&format!("{}?done=headers#headers", ep_path(app.id, endpoint.id)))
+    see_other(&format!(
+        "{}?done=headers#headers",
+        ep_path(app.id, endpoint.id)
+    ))
 }
 
 /// Sends the examples now and shows each answer in a table on the endpoint's page.
@@ -1045,7 +1132,9 @@ async fn send_example(
     Posted { session, form }: Posted,
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
-    let event_type = form.opt("event_type").unwrap_or_else(|| crate::service::PING_EVENT_TYPE.into());
+    let event_type = form
+        .opt("event_type")
+        .unwrap_or_else(|| crate::service::PING_EVENT_TYPE.into());
     let msg = state
         .service
         .send_example(session.caller, &app.id.to_string(), &ep, &event_type, 0)
@@ -1127,7 +1216,10 @@ async fn recover(
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
     let key = app.id.to_string();
-    let endpoint = state.service.get_endpoint(session.caller, &key, &ep).await?;
+    let endpoint = state
+        .service
+        .get_endpoint(session.caller, &key, &ep)
+        .await?;
     let since = since_of(&form)?;
     let path = ep_path(app.id, endpoint.id);
     if form.get("confirm") != Some("yes") {
@@ -1157,7 +1249,11 @@ async fn recover(
         .service
         .recover(session.caller, &key, &ep, since, None)
         .await?;
-    let done = if outcome.deliveries == 0 { "nothing" } else { "recovered" };
+    let done = if outcome.deliveries == 0 {
+        "nothing"
+    } else {
+        "recovered"
+    };
     see_other(&format!("{path}?done={done}"))
 }
 
@@ -1168,7 +1264,10 @@ async fn replay(
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
     let key = app.id.to_string();
-    let endpoint = state.service.get_endpoint(session.caller, &key, &ep).await?;
+    let endpoint = state
+        .service
+        .get_endpoint(session.caller, &key, &ep)
+        .await?;
     let since = since_of(&form)?;
     let path = ep_path(app.id, endpoint.id);
     if form.get("confirm") != Some("yes") {
@@ -1198,7 +1297,11 @@ async fn replay(
         .service
         .replay_missing(session.caller, &key, &ep, since, None)
         .await?;
-    let done = if outcome.deliveries == 0 { "nothing" } else { "replayed" };
+    let done = if outcome.deliveries == 0 {
+        "nothing"
+    } else {
+        "replayed"
+    };
     see_other(&format!("{path}?done={done}"))
 }
 
@@ -1209,27 +1312,25 @@ async fn delete(
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
     let key = app.id.to_string();
-    let endpoint = state.service.get_endpoint(session.caller, &key, &ep).await?;
+    let endpoint = state
+        .service
+        .get_endpoint(session.caller, &key, &ep)
+        .await?;
     let path = ep_path(app.id, endpoint.id);
     if form.get("confirm") != Some("yes") {
-        let pending = state
+        let (pending, more) = state
             .service
-            .queue(
-                session.caller,
-                QueueFilter {
-                    app: Some(key.clone()),
-                    endpoint: Some(endpoint.id.to_string()),
-                    state: Some(StateFilter::Pending),
-                    limit: 250,
-                    ..Default::default()
-                },
-            )
+            .endpoint_pending(session.caller, &key, &ep)
             .await?;
-        let n = if pending.older.is_some() {
-            format!("{}+ pending deliveries", pending.items.len())
-        } else {
-            format!("{} pending deliveries", pending.items.len())
-        };
+        let n = format!(
+            "{pending}{} pending {}",
+            if more && pending > 0 { "+" } else { "" },
+            if pending == 1 {
+                "delivery"
+            } else {
+                "deliveries"
+            }
+        );
         return confirm(
             &state,
             &session,

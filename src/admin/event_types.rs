@@ -75,7 +75,10 @@ async fn list(
         .await?;
     let now = now_micros();
     let flag = if archived { "1" } else { "" };
-    let next = match (&page.iterator, page.done && !iterator.as_deref().is_some_and(|i| i.starts_with('-'))) {
+    let next = match (
+        &page.iterator,
+        page.done && !iterator.as_deref().is_some_and(|i| i.starts_with('-')),
+    ) {
         (Some(it), false) => format!(
             "/event-types{}",
             query_string(&[("archived", flag), ("iterator", it)])
@@ -137,7 +140,6 @@ struct Subscriber {
 #[template(path = "event_type.html")]
 struct ShowPage {
     layout: Layout,
-    name: Copyable,
     path: String,
     et: EventType,
     states: Vec<Badge>,
@@ -180,7 +182,6 @@ async fn show(
             query.0.get("done").map(String::as_str),
         )
         .await,
-        name: Copyable::new(et.name.clone()),
         path: path(&et.name),
         states,
         schema: et
@@ -189,7 +190,10 @@ async fn show(
             .map(views::pretty_json)
             .unwrap_or_default(),
         example_generated: example.is_some() && et.example_json != example,
-        example: example.as_deref().map(views::pretty_json).unwrap_or_default(),
+        example: example
+            .as_deref()
+            .map(views::pretty_json)
+            .unwrap_or_default(),
         subscribers: subs
             .into_iter()
             .map(|(app, ep)| Subscriber {
@@ -251,7 +255,14 @@ async fn new_form(State(state): State<AdminState>, Authed { session }: Authed) -
         return Err(super::AdminError::NotFound);
     }
     render(FormPage {
-        layout: Layout::new(&state, &session, "New event type", Section::EventTypes, None).await,
+        layout: Layout::new(
+            &state,
+            &session,
+            "New event type",
+            Section::EventTypes,
+            None,
+        )
+        .await,
         editing: false,
         action: "/event-types".into(),
         name: String::new(),
@@ -274,22 +285,41 @@ async fn edit_form(
     }
     let et = state.service.get_event_type(&name).await?;
     render(FormPage {
-        layout: Layout::new(&state, &session, format!("Edit {}", et.name), Section::EventTypes, None)
-            .await,
+        layout: Layout::new(
+            &state,
+            &session,
+            format!("Edit {}", et.name),
+            Section::EventTypes,
+            None,
+        )
+        .await,
         editing: true,
         action: path(&et.name),
         name: et.name.clone(),
         description: et.description.clone(),
         group: et.group_name.clone().unwrap_or_default(),
-        schemas: et.schemas_json.as_deref().map(views::pretty_json).unwrap_or_default(),
-        example: et.example_json.as_deref().map(views::pretty_json).unwrap_or_default(),
+        schemas: et
+            .schemas_json
+            .as_deref()
+            .map(views::pretty_json)
+            .unwrap_or_default(),
+        example: et
+            .example_json
+            .as_deref()
+            .map(views::pretty_json)
+            .unwrap_or_default(),
         deprecated: et.deprecated,
         errors: Errors::default(),
     })
 }
 
 /// The service input from the form. JSON is sent compact, as the API stores it.
-fn input(f: &FormData, name: String, archived: bool, feature_flags: Option<Vec<String>>) -> EventTypeInput {
+fn input(
+    f: &FormData,
+    name: String,
+    archived: bool,
+    feature_flags: Option<Vec<String>>,
+) -> EventTypeInput {
     let json = |field: &str| {
         f.opt(field)
             .map(|text| crate::service::validate::compact_json(&text))
@@ -356,7 +386,12 @@ async fn update(
         .service
         .put_event_type(
             session.caller,
-            input(&form, current.name.clone(), current.archived, current.feature_flags.clone()),
+            input(
+                &form,
+                current.name.clone(),
+                current.archived,
+                current.feature_flags.clone(),
+            ),
         )
         .await;
     match result {

@@ -168,7 +168,7 @@ mod tests {
             FieldError {
                 field: "url".into(),
                 msg: "bad".into(),
-                },
+            },
             FieldError {
                 field: "url".into(),
                 msg: "worse".into(),

@@ -34,7 +34,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::model::{AppId, Caller};
-use crate::service::{ServiceError, Service, SessionView};
+use crate::service::{Service, ServiceError, SessionView};
 use session::Authed;
 
 /// What every dashboard handler gets.
@@ -81,7 +81,10 @@ async fn headers(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
-        h.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     };
     set(
         h,
@@ -352,7 +355,9 @@ fn notice(code: &str) -> Option<Notice> {
     match code {
         "created" => ok("Created."),
         "saved" => ok("Saved."),
-        "archived" => ok("Archived. It is hidden from lists and endpoints can no longer subscribe to it."),
+        "archived" => {
+            ok("Archived. It is hidden from lists and endpoints can no longer subscribe to it.")
+        }
         "unarchived" => ok("Restored from the archive."),
         "enabled" => ok("Enabled. Deliveries that were waiting go out now."),
         "disabled" => ok("Disabled. Its pending deliveries wait until it is enabled again."),
@@ -408,4 +413,3 @@ pub type Query = axum::extract::Query<std::collections::HashMap<String, String>>
 pub fn q<'a>(query: &'a Query, name: &str) -> &'a str {
     query.0.get(name).map(String::as_str).unwrap_or("")
 }
-

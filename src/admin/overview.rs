@@ -203,7 +203,12 @@ async fn overview(
                     app.name.clone(),
                     format!("/apps/{}", app.id),
                 ),
-                _ => (String::new(), "(deleted)".into(), String::new(), String::new()),
+                _ => (
+                    String::new(),
+                    "(deleted)".into(),
+                    String::new(),
+                    String::new(),
+                ),
             };
             FailingRow {
                 endpoint: if href.is_empty() {
@@ -223,7 +228,10 @@ async fn overview(
                     .as_ref()
                     .map(|a| views::clip(a.response.trim(), 140))
                     .unwrap_or_default(),
-                last_time: f.last_failure.as_ref().map(|a| views::time(a.created_at, now)),
+                last_time: f
+                    .last_failure
+                    .as_ref()
+                    .map(|a| views::time(a.created_at, now)),
                 last_href: f
                     .last_failure
                     .as_ref()
@@ -237,7 +245,12 @@ async fn overview(
         layout: Layout::new(&state, &session, "Overview", Section::Overview, None).await,
         cards,
         lanes,
-        outcomes: bars(&outcome_bars, 720, 150, "Delivery attempts per hour by outcome"),
+        outcomes: bars(
+            &outcome_bars,
+            720,
+            150,
+            "Delivery attempts per hour by outcome",
+        ),
         volume: bars(&volume_bars, 720, 110, "Messages per hour"),
         failing,
         alerts: alert_rows(&state, session.caller, alerts.alerts, now).await,

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use super::session::{Authed, Posted};
 use super::views::{self, Badge, Copyable, Time};
 use super::{
-    AdminError, AdminState, Layout, PageResult, Query, Section, app_path, q, query_string,
-    render, see_other,
+    AdminError, AdminState, Layout, PageResult, Query, Section, app_path, q, query_string, render,
+    see_other,
 };
 use crate::model::*;
 use crate::service::{ListParams, QueueCursor, QueueFilter, ServiceError, StateFilter};
@@ -231,7 +231,11 @@ async fn queue(
                     .delivery
                     .as_ref()
                     .and_then(|d| d.due_ms)
-                    .filter(|_| i.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Pending))
+                    .filter(|_| {
+                        i.delivery
+                            .as_ref()
+                            .is_some_and(|d| d.state == DeliveryState::Pending)
+                    })
                     .map(|ms| views::time_ms(ms, now)),
             }
         })
@@ -291,7 +295,10 @@ async fn queue(
         (Some(_), Some(i)) if i.endpoint.is_some() => format!(
             "{}/endpoints/{}",
             app_path(i.message.app_id),
-            i.endpoint.as_ref().map(|e| e.id.to_string()).unwrap_or_default()
+            i.endpoint
+                .as_ref()
+                .map(|e| e.id.to_string())
+                .unwrap_or_default()
         ),
         _ => String::new(),
     };
@@ -318,7 +325,11 @@ async fn queue(
         since: since_s.clone(),
         until: until_s.clone(),
         search: String::new(),
-        first: if cursor.is_some() { link(("", "")) } else { String::new() },
+        first: if cursor.is_some() {
+            link(("", ""))
+        } else {
+            String::new()
+        },
         older,
         newer,
         scan_capped: listing.scan_capped,
@@ -406,17 +417,20 @@ async fn message(
     Path((app, msg)): Path<(String, String)>,
     query: Query,
 ) -> PageResult {
-    let d = state.service.message_detail(session.caller, &app, &msg).await?;
+    let d = state
+        .service
+        .message_detail(session.caller, &app, &msg)
+        .await?;
     let now = now_micros();
     let mut pending = false;
     let destinations = d
         .destinations
         .iter()
         .map(|dest| DestinationView {
-            url: dest
-                .endpoint
-                .as_ref()
-                .map_or_else(|| format!("{} (deleted)", dest.endpoint_id), |e| e.url.clone()),
+            url: dest.endpoint.as_ref().map_or_else(
+                || format!("{} (deleted)", dest.endpoint_id),
+                |e| e.url.clone(),
+            ),
             href: dest
                 .endpoint
                 .as_ref()
@@ -526,10 +540,7 @@ async fn resend(
         .resend(session.caller, &app.id.to_string(), &msg, &endpoint)
         .await
     {
-        Ok(()) => see_other(&format!(
-            "{}/messages/{msg}?done=resent",
-            app_path(app.id)
-        )),
+        Ok(()) => see_other(&format!("{}/messages/{msg}?done=resent", app_path(app.id))),
         Err(e) => Err(e.into()),
     }
 }

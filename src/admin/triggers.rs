@@ -99,7 +99,10 @@ fn sentence(view: &TriggerView, endpoint: Option<&Endpoint>, app: AppId) -> Mark
             }
             s.push_str(&format!(" → {}", call(t.endpoint_id)));
             match &t.template {
-                Some(_) => s.push_str(&format!(" with a <b>{} template</b>", content_name(t.content_type))),
+                Some(_) => s.push_str(&format!(
+                    " with a <b>{} template</b>",
+                    content_name(t.content_type)
+                )),
                 None => s.push_str(" with the payload as posted"),
             }
             s.push_str(&format!(", <b>{} priority</b>", priority_name(t.priority)));
@@ -107,10 +110,16 @@ fn sentence(view: &TriggerView, endpoint: Option<&Endpoint>, app: AppId) -> Mark
                 s.push_str(&format!(", unique by {}", code(k)));
             }
             if t.delay_ms > 0 {
-                s.push_str(&format!(", after {}", views::duration_ms(t.delay_ms as f64)));
+                s.push_str(&format!(
+                    ", after {}",
+                    views::duration_ms(t.delay_ms as f64)
+                ));
             }
             if !t.description.is_empty() {
-                s.push_str(&format!(" <span class=\"muted\">— {}</span>", esc(&t.description)));
+                s.push_str(&format!(
+                    " <span class=\"muted\">— {}</span>",
+                    esc(&t.description)
+                ));
             }
             Markup(s)
         }
@@ -549,8 +558,18 @@ async fn new_form(
     let app = state.service.get_app(session.caller, &app).await?;
     let endpoint = query.0.get("endpoint").cloned();
     let values = values_of(None, endpoint);
-    form_page(&state, &session, app, None, false, values, Errors::default(), StatusCode::OK, None)
-        .await
+    form_page(
+        &state,
+        &session,
+        app,
+        None,
+        false,
+        values,
+        Errors::default(),
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 async fn edit_form(
@@ -592,14 +611,34 @@ async fn save(
     let builtin = id.as_deref().is_some_and(|i| i.starts_with("builtin_"));
     let values = values_from(&form);
     if form.get("action") == Some("preview") {
-        return form_page(&state, &session, app, id, builtin, values, Errors::default(), StatusCode::OK, None)
-            .await;
+        return form_page(
+            &state,
+            &session,
+            app,
+            id,
+            builtin,
+            values,
+            Errors::default(),
+            StatusCode::OK,
+            None,
+        )
+        .await;
     }
     let input = match input(&values) {
         Ok(i) => i,
         Err(errors) => {
-            return form_page(&state, &session, app, id, builtin, values, errors, StatusCode::UNPROCESSABLE_ENTITY, None)
-                .await;
+            return form_page(
+                &state,
+                &session,
+                app,
+                id,
+                builtin,
+                values,
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+            )
+            .await;
         }
     };
     let key = app.id.to_string();
@@ -623,8 +662,18 @@ async fn save(
         )),
         Err(e) => match Errors::from_service(&e, FIELDS) {
             Some(errors) => {
-                form_page(&state, &session, app, id, builtin, values, errors, StatusCode::UNPROCESSABLE_ENTITY, None)
-                    .await
+                form_page(
+                    &state,
+                    &session,
+                    app,
+                    id,
+                    builtin,
+                    values,
+                    errors,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                )
+                .await
             }
             None => Err(e.into()),
         },

@@ -68,7 +68,13 @@ pub fn relative(us: Micros, now: Micros) -> String {
         (false, delta_s)
     };
     let amount = match s {
-        0..=4 => return if future { "in a moment".into() } else { "just now".into() },
+        0..=4 => {
+            return if future {
+                "in a moment".into()
+            } else {
+                "just now".into()
+            };
+        }
         5..=59 => format!("{s} s"),
         60..=3_599 => format!("{} min", s / 60),
         3_600..=172_799 => format!("{} h", s / 3_600),
@@ -386,7 +392,10 @@ mod tests {
 
     #[test]
     fn snippets_escape_what_they_show() {
-        assert_eq!(esc(r#"<a href="x">'&"#), "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;");
+        assert_eq!(
+            esc(r#"<a href="x">'&"#),
+            "&lt;a href=&quot;x&quot;&gt;&#x27;&amp;"
+        );
         let b = Badge::new("bad", "Disabled by Herald: <410>");
         assert_eq!(
             b.to_string(),

@@ -7,6 +7,8 @@ use crate::storage::Read;
 
 /// Alerts one listing looks at, so a page stays cheap however many there are.
 pub const ALERTS_SCAN_MAX: usize = 5_000;
+/// Newest alerts the open count looks at (every dashboard page shows it).
+pub const OPEN_COUNT_SCAN_MAX: usize = 1_000;
 
 /// A page of alerts; `next` continues with older ones.
 #[derive(Clone, Debug)]
@@ -60,11 +62,11 @@ impl Service {
             .map_err(Into::into)
     }
 
-    /// Open (unacknowledged) alerts among the newest `ALERTS_SCAN_MAX`.
+    /// Open (unacknowledged) alerts among the newest `OPEN_COUNT_SCAN_MAX`.
     pub async fn open_alert_count(&self, caller: Caller) -> Result<usize> {
         self.store
             .read(move |r| {
-                let all = r.alerts(ALERTS_SCAN_MAX, None)?;
+                let all = r.alerts(OPEN_COUNT_SCAN_MAX, None)?;
                 Ok(all
                     .iter()
                     .filter(|a| a.acknowledged_at.is_none() && caller.may_access(a.app_id))

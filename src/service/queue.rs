@@ -13,6 +13,8 @@ use crate::storage::{Cursor, QueueQuery, Read};
 /// Index entries one queue page may pass over before answering with what it found (so a
 /// filter that matches rarely still answers fast, with a link to look further).
 pub const QUEUE_SCAN_MAX: usize = 20_000;
+/// Deliveries of an endpoint looked at to count the pending ones.
+pub const PENDING_SCAN: usize = 1_000;
 /// Most attempts of one message shown on its page.
 pub const MESSAGE_ATTEMPTS_MAX: usize = 1_000;
 
@@ -253,12 +255,12 @@ impl Service {
                 };
                 let event_type = filter.event_type.clone();
                 let state = filter.state;
-                let keep = |m: &Message, d: Option<&Delivery>| {
-                    event_type.as_ref().is_none_or(|t| &m.event_type == t)
-                        && state.is_none_or(|s| s.matches(d))
-                        && (endpoint.is_none() || d.is_some())
+                let keep_message =
+                    |m: &Message| event_type.as_ref().is_none_or(|t| &m.event_type == t);
+                let keep = |_: &Message, d: Option<&Delivery>| {
+                    state.is_none_or(|s| s.matches(d)) && (endpoint.is_none() || d.is_some())
                 };
-                let page = r.queue_page(&query, &keep)?;
+                let page = r.queue_page(&query, &keep_message, &keep)?;
                 let mut apps: HashMap<AppId, Option<App>> = HashMap::new();
                 let mut endpoints: HashMap<EndpointId, Option<Endpoint>> = HashMap::new();
                 let mut items = Vec::with_capacity(page.rows.len());
@@ -293,6 +295,28 @@ impl Service {
                 }))
             })
             .await?
+    }
+
+    /// How many of the endpoint's newest `PENDING_SCAN` deliveries are still pending (waiting
+    /// or retrying); the flag says the count may be higher (older ones were not looked at).
+    pub async fn endpoint_pending(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+    ) -> Result<(usize, bool)> {
+        let ep = self.get_endpoint(caller, app, endpoint).await?;
+        self.store
+            .read(move |r| {
+                let recent = r.endpoint_recent_deliveries(ep.id, PENDING_SCAN)?;
+                let pending = recent
+                    .iter()
+                    .filter(|d| d.state == DeliveryState::Pending)
+                    .count();
+                Ok((pending, recent.len() == PENDING_SCAN))
+            })
+            .await
+            .map_err(Into::into)
     }
 
     /// Finds a message by id across the applications the caller may see, or by eventId

@@ -379,18 +379,43 @@ impl Reader {
         Ok(t.get(msg.0)?.map(|v| AppId(v.value())))
     }
 
+    /// The newest `limit` deliveries made to an endpoint (one per message: the latest), newest
+    /// first.
+    pub fn endpoint_recent_deliveries(
+        &self,
+        endpoint: EndpointId,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let index = self.tx.table(ENDPOINT_DELIVERIES)?;
+        let deliveries = self.tx.table(DELIVERIES)?;
+        let mut out = Vec::new();
+        for e in index
+            .range((endpoint.0, 0)..=(endpoint.0, u128::MAX))?
+            .rev()
+            .take(limit)
+        {
+            let (k, n) = e?;
+            if let Some(v) = deliveries.get((k.value().1, n.value()))? {
+                out.push(decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// (messages, deliveries failed for good) of an application on one day.
     pub fn app_daily(&self, app: AppId, day: u64) -> Result<(u64, u64), StoreError> {
         let t = self.tx.table(APP_DAILY)?;
         Ok(t.get((day, app.0))?.map_or((0, 0), |v| v.value()))
     }
 
-    /// A page of the webhook queue. `keep` decides which rows belong (state, event type...);
-    /// the query picks the narrowest index: the endpoint's deliveries, the failures, the
-    /// application's messages, or the timeline of every message.
+    /// A page of the webhook queue. `keep_message` passes over a message before its deliveries
+    /// are read (event type); `keep` decides which rows belong (state...). The query picks the
+    /// narrowest index: the endpoint's deliveries, the failures, the application's messages, or
+    /// the timeline of every message.
     pub fn queue_page(
         &self,
         q: &QueueQuery,
+        keep_message: &dyn Fn(&Message) -> bool,
         keep: &dyn Fn(&Message, Option<&Delivery>) -> bool,
     ) -> Result<QueuePage, StoreError> {
         let (lo, hi) = (*q.within.start(), *q.within.end());
@@ -503,7 +528,9 @@ impl Reader {
                     if let Some(d) = load_delivery(msg, v.value())? {
                         if q.app.is_none_or(|a| a == d.app_id) {
                             if let Some(m) = load_message(d.app_id.0, msg)? {
-                                found.push((m, Some(d)));
+                                if keep_message(&m) {
+                                    found.push((m, Some(d)));
+                                }
                             }
                         }
                     }
@@ -569,7 +596,11 @@ impl Reader {
             > {
                 let msg = k.value().1;
                 let m: Message = decode(v.value())?;
-                let found = with_deliveries(m, all_deliveries(msg)?);
+                let found = if keep_message(&m) {
+                    with_deliveries(m, all_deliveries(msg)?)
+                } else {
+                    Vec::new()
+                };
                 Ok(visit(msg, found, &mut rows))
             });
         } else {
@@ -581,7 +612,8 @@ impl Reader {
              -> Result<bool, StoreError> {
                 let msg = k.value();
                 let found = match load_message(v.value(), msg)? {
-                    Some(m) => with_deliveries(m, all_deliveries(msg)?),
+                    Some(m) if keep_message(&m) => with_deliveries(m, all_deliveries(msg)?),
+                    Some(_) => Vec::new(),
                     None => Vec::new(),
                 };
                 Ok(visit(msg, found, &mut rows))
