@@ -363,18 +363,7 @@ impl Service {
         until: Option<Micros>,
     ) -> Result<usize> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let until_t = until.unwrap_or_else(now_micros);
-        if until_t - since > RECOVER_WINDOW_MAX_US {
-            return Err(ServiceError::invalid(
-                "since",
-                "must be at most 14 days before until",
-            ));
-        }
-        let ms = |us: Micros| (us.max(0) / 1000) as u64;
-        let (lo, hi) = (
-            id_floor_at_millis(ms(since)),
-            id_floor_at_millis(ms(until_t) + 1).saturating_sub(1),
-        );
+        let (lo, hi) = window_ids(since, until)?.into_inner();
         Ok(self
             .store
             .read(move |r| Ok(recoverable(r, ep.id, lo, hi)?.len()))
@@ -391,18 +380,9 @@ impl Service {
         until: Option<Micros>,
     ) -> Result<usize> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let until_t = until.unwrap_or_else(now_micros);
-        if until_t - since > RECOVER_WINDOW_MAX_US {
-            return Err(ServiceError::invalid(
-                "since",
-                "must be at most 14 days before until",
-            ));
-        }
-        let ms = |us: Micros| (us.max(0) / 1000) as u64;
         let mut query =
             crate::storage::PageQuery::new(crate::storage::Cursor::First, REPLAY_MAX, false);
-        query.within =
-            id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until_t) + 1).saturating_sub(1);
+        query.within = window_ids(since, until)?;
         Ok(self
             .store
             .read(move |r| Ok(missing_messages(r, &ep, &query)?.len()))
@@ -416,6 +396,17 @@ pub const RECOVER_MAX: usize = 10_000;
 pub const REPLAY_MAX: usize = 10_000;
 /// Longest window recover accepts (Svix: 14 days).
 pub const RECOVER_WINDOW_MAX_US: Micros = 14 * 86_400 * 1_000_000 + 300 * 1_000_000;
+
+/// The ids of things made in `[since, until]` (until: now), for recover and replay; the window
+/// may span at most `RECOVER_WINDOW_MAX_US` (Svix: 14 days).
+fn window_ids(since: Micros, until: Option<Micros>) -> Result<std::ops::RangeInclusive<u128>> {
+    let until = until.unwrap_or_else(now_micros);
+    if until - since > RECOVER_WINDOW_MAX_US {
+        return Err(ServiceError::invalid("since", "must be at most 14 days before until"));
+    }
+    let ms = |us: Micros| (us.max(0) / 1000) as u64;
+    Ok(id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until) + 1).saturating_sub(1))
+}
 
 /// A message as seen from one endpoint: the status of its latest delivery there.
 #[derive(Clone, Debug)]
@@ -507,18 +498,7 @@ impl Service {
         until: Option<Micros>,
     ) -> Result<TaskOutcome> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let until_t = until.unwrap_or_else(now_micros);
-        if until_t - since > RECOVER_WINDOW_MAX_US {
-            return Err(ServiceError::invalid(
-                "since",
-                "must be at most 14 days before until",
-            ));
-        }
-        let ms = |us: Micros| (us.max(0) / 1000) as u64;
-        let (lo, hi) = (
-            id_floor_at_millis(ms(since)),
-            id_floor_at_millis(ms(until_t) + 1).saturating_sub(1),
-        );
+        let (lo, hi) = window_ids(since, until)?.into_inner();
         let count = self
             .store
             .write(move |w| {
@@ -773,18 +753,9 @@ impl Service {
         until: Option<Micros>,
     ) -> Result<TaskOutcome> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let until_t = until.unwrap_or_else(now_micros);
-        if until_t - since > RECOVER_WINDOW_MAX_US {
-            return Err(ServiceError::invalid(
-                "since",
-                "must be at most 14 days before until",
-            ));
-        }
-        let ms = |us: Micros| (us.max(0) / 1000) as u64;
         let mut query =
             crate::storage::PageQuery::new(crate::storage::Cursor::First, REPLAY_MAX, false);
-        query.within =
-            id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until_t) + 1).saturating_sub(1);
+        query.within = window_ids(since, until)?;
         let count = self
             .store
             .write(move |w| {
