@@ -26,6 +26,7 @@ pub struct AlertRow {
     pub detail: String,
     pub app: String,
     pub app_href: String,
+    pub endpoint_url: String,
     pub endpoint_href: String,
     pub message_href: String,
     pub acknowledged: Option<Time>,
@@ -39,6 +40,7 @@ pub async fn alert_rows(
     now: Micros,
 ) -> Vec<AlertRow> {
     let mut names: HashMap<AppId, Option<String>> = HashMap::new();
+    let mut urls: HashMap<EndpointId, Option<String>> = HashMap::new();
     let mut rows = Vec::with_capacity(alerts.len());
     for a in alerts {
         if !names.contains_key(&a.app_id) {
@@ -51,6 +53,16 @@ pub async fn alert_rows(
             names.insert(a.app_id, name);
         }
         let name = names[&a.app_id].clone();
+        if !urls.contains_key(&a.endpoint_id) {
+            let url = state
+                .service
+                .get_endpoint(caller, &a.app_id.to_string(), &a.endpoint_id.to_string())
+                .await
+                .ok()
+                .map(|ep| ep.url);
+            urls.insert(a.endpoint_id, url);
+        }
+        let endpoint_url = urls[&a.endpoint_id].clone().unwrap_or_default();
         let app_href = match name {
             Some(_) => format!("/apps/{}", a.app_id),
             None => String::new(),
@@ -67,6 +79,7 @@ pub async fn alert_rows(
             time: views::time(a.created_at, now),
             detail: a.detail.clone(),
             app: name.unwrap_or_else(|| format!("{} (deleted)", a.app_id)),
+            endpoint_url,
             endpoint_href: if app_href.is_empty() {
                 String::new()
             } else {

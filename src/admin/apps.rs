@@ -129,6 +129,7 @@ struct EndpointRow {
     state: Badge,
     spark: Svg,
     failed: String,
+    last_error: Option<(Badge, Time, String)>,
 }
 
 struct MessageRow {
@@ -204,6 +205,7 @@ async fn show_page(
             .endpoint_activity(session.caller, &key, &ep.id.to_string())
             .await?;
         let (ok, bad) = activity
+            .hours
             .iter()
             .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
         endpoint_rows.push(EndpointRow {
@@ -214,10 +216,17 @@ async fn show_page(
             types: ep.event_types.clone().unwrap_or_default(),
             state: views::endpoint_badge(ep),
             spark: sparkline(
-                &activity,
+                &activity.hours,
                 &format!("Last 24 h: {ok} attempts succeeded, {bad} failed"),
             ),
             failed: views::count(bad),
+            last_error: activity.last_failure.as_ref().map(|a| {
+                (
+                    views::attempt_badge(a),
+                    views::time(a.created_at, now),
+                    format!("/apps/{}/messages/{}", app.id, a.msg_id),
+                )
+            }),
         });
     }
     let triggers = trigger_rows(state, session, &app).await?;

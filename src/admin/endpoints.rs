@@ -121,6 +121,7 @@ struct ShowPage {
     spark: Svg,
     succeeded_24h: String,
     failed_24h: String,
+    last_error: Option<(Badge, Time, String, String)>,
     messages: Vec<MessageRow>,
     older: String,
     newer: String,
@@ -197,7 +198,16 @@ async fn show_page(
         })
         .collect();
     let activity = service.endpoint_activity(caller, &key, &ep_key).await?;
+    let last_error = activity.last_failure.as_ref().map(|a| {
+        (
+            views::attempt_badge(a),
+            views::time(a.created_at, now),
+            format!("/apps/{}/messages/{}", app.id, a.msg_id),
+            views::clip(a.response.trim(), 160),
+        )
+    });
     let (ok, bad) = activity
+        .hours
         .iter()
         .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
     let (shown, sensitive) = service.endpoint_headers(caller, &key, &ep_key).await?;
@@ -301,7 +311,8 @@ async fn show_page(
         old_keys,
         headers,
         catalog,
-        spark: activity_chart(&activity),
+        spark: activity_chart(&activity.hours),
+        last_error,
         succeeded_24h: views::count(ok),
         failed_24h: views::count(bad),
         messages,
@@ -1170,6 +1181,7 @@ struct ConfirmPage {
     heading: String,
     detail: String,
     count: String,
+    nothing: bool,
     action: String,
     button: String,
     danger: bool,
@@ -1194,6 +1206,7 @@ async fn confirm(
         layout: Layout::new(state, session, heading.clone(), Section::Apps, None).await,
         heading,
         detail,
+        nothing: count.starts_with("0 ") && !danger,
         count,
         action,
         button: button.to_string(),

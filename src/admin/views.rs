@@ -202,6 +202,7 @@ pub fn error_label(e: AttemptError) -> &'static str {
         AttemptError::BlockedAddress => "Blocked address",
         AttemptError::BlockedScheme => "Blocked scheme",
         AttemptError::Request => "Request error",
+        AttemptError::Template => "Template error",
         #[allow(unreachable_patterns)]
         _ => "Error",
     }

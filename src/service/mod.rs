@@ -30,7 +30,9 @@ pub use event_types::EventTypeInput;
 pub use messages::{
     AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, TaskOutcome,
 };
-pub use overview::{AppActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile};
+pub use overview::{
+    AppActivity, EndpointActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile,
+};
 pub use queue::{
     AttemptDetail, DeliveryDetail, DestinationDetail, MessageDetail, QueueCursor, QueueFilter,
     MASK, QueueItem, QueueListing, StateFilter,

@@ -36,6 +36,15 @@ pub struct FailingEndpoint {
     pub last_failure: Option<Attempt>,
 }
 
+/// One endpoint's last 24 hours.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointActivity {
+    /// (succeeded, failed) attempts per hour, oldest first, the current hour last.
+    pub hours: Vec<(u64, u64)>,
+    /// The newest failed attempt of those hours.
+    pub last_failure: Option<Attempt>,
+}
+
 /// Activity of one application today.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AppActivity {
@@ -160,16 +169,16 @@ impl Service {
             .map_err(Into::into)
     }
 
-    /// One endpoint's (succeeded, failed) attempts per hour over the last 24 hours, oldest
-    /// first.
+    /// One endpoint's attempts per hour over the last 24 hours, and its newest failure.
     pub async fn endpoint_activity(
         &self,
         caller: Caller,
         app: &str,
         endpoint: &str,
-    ) -> Result<Vec<(u64, u64)>> {
+    ) -> Result<EndpointActivity> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let now_hour = hour_of(now_micros());
+        let from = now_hour + 1 - OVERVIEW_HOURS;
         self.store
             .read(move |r| {
                 let ep = match find_app(r, caller, &app)
@@ -178,11 +187,14 @@ impl Service {
                     Ok(ep) => ep,
                     Err(e) => return Ok(Err(e)),
                 };
-                Ok(Ok(r.endpoint_hourly(
-                    ep.id,
-                    now_hour + 1 - OVERVIEW_HOURS,
-                    now_hour,
-                )?))
+                let last_failure = match r.endpoint_last_failure(ep.id, from, now_hour)? {
+                    Some((msg, attempt)) => r.attempt(msg, attempt)?,
+                    None => None,
+                };
+                Ok(Ok(EndpointActivity {
+                    hours: r.endpoint_hourly(ep.id, from, now_hour)?,
+                    last_failure,
+                }))
             })
             .await?
     }

@@ -157,14 +157,50 @@ pub const MASK: &str = "••••••";
 /// The headers of an attempt's request. Herald does not store them per attempt; they are
 /// rebuilt from what it does store: the endpoint's custom headers (secret-bearing values
 /// masked), the content type, `webhook-id` (the message id), `webhook-timestamp` (the second the
-/// request started: the attempt's time less its duration), and the signature of the payload at
-/// that second with the keys that were live then. The signing secret is never part of it.
-pub fn sent_headers(msg: &Message, a: &Attempt, ep: Option<&Endpoint>) -> Vec<(String, String)> {
+/// request started: the attempt's time less its duration), and the signature of `body` at that
+/// second with the keys that were live then. The signing secret is never part of it.
+pub fn sent_headers(
+    msg: &Message,
+    a: &Attempt,
+    ep: Option<&Endpoint>,
+    body: Option<&SentBody>,
+) -> Vec<(String, String)> {
     let started_us = a.created_at - a.duration_ms as i64 * 1000;
     let keys: Vec<&[u8]> = ep
         .map(|ep| ep.live_keys(started_us).collect())
         .unwrap_or_default();
-    request_headers(msg, started_us, ep.map(|ep| &ep.headers), &keys)
+    request_headers(msg, started_us, ep.map(|ep| &ep.headers), &keys, body)
+}
+
+/// The body a delivery sends: the payload as posted, or its trigger's template rendered.
+#[derive(Clone, Debug)]
+pub struct SentBody {
+    pub bytes: Vec<u8>,
+    pub content_type: &'static str,
+}
+
+/// The body of a delivery, built as the delivery side builds it (with the trigger's current
+/// template); `None` when the payload is gone or the template does not render.
+fn sent_body(msg: &Message, shaping: Option<(&Trigger, &App)>) -> Option<SentBody> {
+    let payload = msg.payload.as_ref()?;
+    match shaping {
+        None => Some(SentBody {
+            bytes: payload.as_bytes().to_vec(),
+            content_type: ContentType::Json.mime(),
+        }),
+        Some((trigger, app)) => {
+            let source = trigger.template.as_deref()?;
+            let parsed: serde_json::Value =
+                serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
+            let fields = crate::routing::template::merge_fields(&parsed, msg, app);
+            let body =
+                crate::routing::template::body(source, trigger.content_type, &fields).ok()?;
+            Some(SentBody {
+                bytes: body.into_bytes(),
+                content_type: trigger.content_type.mime(),
+            })
+        }
+    }
 }
 
 fn request_headers(
@@ -172,6 +208,7 @@ fn request_headers(
     started_us: Micros,
     custom: Option<&std::collections::BTreeMap<String, String>>,
     keys: &[&[u8]],
+    body: Option<&SentBody>,
 ) -> Vec<(String, String)> {
     let timestamp = started_us.div_euclid(1_000_000);
     let mut out = Vec::new();
@@ -183,17 +220,21 @@ fn request_headers(
         };
         out.push((name.to_ascii_lowercase(), shown));
     }
-    out.push(("content-type".into(), "application/json".into()));
+    out.push((
+        "content-type".into(),
+        body.map_or(ContentType::Json.mime(), |b| b.content_type)
+            .to_string(),
+    ));
     out.push(("webhook-id".into(), msg.id.to_string()));
     out.push(("webhook-timestamp".into(), timestamp.to_string()));
-    let signature = match &msg.payload {
-        Some(payload) if !keys.is_empty() => signing::signature_header(
+    let signature = match body {
+        Some(body) if !keys.is_empty() => signing::signature_header(
             keys.iter().copied(),
             &msg.id.to_string(),
             timestamp,
-            payload.as_bytes(),
+            &body.bytes,
         ),
-        _ => "(not available: the payload or the endpoint is gone)".to_string(),
+        _ => "(not available: the payload, the template or the endpoint is gone)".to_string(),
     };
     out.push(("webhook-signature".into(), signature));
     out
@@ -380,11 +421,21 @@ impl Service {
                         }
                     };
                     let dest = &mut destinations[at];
+                    let trigger = match d.trigger_id {
+                        Some(t) => r.trigger(app.id, t)?.filter(|t| t.template.is_some()),
+                        None => None,
+                    };
+                    let body = sent_body(&message, trigger.as_ref().map(|t| (t, &app)));
                     let mine = attempts
                         .iter()
                         .filter(|a| a.delivery_id == d.id)
                         .map(|a| AttemptDetail {
-                            request_headers: sent_headers(&message, a, dest.endpoint.as_ref()),
+                            request_headers: sent_headers(
+                                &message,
+                                a,
+                                dest.endpoint.as_ref(),
+                                body.as_ref(),
+                            ),
                             attempt: a.clone(),
                         })
                         .collect();
@@ -482,9 +533,16 @@ mod tests {
             created_at: 1_700_000_001_100_000,
         };
         let started = a.created_at - a.duration_ms as i64 * 1000;
-        let h: HashMap<_, _> = request_headers(&msg, started, Some(&headers), &[key.as_slice()])
-            .into_iter()
-            .collect();
+        let body = sent_body(&msg, None).unwrap();
+        let h: HashMap<_, _> = request_headers(
+            &msg,
+            started,
+            Some(&headers),
+            &[key.as_slice()],
+            Some(&body),
+        )
+        .into_iter()
+        .collect();
         assert_eq!(h["authorization"], MASK);
         assert_eq!(h["x-shop"], "acme");
         assert_eq!(h["webhook-id"], msg.id.to_string());

@@ -402,6 +402,25 @@ impl Reader {
         Ok(out)
     }
 
+    /// The newest failed attempt of an endpoint in hours `from..=to`: (message, attempt).
+    pub fn endpoint_last_failure(
+        &self,
+        endpoint: EndpointId,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<(MessageId, AttemptId)>, StoreError> {
+        let t = self.tx.table(ENDPOINT_HOURLY)?;
+        for hour in (from..=to).rev() {
+            if let Some(v) = t.get((hour, endpoint.0))? {
+                let (_, _, msg, attempt) = v.value();
+                if attempt != 0 {
+                    return Ok(Some((MessageId(msg), AttemptId(attempt))));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// (messages, deliveries failed for good) of an application on one day.
     pub fn app_daily(&self, app: AppId, day: u64) -> Result<(u64, u64), StoreError> {
         let t = self.tx.table(APP_DAILY)?;
