@@ -72,6 +72,9 @@ pub struct Config {
     /// The `whsec_...` secret that signs operational webhooks (required with the URL).
     pub operational_webhook_secret: Option<Redacted>,
 
+    /// Memory redb may use to cache database pages. Bounds Herald's memory however large the
+    /// file grows (redb's own default, 1 GiB, would let it creep up for hours).
+    pub db_cache_bytes: usize,
     /// Most write requests folded into one redb transaction (one fsync).
     pub writer_batch_max: usize,
     /// Write requests waiting for the writer before callers wait for room.
@@ -132,6 +135,7 @@ impl Default for Config {
             destination_ca_file: None,
             operational_webhook_url: None,
             operational_webhook_secret: None,
+            db_cache_bytes: 16 * 1024 * 1024,
             writer_batch_max: 512,
             writer_queue_max: 8_192,
             retention_days: 90,

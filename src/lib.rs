@@ -66,6 +66,7 @@ impl Herald {
                 writer_batch_max: config.writer_batch_max,
                 writer_queue_max: config.writer_queue_max,
                 metrics: metrics.clone(),
+                cache_bytes: config.db_cache_bytes,
             },
         )
         .map_err(|source| RunError::Store {

@@ -35,6 +35,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// The deepest nesting of arrays and objects in JSON text (strings skipped), counted without
+/// parsing, so a hostile document costs one pass whatever its depth.
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A JSON body that may be absent (no body, or only whitespace): then `T::default()`. Svix
 /// SDKs send some POSTs without a body. Failures answer as `Body` does.
 pub struct OptionalBody<T>(pub T);
@@ -57,7 +84,26 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
     }
 }
 
+/// Deepest nesting of a JSON body accepted anywhere (payloads, schemas, examples): deeper
+/// documents are refused rather than stored, since clients (serde_json: 128; Python's json
+/// module) could not read them back.
+pub const JSON_DEPTH_MAX: usize = 64;
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is a JSON object. serde would otherwise fill a struct from an array,
+    // by position.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::invalid(&["body"], "the body must be a JSON object", "type_error.dict")),
+        None => return Err(ApiError::invalid(&["body"], "the body is empty; a JSON object is needed", "value_error.missing")),
+    }
+    if json_depth(bytes) > JSON_DEPTH_MAX {
+        return Err(ApiError::invalid(
+            &["body"],
+            format!("the JSON is nested deeper than {JSON_DEPTH_MAX} levels"),
+            "value_error.jsondecode",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     if value.is_ok() {

@@ -42,17 +42,19 @@ use extract::QueryArgs;
 /// The API: `/api/v1/...` and its OpenAPI document at `/api/openapi.json`.
 pub fn router(service: Service) -> Router {
     let config = service.config();
-    // Room for the largest payload plus the rest of a message body around it.
-    let body_limit = (config.payload_max_bytes + 64 * 1024).max(config.request_body_max_bytes);
+    // Message bodies may carry the largest payload plus the rest of the message around it;
+    // every other body is held to `request_body_max_bytes`.
+    let message_limit = DefaultBodyLimit::max(config.payload_max_bytes + 64 * 1024);
+    let body_limit = DefaultBodyLimit::max(config.request_body_max_bytes);
     let authed = OpenApiRouter::new()
-        .merge(apps::routes())
-        .merge(event_types::routes())
-        .merge(endpoints::routes())
-        .merge(messages::routes())
-        .merge(triggers::routes())
-        .merge(alerts::routes())
-        .merge(admin::routes())
-        .merge(portal::routes());
+        .merge(apps::routes().layer(body_limit))
+        .merge(event_types::routes().layer(body_limit))
+        .merge(endpoints::routes().layer(body_limit))
+        .merge(messages::routes().layer(message_limit))
+        .merge(triggers::routes().layer(body_limit))
+        .merge(alerts::routes().layer(body_limit))
+        .merge(admin::routes().layer(body_limit))
+        .merge(portal::routes().layer(body_limit));
     let authed = openapi::authenticated(authed)
         .layer(middleware::from_fn_with_state(service.clone(), idempotency))
         .layer(middleware::from_fn_with_state(
@@ -64,8 +66,36 @@ pub fn router(service: Service) -> Router {
         .merge(metrics::routes());
     openapi::serve_document(api)
         .fallback(|| async { ApiError::not_found("No such route") })
-        .layer(DefaultBodyLimit::max(body_limit))
+        .method_not_allowed_fallback(|| async {
+            ApiError::status(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed here")
+        })
+        .layer(middleware::from_fn(reject_undecodable_paths))
         .with_state(service)
+}
+
+/// Answers a path whose percent-escapes do not decode to UTF-8 with the Svix error shape,
+/// before the path extractors would answer it in plain text.
+async fn reject_undecodable_paths(req: Request, next: Next) -> Response {
+    let path = req.uri().path().as_bytes();
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (path[i], path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                decoded.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        return ApiError::bad_request("The path is not valid UTF-8 once decoded").into_response();
+    }
+    next.run(req).await
 }
 
 /// Resolves `Authorization: Bearer <token>` to a `Caller` in the request's extensions.

@@ -26,7 +26,10 @@ impl Service {
         before: Option<AlertId>,
         limit: usize,
     ) -> Result<AlertPage> {
-        let limit = limit.clamp(1, self.config.page_limit_max);
+        let limit = self.limit(&super::ListParams {
+            limit: Some(limit),
+            iterator: None,
+        })?;
         self.store
             .read(move |r| {
                 let mut alerts = Vec::new();

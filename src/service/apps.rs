@@ -179,7 +179,13 @@ impl Service {
                 self.store.write(move |w| w.update_app(&old, &new)).await?;
                 Ok((app, false))
             }
-            Err(ServiceError::NotFound(_)) if caller == Caller::Admin => {
+            // Unknown: an id names nothing to create; a uid names the application to create, so
+            // a second PUT to the same path updates it rather than making another.
+            Err(ServiceError::NotFound(what)) if caller == Caller::Admin => {
+                if AppId::parse(id_or_uid).is_some() {
+                    return Err(ServiceError::NotFound(what));
+                }
+                let input = AppInput { uid: input.uid.clone().or_else(|| Some(id_or_uid.to_string())), ..input };
                 self.create_app(caller, input, false).await
             }
             Err(e) => Err(e),

@@ -396,7 +396,13 @@ impl Service {
             })
             .await??;
         match existing {
-            None => Ok((self.create_endpoint(caller, app, input).await?, true)),
+            // Unknown: an id names nothing to create (it may be another application's); a uid
+            // names the endpoint to create, so a second PUT updates it.
+            None if EndpointId::parse(endpoint).is_some() => Err(ServiceError::NotFound("Endpoint")),
+            None => {
+                let input = EndpointInput { uid: input.uid.clone().or_else(|| Some(endpoint.to_string())), ..input };
+                Ok((self.create_endpoint(caller, app, input).await?, true))
+            }
             Some(old) => Ok((self.replace_endpoint(old, input).await?, false)),
         }
     }

@@ -401,6 +401,9 @@ pub const RECOVER_WINDOW_MAX_US: Micros = 14 * 86_400 * 1_000_000 + 300 * 1_000_
 /// may span at most `RECOVER_WINDOW_MAX_US` (Svix: 14 days).
 fn window_ids(since: Micros, until: Option<Micros>) -> Result<std::ops::RangeInclusive<u128>> {
     let until = until.unwrap_or_else(now_micros);
+    if since > until {
+        return Err(ServiceError::invalid("since", "must not be after until (or now)"));
+    }
     if until - since > RECOVER_WINDOW_MAX_US {
         return Err(ServiceError::invalid("since", "must be at most 14 days before until"));
     }
@@ -652,10 +655,11 @@ impl Service {
             })
             .await??;
         // A message has few destinations: page in memory, by endpoint id.
+        let bad_iterator = || ServiceError::invalid("iterator", "invalid iterator");
         let (after, before) = match params.iterator.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => match s.strip_prefix('-') {
-                Some(b) => (None, EndpointId::parse(b)),
-                None => (EndpointId::parse(s), None),
+                Some(b) => (None, Some(EndpointId::parse(b).ok_or_else(bad_iterator)?)),
+                None => (Some(EndpointId::parse(s).ok_or_else(bad_iterator)?), None),
             },
             None => (None, None),
         };

@@ -172,6 +172,7 @@ mod tests {
             writer_batch_max: 8,
             writer_queue_max: 8,
             metrics: Default::default(),
+            cache_bytes: 1 << 20,
         };
         let store = Store::open(&dir.path().join("live.redb"), &settings).unwrap();
         let db = store.database().unwrap();

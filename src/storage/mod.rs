@@ -107,6 +107,8 @@ pub struct StoreSettings {
     pub writer_queue_max: usize,
     /// Where the writer reports each batch's size and commit time.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -127,7 +129,7 @@ impl Store {
     /// Opens (or creates) the database file, creates missing tables, checks the layout
     /// version, and starts the writer thread.
     pub fn open(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        let db = open_file(path, settings.cache_bytes)?;
         init_tables(&db)?;
         let slot: writer::Slot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = mpsc::channel(settings.writer_queue_max);
@@ -135,6 +137,7 @@ impl Store {
         writer::spawn(
             slot.clone(),
             path.to_path_buf(),
+            settings.cache_bytes,
             rx,
             settings.writer_batch_max,
             stats.clone(),
@@ -234,6 +237,11 @@ impl Store {
     pub fn writer_stats(&self) -> &WriterStats {
         &self.stats
     }
+}
+
+/// Opens (or creates) a database file with a bounded page cache.
+pub(crate) fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    Ok(Database::builder().set_cache_size(cache_bytes).create(path)?)
 }
 
 fn init_tables(db: &Database) -> Result<(), StoreError> {

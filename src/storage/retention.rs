@@ -178,6 +178,7 @@ mod tests {
             writer_batch_max: 8,
             writer_queue_max: 8,
             metrics: Default::default(),
+            cache_bytes: 1 << 20,
         };
         let path = dir.path().join("r.redb");
         let store = Store::open(&path, &settings).unwrap();

@@ -86,6 +86,7 @@ const REOPEN_TRIES: usize = 25;
 pub(super) fn spawn(
     slot: Slot,
     path: std::path::PathBuf,
+    cache_bytes: usize,
     mut rx: mpsc::Receiver<Msg>,
     batch_max: usize,
     stats: Arc<WriterStats>,
@@ -115,7 +116,7 @@ pub(super) fn spawn(
                     continue;
                 }
                 if db.is_none() {
-                    db = reopen(&slot, &path);
+                    db = reopen(&slot, &path, cache_bytes);
                 }
                 let Some(current) = db.clone() else {
                     // Still not open (the disk may still be full): refuse, nothing was stored.
@@ -151,7 +152,7 @@ pub(super) fn spawn(
                     // Reopen now, not on the next write: readers (and the API's token checks)
                     // need the file too. Bounded, so a stop request is not kept waiting.
                     for _ in 0..REOPEN_TRIES {
-                        db = reopen(&slot, &path);
+                        db = reopen(&slot, &path, cache_bytes);
                         if db.is_some() {
                             break;
                         }
@@ -208,8 +209,8 @@ fn release(slot: &Slot) {
 }
 
 /// Opens the database file again and shares it with readers.
-fn reopen(slot: &Slot, path: &std::path::Path) -> Option<Arc<Database>> {
-    match Database::create(path) {
+fn reopen(slot: &Slot, path: &std::path::Path, cache_bytes: usize) -> Option<Arc<Database>> {
+    match super::open_file(path, cache_bytes) {
         Ok(db) => {
             let db = Arc::new(db);
             *slot.write().expect("not poisoned") = Some(db.clone());
