@@ -568,6 +568,7 @@ mod tests {
                 writer_batch_max: 64,
                 writer_queue_max: 64,
                 metrics: Default::default(),
+                cache_bytes: 1 << 20,
             },
         )
         .unwrap();
