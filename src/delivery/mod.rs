@@ -16,8 +16,9 @@ pub mod retry;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -33,6 +34,18 @@ const IDLE_RESCAN: Duration = Duration::from_millis(1_000);
 /// Queue entries one scan of a lane may pass over (busy endpoints, in flight) before it stops:
 /// bounds a scan's work however large the backlog.
 const SCAN_MAX: usize = 20_000;
+/// How far past the deliveries in flight and the room to fill a narrow scan looks. The queue
+/// is in due order, so the next deliveries of the endpoints being served are right behind
+/// those in flight; a wide scan (`SCAN_MAX`) is needed only to find other endpoints' deliveries
+/// behind a busy endpoint's backlog, and costs ~2 ms of CPU, too much to pay on every dispatch.
+const NARROW_SCAN_SLACK: usize = 256;
+/// How often a scan may be wide. While due deliveries wait behind busy endpoints, the scheduler
+/// also looks again this often, so the others are found within this time.
+const WIDE_SCAN_EVERY: Duration = Duration::from_millis(100);
+/// A finishing worker wakes the scheduler once 1/n of the deliveries in flight at the last
+/// dispatch have finished (at least one): a busy engine dispatches in batches instead of one
+/// scan per finished attempt; a quiet one still at once.
+const WAKE_BATCH_DIVISOR: usize = 8;
 /// How early a rate-limited delivery may go before its reserved slot.
 const SLOT_SLACK_MS: u64 = 2;
 
@@ -68,6 +81,25 @@ pub struct Engine {
     endpoints: Mutex<HashMap<EndpointId, EndpointState>>,
     permits: Arc<Semaphore>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Workers finished since the last dispatch, and how many wake the scheduler.
+    finished_since_dispatch: AtomicUsize,
+    wake_every: AtomicUsize,
+    /// When the last wide scan began (see `WIDE_SCAN_EVERY`).
+    last_wide_scan: Mutex<Option<Instant>>,
+}
+
+/// When the scheduler should look at the queue again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// At once: more is due and may start.
+    Now,
+    /// Nothing is due before this time (milliseconds since the epoch).
+    At(u64),
+    /// Due deliveries wait for permits or for their endpoints' workers: look again when
+    /// workers finish, or after `WIDE_SCAN_EVERY` at the latest.
+    Busy,
+    /// Nothing is queued.
+    Idle,
 }
 
 impl Engine {
@@ -88,6 +120,9 @@ impl Engine {
             endpoints: Mutex::new(HashMap::new()),
             permits,
             metrics,
+            finished_since_dispatch: AtomicUsize::new(0),
+            wake_every: AtomicUsize::new(1),
+            last_wide_scan: Mutex::new(None),
         })
     }
 
@@ -105,11 +140,12 @@ impl Engine {
             // Reap finished workers so the set stays as small as what is in flight.
             while workers.try_join_next().is_some() {}
             let sleep = match next_due {
-                Some(0) => continue,
-                Some(due) => {
+                Next::Now => continue,
+                Next::At(due) => {
                     Duration::from_millis(due.saturating_sub(now_millis())).min(IDLE_RESCAN)
                 }
-                None => IDLE_RESCAN,
+                Next::Busy => WIDE_SCAN_EVERY,
+                Next::Idle => IDLE_RESCAN,
             };
             tokio::select! {
                 biased;
@@ -132,14 +168,15 @@ impl Engine {
         }
     }
 
-    /// Starts workers for what is due now, as far as permits and endpoint caps allow. Answers
-    /// when to look again: `Some(0)` for at once (more is due), `Some(ms)` for the next due
-    /// time, `None` when nothing is queued.
-    async fn dispatch(self: &Arc<Self>, workers: &mut JoinSet<()>) -> Option<u64> {
+    /// Starts workers for what is due now, as far as permits and endpoint caps allow, and
+    /// answers when to look again.
+    async fn dispatch(self: &Arc<Self>, workers: &mut JoinSet<()>) -> Next {
+        self.finished_since_dispatch.store(0, Relaxed);
         let capacity = self.permits.available_permits();
         if capacity == 0 {
-            // Every worker is busy; a finishing worker wakes us.
-            return Some(now_millis() + IDLE_RESCAN.as_millis() as u64);
+            // Every worker is busy; finishing workers wake us.
+            self.set_wake_every();
+            return Next::Busy;
         }
         // Snapshot in-flight ids *before* the read transaction begins: a worker leaves the set
         // only after its commit, so anything absent from the snapshot is seen in its committed
@@ -154,6 +191,19 @@ impl Engine {
             .collect();
         let default_cap = self.config.endpoint_concurrency_max as u32;
         let now = now_millis();
+        let wide = {
+            let mut last = self.last_wide_scan.lock().expect("not poisoned");
+            let due = last.is_none_or(|at| at.elapsed() >= WIDE_SCAN_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        let scan_max = if wide {
+            SCAN_MAX
+        } else {
+            (skip.len() + 2 * capacity + NARROW_SCAN_SLACK).min(SCAN_MAX)
+        };
         let scan = self
             .store
             .read(move |r| {
@@ -161,10 +211,14 @@ impl Engine {
                 let mut taken: HashSet<DeliveryId> = HashSet::new();
                 let mut load: HashMap<EndpointId, u32> = HashMap::new();
                 let mut next: Option<u64> = None;
-                let mut note_next = |n: Option<u64>| {
-                    if let Some(n) = n {
-                        next = Some(next.map_or(n, |m: u64| m.min(n)));
-                    }
+                // A lane whose scan stopped at `scan_max` with due entries left behind.
+                let mut cut = false;
+                let mut note_next = |n: Option<u64>| match n {
+                    // `due_deliveries` answers `now` when it stopped at `scan_max`; a real next
+                    // due time is always later than `now`.
+                    Some(n) if n <= now => cut = true,
+                    Some(n) => next = Some(next.map_or(n, |m: u64| m.min(n))),
+                    None => {}
                 };
                 // A delivery may go unless it is in flight, already chosen, or its endpoint is
                 // at its concurrency cap.
@@ -190,20 +244,24 @@ impl Engine {
                     0
                 };
                 let shares = [capacity - 2 * reserve, capacity - reserve, capacity];
+                // Lanes whose first-pass scan stopped because their share was filled: only
+                // they can have more to give in the second pass.
+                let mut filled = [false; 3];
                 for pass in 0..2 {
-                    for (lane, share) in Priority::ALL.into_iter().zip(shares) {
+                    for (i, (lane, share)) in Priority::ALL.into_iter().zip(shares).enumerate() {
                         // Second pass: room the lower lanes left unused goes back to all lanes.
                         let room =
                             if pass == 0 { share } else { capacity }.saturating_sub(chosen.len());
-                        if room == 0 {
+                        if room == 0 || (pass == 1 && !filled[i]) {
                             continue;
                         }
                         let (due, n) =
-                            r.due_deliveries(lane, now, room, SCAN_MAX, &mut |id, ep| {
+                            r.due_deliveries(lane, now, room, scan_max, &mut |id, ep| {
                                 !admit(id, ep, &taken, &mut load)
                             })?;
                         if pass == 0 {
                             note_next(n);
+                            filled[i] = due.len() >= room;
                         }
                         for (id, ep) in due {
                             taken.insert(id);
@@ -211,14 +269,14 @@ impl Engine {
                         }
                     }
                 }
-                Ok((chosen, next))
+                Ok((chosen, next, cut))
             })
             .await;
-        let (chosen, next) = match scan {
+        let (chosen, next, cut) = match scan {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "queue scan failed");
-                return Some(now + IDLE_RESCAN.as_millis() as u64);
+                return Next::At(now + IDLE_RESCAN.as_millis() as u64);
             }
         };
         let full = chosen.len() >= capacity;
@@ -244,10 +302,37 @@ impl Engine {
                 engine.in_flight.lock().expect("not poisoned").remove(&id);
                 engine.finished(endpoint);
                 drop(permit);
-                engine.waker.wake();
+                engine.worker_done();
             });
         }
-        if full { Some(0) } else { next }
+        self.set_wake_every();
+        if full {
+            Next::Now
+        } else if cut {
+            // Due deliveries were left unread behind busy endpoints: do not spin on them;
+            // finishing workers, new messages or the next wide scan bring them.
+            Next::Busy
+        } else {
+            next.map_or(Next::Idle, Next::At)
+        }
+    }
+
+    /// How many finishing workers wake the scheduler, from what is in flight now.
+    fn set_wake_every(&self) {
+        let in_flight = self
+            .config
+            .deliveries_in_flight_max
+            .saturating_sub(self.permits.available_permits());
+        self.wake_every
+            .store((in_flight / WAKE_BATCH_DIVISOR).max(1), Relaxed);
+    }
+
+    /// A worker is done: wake the scheduler when enough are (see `WAKE_BATCH_DIVISOR`).
+    fn worker_done(&self) {
+        let finished = self.finished_since_dispatch.fetch_add(1, Relaxed) + 1;
+        if finished >= self.wake_every.load(Relaxed) {
+            self.waker.wake();
+        }
     }
 
     /// Bookkeeping when a worker is done with an endpoint's delivery.
