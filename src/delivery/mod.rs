@@ -202,7 +202,7 @@ impl Engine {
         let scan_max = if wide {
             SCAN_MAX
         } else {
-            (skip.len() + 2 * capacity + NARROW_SCAN_SLACK).min(SCAN_MAX)
+            (skip.len() + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX)
         };
         let scan = self
             .store
@@ -220,23 +220,31 @@ impl Engine {
                     Some(n) => next = Some(next.map_or(n, |m: u64| m.min(n))),
                     None => {}
                 };
-                // A delivery may go unless it is in flight, already chosen, or its endpoint is
-                // at its concurrency cap.
-                let admit = |id: DeliveryId,
-                             ep: EndpointId,
-                             taken: &HashSet<DeliveryId>,
-                             load: &mut HashMap<EndpointId, u32>| {
-                    if skip.contains(&id) || taken.contains(&id) {
-                        return false;
-                    }
-                    let (running, cap) = busy.get(&ep).copied().unwrap_or((0, default_cap));
-                    let planned = load.entry(ep).or_insert(running);
-                    if *planned >= cap.max(1) {
-                        return false;
-                    }
-                    *planned += 1;
-                    true
-                };
+                // A delivery may go unless its endpoint is at its concurrency cap, or it is in
+                // flight or already chosen. Caps only fill up during a scan, so the last endpoint
+                // found full stays full: consecutive entries of a busy endpoint (a backlog) are
+                // refused without a lookup.
+                let mut full_endpoint: Option<EndpointId> = None;
+                let mut admit =
+                    |id: DeliveryId,
+                     ep: EndpointId,
+                     taken: &HashSet<DeliveryId>,
+                     load: &mut HashMap<EndpointId, u32>| {
+                        if full_endpoint == Some(ep) {
+                            return false;
+                        }
+                        if skip.contains(&id) || taken.contains(&id) {
+                            return false;
+                        }
+                        let (running, cap) = busy.get(&ep).copied().unwrap_or((0, default_cap));
+                        let planned = load.entry(ep).or_insert(running);
+                        if *planned >= cap.max(1) {
+                            full_endpoint = Some(ep);
+                            return false;
+                        }
+                        *planned += 1;
+                        true
+                    };
                 // Lower lanes keep a share of every round so they never starve.
                 let reserve = if capacity >= 3 {
                     (capacity / 8).max(1)
@@ -269,7 +277,13 @@ impl Engine {
                         }
                     }
                 }
-                Ok((chosen, next, cut))
+                // What each attempt needs, read in this same transaction. A delivery that does
+                // not read is left queued and logged; it must not stop the others.
+                let loaded: Vec<_> = chosen
+                    .into_iter()
+                    .map(|(id, ep)| (id, ep, worker::load(r, id)))
+                    .collect();
+                Ok((loaded, next, cut))
             })
             .await;
         let (chosen, next, cut) = match scan {
@@ -280,7 +294,15 @@ impl Engine {
             }
         };
         let full = chosen.len() >= capacity;
-        for (id, endpoint) in chosen {
+        for (id, endpoint, work) in chosen {
+            let work = match work {
+                Ok(Some(work)) => work,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(delivery = %id, error = %e, "delivery could not be read");
+                    continue;
+                }
+            };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
             };
@@ -297,7 +319,7 @@ impl Engine {
             let engine = self.clone();
             self.metrics.in_flight_change(1);
             workers.spawn(async move {
-                worker::attempt(&engine, id).await;
+                worker::attempt(&engine, id, work).await;
                 engine.metrics.in_flight_change(-1);
                 engine.in_flight.lock().expect("not poisoned").remove(&id);
                 engine.finished(endpoint);
@@ -351,8 +373,15 @@ impl Engine {
     /// Records an endpoint's concurrency cap as read by a worker; answers whether the
     /// endpoint is over it (the scheduler dispatched before it knew the cap).
     fn note_cap(&self, endpoint: EndpointId, cap: Option<u32>) -> bool {
-        let cap = cap.unwrap_or(self.config.endpoint_concurrency_max as u32).max(1);
-        match self.endpoints.lock().expect("not poisoned").get_mut(&endpoint) {
+        let cap = cap
+            .unwrap_or(self.config.endpoint_concurrency_max as u32)
+            .max(1);
+        match self
+            .endpoints
+            .lock()
+            .expect("not poisoned")
+            .get_mut(&endpoint)
+        {
             Some(s) => {
                 s.cap = cap;
                 s.in_flight > cap

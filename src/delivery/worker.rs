@@ -12,8 +12,8 @@ use crate::storage::{AttemptOutcome, Read, StoreError};
 /// again.
 const OVER_CAP_RETRY_MS: u64 = 20;
 
-/// Everything an attempt needs, read in one transaction.
-struct Work {
+/// Everything an attempt needs, read in the scheduler's scan transaction (see `load`).
+pub(super) struct Work {
     delivery: Delivery,
     message: Message,
     endpoint: Option<Endpoint>,
@@ -21,53 +21,50 @@ struct Work {
     shaping: Option<(Trigger, App)>,
 }
 
-pub(super) async fn attempt(engine: &Engine, id: DeliveryId) {
-    if let Err(e) = try_attempt(engine, id).await {
+/// Reads what an attempt of `id` needs, or `None` when there is nothing to attempt (the
+/// delivery is gone, no longer pending, or parked; its message is gone). The scheduler calls
+/// it inside the transaction that chose the delivery, which spares each attempt a read of its
+/// own (a hop to a blocking thread and back).
+pub(super) fn load(r: &impl Read, id: DeliveryId) -> Result<Option<Work>, StoreError> {
+    let Some(delivery) = r.delivery(id)? else {
+        return Ok(None);
+    };
+    if delivery.state != DeliveryState::Pending || delivery.due_ms.is_none() {
+        return Ok(None);
+    }
+    let Some(message) = r.message(delivery.app_id, delivery.msg_id)? else {
+        return Ok(None);
+    };
+    let endpoint = r.endpoint(delivery.endpoint_id)?;
+    let shaping = match delivery.trigger_id {
+        Some(t) => match (r.trigger(delivery.app_id, t)?, r.app(delivery.app_id)?) {
+            (Some(trigger), Some(app)) if trigger.template.is_some() => Some((trigger, app)),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(Some(Work {
+        delivery,
+        message,
+        endpoint,
+        shaping,
+    }))
+}
+
+pub(super) async fn attempt(engine: &Engine, id: DeliveryId, work: Work) {
+    if let Err(e) = try_attempt(engine, id, work).await {
         // The delivery stays queued; the scheduler will pick it up again.
         tracing::error!(delivery = %id, error = %e, "attempt could not be recorded");
     }
 }
 
-async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> {
-    let work = engine
-        .store
-        .read(move |r| {
-            let Some(delivery) = r.delivery(id)? else {
-                return Ok(None);
-            };
-            if delivery.state != DeliveryState::Pending || delivery.due_ms.is_none() {
-                return Ok(None);
-            }
-            let Some(message) = r.message(delivery.app_id, delivery.msg_id)? else {
-                return Ok(None);
-            };
-            let endpoint = r.endpoint(delivery.endpoint_id)?;
-            let shaping = match delivery.trigger_id {
-                Some(t) => match (r.trigger(delivery.app_id, t)?, r.app(delivery.app_id)?) {
-                    (Some(trigger), Some(app)) if trigger.template.is_some() => {
-                        Some((trigger, app))
-                    }
-                    _ => None,
-                },
-                None => None,
-            };
-            Ok(Some(Work {
-                delivery,
-                message,
-                endpoint,
-                shaping,
-            }))
-        })
-        .await?;
-    let Some(Work {
+async fn try_attempt(engine: &Engine, id: DeliveryId, work: Work) -> Result<(), StoreError> {
+    let Work {
         delivery,
         message,
         endpoint,
         shaping,
-    }) = work
-    else {
-        return Ok(());
-    };
+    } = work;
     let Some(endpoint) = endpoint else {
         // The endpoint was deleted: the delivery has nowhere to go.
         return engine.store.write(move |w| w.cancel_delivery(id)).await;
@@ -75,7 +72,10 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> 
     if engine.note_cap(endpoint.id, endpoint.options.concurrency_max) {
         // Dispatched before its cap was known, and over it: try again in a moment, unattempted.
         let later = now_millis() + OVER_CAP_RETRY_MS;
-        return engine.store.write(move |w| w.defer_delivery(id, later, false)).await;
+        return engine
+            .store
+            .write(move |w| w.defer_delivery(id, later, false))
+            .await;
     }
     if !endpoint.ready() {
         // Disabled or unverified: wait, unattempted, until it is enabled or verified.
@@ -134,7 +134,9 @@ async fn try_attempt(engine: &Engine, id: DeliveryId) -> Result<(), StoreError> 
     );
     match &outcome {
         AttemptOutcome::Succeeded => engine.metrics.delivery_finished("succeeded"),
-        AttemptOutcome::Exhausted(_) | AttemptOutcome::Abandoned => engine.metrics.delivery_finished("failed"),
+        AttemptOutcome::Exhausted(_) | AttemptOutcome::Abandoned => {
+            engine.metrics.delivery_finished("failed")
+        }
         AttemptOutcome::RetryAt(_) => {}
     }
     let succeeded = attempt.succeeded();
