@@ -368,7 +368,7 @@ fn activity_chart(activity: &[(u64, u64)]) -> Svg {
             }
         })
         .collect();
-    bars_chart(&bars, 640, 90, "Attempts per hour, last 24 hours")
+    bars_chart(&bars, 640, 110, "Attempts per hour, last 24 hours")
 }
 
 fn status_badge(s: MessageStatus) -> Badge {
