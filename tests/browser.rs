@@ -71,10 +71,10 @@ async fn browser() -> (Driver, Client) {
     let http = reqwest::Client::new();
     let start = Instant::now();
     loop {
-        if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await {
-            if r.status().is_success() {
-                break;
-            }
+        if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await
+            && r.status().is_success()
+        {
+            break;
         }
         assert!(start.elapsed() < WAIT, "chromedriver did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -43,24 +43,24 @@ pub async fn alert_rows(
     let mut urls: HashMap<EndpointId, Option<String>> = HashMap::new();
     let mut rows = Vec::with_capacity(alerts.len());
     for a in alerts {
-        if !names.contains_key(&a.app_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(a.app_id) {
             let name = state
                 .service
                 .get_app(caller, &a.app_id.to_string())
                 .await
                 .ok()
                 .map(|app| app.name);
-            names.insert(a.app_id, name);
+            e.insert(name);
         }
         let name = names[&a.app_id].clone();
-        if !urls.contains_key(&a.endpoint_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = urls.entry(a.endpoint_id) {
             let url = state
                 .service
                 .get_endpoint(caller, &a.app_id.to_string(), &a.endpoint_id.to_string())
                 .await
                 .ok()
                 .map(|ep| ep.url);
-            urls.insert(a.endpoint_id, url);
+            e.insert(url);
         }
         let endpoint_url = urls[&a.endpoint_id].clone().unwrap_or_default();
         let app_href = match name {

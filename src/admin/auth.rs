@@ -89,10 +89,7 @@ async fn login_form(
         error: String::new(),
         no_users: !state.service.has_users().await?,
     };
-    Ok(with_cookies(
-        render_status(StatusCode::OK, page)?,
-        cookie.into_iter(),
-    ))
+    Ok(with_cookies(render_status(StatusCode::OK, page)?, cookie))
 }
 
 async fn read_form(body: axum::body::Body) -> Result<FormData, AdminError> {
@@ -215,10 +212,7 @@ async fn setup_form(
         username: String::new(),
         errors: Errors::default(),
     };
-    Ok(with_cookies(
-        render_status(StatusCode::OK, page)?,
-        cookie.into_iter(),
-    ))
+    Ok(with_cookies(render_status(StatusCode::OK, page)?, cookie))
 }
 
 fn setup_gone() -> AdminError {

@@ -69,7 +69,7 @@ pub fn bars(bars: &[Bar], width: u32, height: u32, label: &str) -> Svg {
         (0.5, short(ceiling / 2)),
         (1.0, short(ceiling)),
     ] {
-        if frac == 0.5 && ceiling % 2 != 0 {
+        if frac == 0.5 && !ceiling.is_multiple_of(2) {
             continue;
         }
         let y = top + plot_h * (1.0 - frac);

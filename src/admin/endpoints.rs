@@ -224,7 +224,7 @@ async fn show_page(
         value: crate::service::MASK.to_string(),
         sensitive: true,
     }));
-    headers.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    headers.sort_by_key(|h| h.name.to_lowercase());
     let catalog: Vec<String> = match &ep.event_types {
         Some(list) => list.clone(),
         None => service
@@ -360,7 +360,7 @@ fn activity_chart(activity: &[(u64, u64)]) -> Svg {
                     label(hour),
                     label(hour + 1)
                 ),
-                tick: if i % 6 == 0 || i == last {
+                tick: if i.is_multiple_of(6) || i == last {
                     label(hour)
                 } else {
                     String::new()

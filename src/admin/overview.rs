@@ -133,7 +133,7 @@ async fn overview(
     };
     let last = o.hours.len().saturating_sub(1);
     let tick = |i: usize, hour: u64| {
-        if i % 3 == 0 || i == last {
+        if i.is_multiple_of(3) || i == last {
             hour_label(hour)
         } else {
             String::new()

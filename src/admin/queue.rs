@@ -114,12 +114,11 @@ async fn queue(
         }
         t
     };
-    if since.is_none() {
-        if let Some((_, _, secs)) = WINDOWS.iter().find(|(k, _, _)| *k == window) {
-            if *secs > 0 {
-                since = Some(now - secs * 1_000_000);
-            }
-        }
+    if since.is_none()
+        && let Some((_, _, secs)) = WINDOWS.iter().find(|(k, _, _)| *k == window)
+        && *secs > 0
+    {
+        since = Some(now - secs * 1_000_000);
     }
     let cursor = match (
         MessageId::parse(q(&query, "before")),

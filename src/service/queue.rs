@@ -307,13 +307,15 @@ impl Service {
                 let mut items = Vec::with_capacity(page.rows.len());
                 for row in page.rows {
                     let app_id = row.message.app_id;
-                    if !apps.contains_key(&app_id) {
-                        apps.insert(app_id, r.app(app_id)?);
+                    if let std::collections::hash_map::Entry::Vacant(e) = apps.entry(app_id) {
+                        e.insert(r.app(app_id)?);
                     }
                     let endpoint = match &row.delivery {
                         Some(d) => {
-                            if !endpoints.contains_key(&d.endpoint_id) {
-                                endpoints.insert(d.endpoint_id, r.endpoint(d.endpoint_id)?);
+                            if let std::collections::hash_map::Entry::Vacant(e) =
+                                endpoints.entry(d.endpoint_id)
+                            {
+                                e.insert(r.endpoint(d.endpoint_id)?);
                             }
                             endpoints[&d.endpoint_id].clone()
                         }

@@ -173,10 +173,10 @@ impl Service {
                 if s.expires_at <= now {
                     return Ok(None);
                 }
-                if let SessionOwner::User(name) = &s.owner {
-                    if r.user(name)?.is_none() {
-                        return Ok(None);
-                    }
+                if let SessionOwner::User(name) = &s.owner
+                    && r.user(name)?.is_none()
+                {
+                    return Ok(None);
                 }
                 Ok(Some(s))
             })

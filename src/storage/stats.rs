@@ -544,14 +544,12 @@ impl Reader {
                  -> Result<bool, StoreError> {
                     let msg = k.value().1;
                     let mut found = Vec::new();
-                    if let Some(d) = load_delivery(msg, v.value())? {
-                        if q.app.is_none_or(|a| a == d.app_id) {
-                            if let Some(m) = load_message(d.app_id.0, msg)? {
-                                if keep_message(&m) {
-                                    found.push((m, Some(d)));
-                                }
-                            }
-                        }
+                    if let Some(d) = load_delivery(msg, v.value())?
+                        && q.app.is_none_or(|a| a == d.app_id)
+                        && let Some(m) = load_message(d.app_id.0, msg)?
+                        && keep_message(&m)
+                    {
+                        found.push((m, Some(d)));
                     }
                     Ok(visit(msg, found, &mut rows))
                 }
@@ -566,12 +564,12 @@ impl Reader {
                     ns.sort_unstable();
                     let mut found = Vec::new();
                     for n in ns {
-                        if let Some(d) = load_delivery(msg, n)? {
-                            if q.app.is_none_or(|a| a == d.app_id) {
-                                if let Some(m) = load_message(d.app_id.0, msg)? {
-                                    found.push((m, Some(d)));
-                                }
-                            }
+                        if let Some(d) = load_delivery(msg, n)?
+                            && q.app.is_none_or(|a| a == d.app_id)
+                            && let Some(m) = load_message(d.app_id.0, msg)?
+                            && keep_message(&m)
+                        {
+                            found.push((m, Some(d)));
                         }
                     }
                     Ok(visit(msg, found, rows))
@@ -589,20 +587,18 @@ impl Reader {
                 match &mut pending {
                     Some((m, ns)) if *m == msg => ns.push(n),
                     _ => {
-                        if let Some(group) = pending.replace((msg, vec![n])) {
-                            if flush(group, &mut rows)? {
-                                stop = true;
-                                return Ok(true);
-                            }
+                        if let Some(group) = pending.replace((msg, vec![n]))
+                            && flush(group, &mut rows)?
+                        {
+                            stop = true;
+                            return Ok(true);
                         }
                     }
                 }
                 Ok(false)
             });
-            if !stop {
-                if let Some(group) = pending.take() {
-                    flush(group, &mut rows)?;
-                }
+            if !stop && let Some(group) = pending.take() {
+                flush(group, &mut rows)?;
             }
         } else if let Some(app) = q.app {
             walk!(messages.range((app.0, from)..=(app.0, to))?, |(k, v): (
