@@ -49,7 +49,7 @@ fn nice_ceiling(max: u64) -> u64 {
 
 /// A stacked bar chart `width` x `height` (viewBox units) with a labelled y axis.
 pub fn bars(bars: &[Bar], width: u32, height: u32, label: &str) -> Svg {
-    let (left, bottom, top) = (34.0, 18.0, 6.0);
+    let (left, bottom, top) = (34.0, 18.0, 12.0);
     let plot_w = width as f64 - left - 4.0;
     let plot_h = height as f64 - bottom - top;
     let max = bars
@@ -107,10 +107,15 @@ pub fn bars(bars: &[Bar], width: u32, height: u32, label: &str) -> Svg {
         }
         svg.push_str("</g>");
         if !bar.tick.is_empty() {
+            // The last label ends at the chart's edge rather than running past it.
+            let (tx, anchor) = if i + 1 == bars.len() {
+                (x + slot, "end")
+            } else {
+                (x + slot / 2.0, "middle")
+            };
             let _ = write!(
                 svg,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-                x + slot / 2.0,
+                r#"<text x="{tx:.1}" y="{}" text-anchor="{anchor}">{}</text>"#,
                 height as f64 - 4.0,
                 esc(&bar.tick)
             );

@@ -360,7 +360,7 @@ fn activity_chart(activity: &[(u64, u64)]) -> Svg {
                     label(hour),
                     label(hour + 1)
                 ),
-                tick: if i.is_multiple_of(6) || i == last {
+                tick: if (last - i).is_multiple_of(6) {
                     label(hour)
                 } else {
                     String::new()

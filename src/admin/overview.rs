@@ -133,7 +133,8 @@ async fn overview(
     };
     let last = o.hours.len().saturating_sub(1);
     let tick = |i: usize, hour: u64| {
-        if i.is_multiple_of(3) || i == last {
+        // Every third hour, counted back from the current one, so the last bar has its label.
+        if (last - i).is_multiple_of(3) {
             hour_label(hour)
         } else {
             String::new()
