@@ -42,9 +42,9 @@ const NARROW_SCAN_SLACK: usize = 256;
 /// How often a scan may be wide. While due deliveries wait behind busy endpoints, the scheduler
 /// also looks again this often, so the others are found within this time.
 const WIDE_SCAN_EVERY: Duration = Duration::from_millis(100);
-/// A finishing worker wakes the scheduler once 1/n of the deliveries in flight at the last
-/// dispatch have finished (at least one): a busy engine dispatches in batches instead of one
-/// scan per finished attempt; a quiet one still at once.
+/// Workers wake the scheduler when they free capacity (an endpoint slot, a permit) once 1/n of
+/// the deliveries in flight at the last dispatch have done so (at least one): a busy engine
+/// dispatches in batches instead of one scan per finished attempt; a quiet one still at once.
 const WAKE_BATCH_DIVISOR: usize = 8;
 /// How early a rate-limited delivery may go before its reserved slot.
 const SLOT_SLACK_MS: u64 = 2;
@@ -86,6 +86,32 @@ pub struct Engine {
     wake_every: AtomicUsize,
     /// When the last wide scan began (see `WIDE_SCAN_EVERY`).
     last_wide_scan: Mutex<Option<Instant>>,
+}
+
+/// A worker's share of its endpoint's concurrency cap. It is given back as soon as the receiver
+/// has answered (`release`), before the attempt is committed: the cap bounds the requests a
+/// receiver sees at once, and holding it through the commit (a batch's fsync) would leave the
+/// receiver's slots idle for most of every attempt. The delivery itself stays in flight, and
+/// its global permit held, until the commit.
+pub(super) struct EndpointSlot<'a> {
+    engine: &'a Engine,
+    endpoint: EndpointId,
+    held: bool,
+}
+
+impl EndpointSlot<'_> {
+    pub(super) fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.engine.finished(self.endpoint);
+            self.engine.worker_done();
+        }
+    }
+}
+
+impl Drop for EndpointSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// When the scheduler should look at the queue again.
@@ -319,10 +345,17 @@ impl Engine {
             let engine = self.clone();
             self.metrics.in_flight_change(1);
             workers.spawn(async move {
-                worker::attempt(&engine, id, work).await;
+                {
+                    let mut slot = EndpointSlot {
+                        engine: &engine,
+                        endpoint,
+                        held: true,
+                    };
+                    worker::attempt(&engine, id, work, &mut slot).await;
+                }
                 engine.metrics.in_flight_change(-1);
+                // Only now, after the attempt is committed, may the delivery be seen again.
                 engine.in_flight.lock().expect("not poisoned").remove(&id);
-                engine.finished(endpoint);
                 drop(permit);
                 engine.worker_done();
             });
@@ -349,7 +382,7 @@ impl Engine {
             .store((in_flight / WAKE_BATCH_DIVISOR).max(1), Relaxed);
     }
 
-    /// A worker is done: wake the scheduler when enough are (see `WAKE_BATCH_DIVISOR`).
+    /// A worker freed capacity: wake the scheduler when enough did (see `WAKE_BATCH_DIVISOR`).
     fn worker_done(&self) {
         let finished = self.finished_since_dispatch.fetch_add(1, Relaxed) + 1;
         if finished >= self.wake_every.load(Relaxed) {
@@ -357,7 +390,7 @@ impl Engine {
         }
     }
 
-    /// Bookkeeping when a worker is done with an endpoint's delivery.
+    /// Bookkeeping when a worker gives back its endpoint's slot.
     fn finished(&self, endpoint: EndpointId) {
         let mut states = self.endpoints.lock().expect("not poisoned");
         if let Some(s) = states.get_mut(&endpoint) {

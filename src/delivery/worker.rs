@@ -1,9 +1,9 @@
 //! One attempt of one delivery: load, check the endpoint, build the body, sign, send, decide,
 //! record.
 
-use super::Engine;
 use super::client::Sent;
 use super::retry;
+use super::{EndpointSlot, Engine};
 use crate::model::*;
 use crate::routing::template;
 use crate::storage::{AttemptOutcome, Read, StoreError};
@@ -51,14 +51,24 @@ pub(super) fn load(r: &impl Read, id: DeliveryId) -> Result<Option<Work>, StoreE
     }))
 }
 
-pub(super) async fn attempt(engine: &Engine, id: DeliveryId, work: Work) {
-    if let Err(e) = try_attempt(engine, id, work).await {
+pub(super) async fn attempt(
+    engine: &Engine,
+    id: DeliveryId,
+    work: Work,
+    slot: &mut EndpointSlot<'_>,
+) {
+    if let Err(e) = try_attempt(engine, id, work, slot).await {
         // The delivery stays queued; the scheduler will pick it up again.
         tracing::error!(delivery = %id, error = %e, "attempt could not be recorded");
     }
 }
 
-async fn try_attempt(engine: &Engine, id: DeliveryId, work: Work) -> Result<(), StoreError> {
+async fn try_attempt(
+    engine: &Engine,
+    id: DeliveryId,
+    work: Work,
+    slot: &mut EndpointSlot<'_>,
+) -> Result<(), StoreError> {
     let Work {
         delivery,
         message,
@@ -106,6 +116,9 @@ async fn try_attempt(engine: &Engine, id: DeliveryId, work: Work) -> Result<(), 
             retry_after: None,
         },
     };
+    // The receiver is done with this request: its slot may serve the next delivery while this
+    // attempt waits for its commit.
+    slot.release();
 
     let attempt = Attempt {
         id: AttemptId(0), // assigned by the writer, in commit order
