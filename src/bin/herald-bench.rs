@@ -76,6 +76,7 @@ const MESSAGES_MAX: usize = 50_000_000;
 /// Smallest payload: the numbered head and the tail of the JSON object take 53 bytes.
 const PAYLOAD_BYTES_MIN: usize = 64;
 const RUNS_MAX: usize = 20;
+const THREADS_MAX: usize = 64;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -134,6 +135,11 @@ struct Args {
     /// Keep the temporary databases and logs.
     #[arg(long)]
     keep: bool,
+    /// Threads of this tool (client and receiver). One by default: on a small machine every
+    /// thread of the tool takes CPU from the server under test, and one suffices for the
+    /// default load.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -156,9 +162,16 @@ impl Scenario {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     check_args(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
     runtime.block_on(run(args))
 }
 
@@ -182,6 +195,9 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
     }
     if (args.rate as u64).saturating_mul(args.duration_secs) > MESSAGES_MAX as u64 {
         bail!("--rate x --duration-secs must be at most {MESSAGES_MAX}");
+    }
+    if !(1..=THREADS_MAX).contains(&args.threads) {
+        bail!("--threads must be 1..={THREADS_MAX}");
     }
     if !(1..=RUNS_MAX).contains(&args.runs) {
         bail!("--runs must be 1..={RUNS_MAX}");
@@ -1658,13 +1674,14 @@ fn describe_setup(args: &Args) -> String {
         None => format!("server {} (started per run)", args.herald_bin.display()),
     };
     format!(
-        "{server}; burst {} msgs x {} connections; rate {}/s x {} s; backlog {} msgs; payload {} B",
+        "{server}; burst {} msgs x {} connections; rate {}/s x {} s; backlog {} msgs; payload {} B; {} bench thread(s)",
         args.messages,
         args.connections,
         args.rate,
         args.duration_secs,
         args.backlog_messages,
-        args.payload_bytes
+        args.payload_bytes,
+        args.threads
     )
 }
 
