@@ -533,12 +533,13 @@ async fn disabling_pauses_enabling_resumes_and_deleting_cancels() {
     );
     // Replay-missing brings the message sent while disabled, and only it.
     let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    // Counted before the call: the replayed delivery may arrive before the 202 is read.
+    let count = receiver.count();
     let (st, task) = s
         .post("/app/a/endpoint/e/replay-missing", json!({"since": since}))
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{task}");
     assert_eq!(task["task"], "endpoint.replay");
-    let count = receiver.count();
     let got = receiver.wait_for(count + 1, WAIT).await;
     assert_eq!(got.last().unwrap().json(), json!({"n": 2}));
     s.post("/app/a/endpoint/e/replay-missing", json!({"since": since}))
@@ -555,8 +556,8 @@ async fn disabling_pauses_enabling_resumes_and_deleting_cancels() {
         then: 500,
         ..Default::default()
     });
-    s.send("a", "a.b", json!({"n": 3})).await;
     let c = receiver.count();
+    s.send("a", "a.b", json!({"n": 3})).await;
     receiver.wait_for(c + 1, WAIT).await;
     assert_eq!(
         s.delete("/app/a/endpoint/e").await.0,
