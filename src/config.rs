@@ -278,9 +278,16 @@ impl Config {
         }
         if self.operational_webhook_url.is_some() {
             match &self.operational_webhook_secret {
-                None => return Err(ConfigError::Invalid("operational_webhook_url needs operational_webhook_secret".into())),
+                None => {
+                    return Err(ConfigError::Invalid(
+                        "operational_webhook_url needs operational_webhook_secret".into(),
+                    ));
+                }
                 Some(s) if crate::signing::parse_secret(&s.0).is_err() => {
-                    return Err(ConfigError::Invalid("operational_webhook_secret must be whsec_ and base64 of 24 to 75 bytes".into()));
+                    return Err(ConfigError::Invalid(
+                        "operational_webhook_secret must be whsec_ and base64 of 24 to 75 bytes"
+                            .into(),
+                    ));
                 }
                 Some(_) => {}
             }

@@ -82,7 +82,13 @@ impl Herald {
             outbound.clone(),
             metrics.clone(),
         );
-        let engine = Engine::new(store.clone(), config.clone(), waker, outbound.clone(), metrics);
+        let engine = Engine::new(
+            store.clone(),
+            config.clone(),
+            waker,
+            outbound.clone(),
+            metrics,
+        );
         Ok(Herald {
             service,
             engine,
@@ -125,7 +131,12 @@ impl Herald {
     {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(self.engine.clone().run(stopped(stop_rx.clone())));
-        let upkeep = ops::spawn(self.store.clone(), self.config.clone(), self.outbound.clone(), stop_rx);
+        let upkeep = ops::spawn(
+            self.store.clone(),
+            self.config.clone(),
+            self.outbound.clone(),
+            stop_rx,
+        );
         // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.
         let app = tower::Layer::layer(
             &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),

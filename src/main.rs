@@ -223,13 +223,21 @@ async fn log_dashboard(herald: &Herald, base: &str) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| base.to_string());
     let public = public.trim_end_matches('/');
-    match herald.service().setup_link(Some(base.split("://").nth(1).unwrap_or(base))).await? {
+    match herald
+        .service()
+        .setup_link(Some(base.split("://").nth(1).unwrap_or(base)))
+        .await?
+    {
         Some(link) => {
-            tracing::info!("dashboard at {public}/ has no user yet: open this one-time link to create the first one (valid 24 h): {link}");
+            tracing::info!(
+                "dashboard at {public}/ has no user yet: open this one-time link to create the first one (valid 24 h): {link}"
+            );
             tracing::info!("or stop the server and run: herald user add USERNAME");
         }
         None => {
-            tracing::info!("dashboard at {public}/ (log in with a user made by `herald user add USERNAME`)");
+            tracing::info!(
+                "dashboard at {public}/ (log in with a user made by `herald user add USERNAME`)"
+            );
         }
     }
     Ok(())

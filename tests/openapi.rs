@@ -102,7 +102,12 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// Routes that answer without a token.
-const PUBLIC: &[&str] = &["/api/v1/health", "/api/v1/health/ping", "/api/openapi.json", "/metrics"];
+const PUBLIC: &[&str] = &[
+    "/api/v1/health",
+    "/api/v1/health/ping",
+    "/api/openapi.json",
+    "/metrics",
+];
 
 /// The query parameters Herald reads on each route that has any, and the JSON type of each.
 const QUERY: &[(&str, &str, &[&str])] = &[
@@ -588,7 +593,12 @@ async fn bodies_have_the_svix_field_names() {
             .unwrap_or_default();
         for part in schema["allOf"].as_array().into_iter().flatten() {
             let part = resolve(&doc, part);
-            out.extend(part["properties"].as_object().into_iter().flat_map(|p| p.keys().cloned()));
+            out.extend(
+                part["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|p| p.keys().cloned()),
+            );
         }
         out
     };

@@ -763,27 +763,40 @@ async fn a_concurrency_limit_caps_attempts_in_flight_against_one_endpoint() {
     }
     let gauge = Gauge::default();
     let app = axum::Router::new()
-        .fallback(|axum::extract::State(g): axum::extract::State<Gauge>| async move {
-            let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
-            g.max.fetch_max(n, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            g.now.fetch_sub(1, Ordering::SeqCst);
-            g.done.fetch_add(1, Ordering::SeqCst);
-            "ok"
-        })
+        .fallback(
+            |axum::extract::State(g): axum::extract::State<Gauge>| async move {
+                let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+                g.max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                g.now.fetch_sub(1, Ordering::SeqCst);
+                g.done.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            },
+        )
         .with_state(gauge.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let s = start_server().await;
-    s.post("/event-type", json!({"name": "a.b", "description": ""})).await;
+    s.post("/event-type", json!({"name": "a.b", "description": ""}))
+        .await;
     s.post("/app", json!({"name": "A", "uid": "a"})).await;
-    let (st, ep) = s.post("/app/a/endpoint", json!({"url": url, "concurrencyLimit": 2})).await;
+    let (st, ep) = s
+        .post(
+            "/app/a/endpoint",
+            json!({"url": url, "concurrencyLimit": 2}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{ep}");
     assert_eq!(ep["concurrencyLimit"], 2);
     // A burst, so the first dispatch sees many deliveries before the cap is known.
-    let sends = (0..10).map(|i| s.post("/app/a/msg", json!({"eventType": "a.b", "payload": {"i": i}})));
+    let sends = (0..10).map(|i| {
+        s.post(
+            "/app/a/msg",
+            json!({"eventType": "a.b", "payload": {"i": i}}),
+        )
+    });
     for (st, _) in futures::future::join_all(sends).await {
         assert_eq!(st, StatusCode::ACCEPTED);
     }

@@ -127,7 +127,10 @@ pub struct BasicAuthIn {
 
 impl From<BasicAuthIn> for BasicAuth {
     fn from(b: BasicAuthIn) -> Self {
-        BasicAuth { username: b.username, password: b.password }
+        BasicAuth {
+            username: b.username,
+            password: b.password,
+        }
     }
 }
 
@@ -142,7 +145,10 @@ pub struct ClientCertificateIn {
 
 impl From<ClientCertificateIn> for ClientCert {
     fn from(c: ClientCertificateIn) -> Self {
-        ClientCert { cert_pem: c.certificate, key_pem: c.private_key }
+        ClientCert {
+            cert_pem: c.certificate,
+            key_pem: c.private_key,
+        }
     }
 }
 
@@ -968,7 +974,11 @@ async fn verify(
     Path((app, endpoint)): Path<(String, String)>,
     Body(b): Body<VerifyIn>,
 ) -> Result<Json<EndpointOut>, ApiError> {
-    Ok(Json(s.verify_endpoint(caller, &app, &endpoint, &b.code).await?.into()))
+    Ok(Json(
+        s.verify_endpoint(caller, &app, &endpoint, &b.code)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -1033,7 +1043,9 @@ async fn test(
     Path((app, endpoint)): Path<(String, String)>,
     OptionalBody(b): OptionalBody<EndpointTestIn>,
 ) -> Result<Json<EndpointTestEnvelope>, ApiError> {
-    let result = s.test_endpoint(caller, &app, &endpoint, b.event_type.as_deref()).await?;
+    let result = s
+        .test_endpoint(caller, &app, &endpoint, b.event_type.as_deref())
+        .await?;
     let tests: Vec<EndpointTestResultOut> = result
         .tests
         .into_iter()

@@ -164,8 +164,14 @@ impl IntoResponse for ApiError {
             } => {
                 let mut response = (status, Json(HttpErrorOut { code, detail })).into_response();
                 // Load shedding and restarts are short: tell clients when to come back.
-                if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                if matches!(
+                    status,
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                ) {
+                    response.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from_static("1"),
+                    );
                 }
                 response
             }

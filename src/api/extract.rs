@@ -72,7 +72,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large")
+                ApiError::status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "The request body is too large",
+                )
             } else {
                 ApiError::bad_request("The request body could not be read")
             }
@@ -94,8 +98,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // by position.
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
-        Some(_) => return Err(ApiError::invalid(&["body"], "the body must be a JSON object", "type_error.dict")),
-        None => return Err(ApiError::invalid(&["body"], "the body is empty; a JSON object is needed", "value_error.missing")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                &["body"],
+                "the body must be a JSON object",
+                "type_error.dict",
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid(
+                &["body"],
+                "the body is empty; a JSON object is needed",
+                "value_error.missing",
+            ));
+        }
     }
     if json_depth(bytes) > JSON_DEPTH_MAX {
         return Err(ApiError::invalid(

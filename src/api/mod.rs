@@ -67,7 +67,11 @@ pub fn router(service: Service) -> Router {
     openapi::serve_document(api)
         .fallback(|| async { ApiError::not_found("No such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::status(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed here")
+            ApiError::status(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This method is not allowed here",
+            )
         })
         .layer(middleware::from_fn(reject_undecodable_paths))
         .with_state(service)
@@ -81,7 +85,11 @@ async fn reject_undecodable_paths(req: Request, next: Next) -> Response {
     let mut i = 0;
     while i < path.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (path[i], path.get(i + 1).copied().and_then(hex), path.get(i + 2).copied().and_then(hex)) {
+        match (
+            path[i],
+            path.get(i + 1).copied().and_then(hex),
+            path.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 decoded.push((h * 16 + l) as u8);
                 i += 3;

@@ -418,8 +418,15 @@ async fn preview(
         ..TriggerInput::default()
     };
     let payload = b.payload.map(|p| p.get().to_string());
-    if payload.as_deref().is_some_and(|p| !p.trim_start().starts_with('{')) {
-        return Err(ApiError::invalid(&["body", "payload"], "must be a JSON object", "type_error.dict"));
+    if payload
+        .as_deref()
+        .is_some_and(|p| !p.trim_start().starts_with('{'))
+    {
+        return Err(ApiError::invalid(
+            &["body", "payload"],
+            "must be a JSON object",
+            "type_error.dict",
+        ));
     }
     Ok(Json(
         s.preview_trigger(caller, &app, &b.event_type, payload, &input)

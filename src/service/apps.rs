@@ -185,7 +185,10 @@ impl Service {
                 if AppId::parse(id_or_uid).is_some() {
                     return Err(ServiceError::NotFound(what));
                 }
-                let input = AppInput { uid: input.uid.clone().or_else(|| Some(id_or_uid.to_string())), ..input };
+                let input = AppInput {
+                    uid: input.uid.clone().or_else(|| Some(id_or_uid.to_string())),
+                    ..input
+                };
                 self.create_app(caller, input, false).await
             }
             Err(e) => Err(e),
@@ -237,7 +240,8 @@ impl Service {
                     Ok(app) => app,
                     Err(_) => return Err(StoreError::NotFound),
                 };
-                let endpoints: Vec<EndpointId> = w.app_endpoints(app.id)?.iter().map(|e| e.id).collect();
+                let endpoints: Vec<EndpointId> =
+                    w.app_endpoints(app.id)?.iter().map(|e| e.id).collect();
                 w.delete_app(&app)?;
                 Ok(endpoints)
             })

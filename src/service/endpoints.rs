@@ -145,7 +145,10 @@ impl Service {
         let verify = input.verify;
         input.options = settable_options(&input.options, &EndpointOptions::default());
         if verify {
-            input.options.verification = Some(Verification { code: ulid::Ulid::new().to_string(), verified_at: None });
+            input.options.verification = Some(Verification {
+                code: ulid::Ulid::new().to_string(),
+                verified_at: None,
+            });
         }
         let key = match &input.secret {
             Some(s) => signing::parse_secret(s)
@@ -198,37 +201,64 @@ impl Service {
     /// delivery, in the background; the endpoint's owner confirms the code through the API or
     /// the dashboard. The outcome is logged, never the code.
     fn start_handshake(&self, ep: Endpoint) {
-        let Some(v) = ep.options.verification.clone() else { return };
+        let Some(v) = ep.options.verification.clone() else {
+            return;
+        };
         let outbound = self.outbound.clone();
         tokio::spawn(async move {
-            let body = serde_json::json!({ "verificationCode": v.code }).to_string().into_bytes();
+            let body = serde_json::json!({ "verificationCode": v.code })
+                .to_string()
+                .into_bytes();
             let id = format!("{}verify_{}", MessageId::PREFIX, ulid::Ulid::new());
-            let sent = outbound.send(&ep, &id, body, ContentType::Json.mime()).await;
+            let sent = outbound
+                .send(&ep, &id, body, ContentType::Json.mime())
+                .await;
             tracing::info!(endpoint = %ep.id, status = sent.status_code, error = ?sent.error, "verification handshake sent");
         });
     }
 
     /// Confirms an endpoint's verification code; its waiting deliveries then go out.
-    pub async fn verify_endpoint(&self, caller: Caller, app: &str, endpoint: &str, code: &str) -> Result<Endpoint> {
-        let (app, endpoint, code) = (app.to_string(), endpoint.to_string(), code.trim().to_string());
+    pub async fn verify_endpoint(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        code: &str,
+    ) -> Result<Endpoint> {
+        let (app, endpoint, code) = (
+            app.to_string(),
+            endpoint.to_string(),
+            code.trim().to_string(),
+        );
         let ep = self
             .store
             .write(move |w| {
-                let old = match find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint)) {
+                let old = match find_app(w, caller, &app)
+                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
+                {
                     Ok(ep) => ep,
                     Err(e) => return Ok(Err(e)),
                 };
                 let Some(v) = &old.options.verification else {
-                    return Ok(Err(ServiceError::BadRequest { code: "not_required", detail: "this endpoint needs no verification".into() }));
+                    return Ok(Err(ServiceError::BadRequest {
+                        code: "not_required",
+                        detail: "this endpoint needs no verification".into(),
+                    }));
                 };
                 if v.verified_at.is_some() {
                     return Ok(Ok(old));
                 }
                 if !constant_time_eq(v.code.as_bytes(), code.as_bytes()) {
-                    return Ok(Err(ServiceError::invalid("code", "the verification code is not right")));
+                    return Ok(Err(ServiceError::invalid(
+                        "code",
+                        "the verification code is not right",
+                    )));
                 }
                 let mut new = old.clone();
-                new.options.verification = Some(Verification { code: v.code.clone(), verified_at: Some(now_micros()) });
+                new.options.verification = Some(Verification {
+                    code: v.code.clone(),
+                    verified_at: Some(now_micros()),
+                });
                 new.updated_at = now_micros();
                 w.update_endpoint(&old, &new)?;
                 Ok(Ok(new))
@@ -241,7 +271,10 @@ impl Service {
     /// Moves an endpoint's parked deliveries back into the queue, in bounded batches.
     async fn release_parked(&self, endpoint: EndpointId) -> Result<()> {
         loop {
-            let moved = self.store.write(move |w| w.unpark_endpoint(endpoint, PARKED_BATCH)).await?;
+            let moved = self
+                .store
+                .write(move |w| w.unpark_endpoint(endpoint, PARKED_BATCH))
+                .await?;
             if moved > 0 {
                 self.waker.wake();
             }
@@ -253,13 +286,27 @@ impl Service {
 
     /// Sends each subscribed event type's example (or just `event_type`'s) to the endpoint
     /// now, directly (not queued, not stored), and reports each answer.
-    pub async fn test_endpoint(&self, caller: Caller, app: &str, endpoint: &str, event_type: Option<&str>) -> Result<EndpointTest> {
+    pub async fn test_endpoint(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        event_type: Option<&str>,
+    ) -> Result<EndpointTest> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
         let types: Vec<String> = match (event_type, &ep.event_types) {
             (Some(t), _) => vec![t.to_string()],
             (None, Some(list)) => list.clone(),
             (None, None) => {
-                let page = self.list_event_types(ListParams { limit: Some(TESTS_MAX), iterator: None }, false).await?;
+                let page = self
+                    .list_event_types(
+                        ListParams {
+                            limit: Some(TESTS_MAX),
+                            iterator: None,
+                        },
+                        false,
+                    )
+                    .await?;
                 page.data.into_iter().map(|e| e.name).collect()
             }
         };
@@ -275,11 +322,20 @@ impl Service {
                 }
             };
             let Some(payload) = payload else {
-                tests.push(TestResult { event_type: name, status_code: 0, duration_ms: 0, success: false, error: Some("this event type has no example payload".into()) });
+                tests.push(TestResult {
+                    event_type: name,
+                    status_code: 0,
+                    duration_ms: 0,
+                    success: false,
+                    error: Some("this event type has no example payload".into()),
+                });
                 continue;
             };
             let id = format!("{}test_{}", MessageId::PREFIX, ulid::Ulid::new());
-            let sent = self.outbound.send(&ep, &id, payload.into_bytes(), ContentType::Json.mime()).await;
+            let sent = self
+                .outbound
+                .send(&ep, &id, payload.into_bytes(), ContentType::Json.mime())
+                .await;
             tests.push(TestResult {
                 event_type: name,
                 status_code: sent.status_code,
@@ -347,7 +403,8 @@ impl Service {
 
     pub async fn delete_endpoint(&self, caller: Caller, app: &str, endpoint: &str) -> Result<()> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
-        let deleted = self.store
+        let deleted = self
+            .store
             .write(move |w| {
                 let ep = match find_app(w, caller, &app)
                     .and_then(|a| find_endpoint(w, a.id, &endpoint))
@@ -368,7 +425,10 @@ impl Service {
     /// endpoint gone.
     pub(super) async fn cancel_parked_of(&self, endpoint: EndpointId) -> Result<()> {
         loop {
-            let n = self.store.write(move |w| w.cancel_parked(endpoint, PARKED_BATCH)).await?;
+            let n = self
+                .store
+                .write(move |w| w.cancel_parked(endpoint, PARKED_BATCH))
+                .await?;
             if n < PARKED_BATCH {
                 return Ok(());
             }
@@ -398,9 +458,14 @@ impl Service {
         match existing {
             // Unknown: an id names nothing to create (it may be another application's); a uid
             // names the endpoint to create, so a second PUT updates it.
-            None if EndpointId::parse(endpoint).is_some() => Err(ServiceError::NotFound("Endpoint")),
+            None if EndpointId::parse(endpoint).is_some() => {
+                Err(ServiceError::NotFound("Endpoint"))
+            }
             None => {
-                let input = EndpointInput { uid: input.uid.clone().or_else(|| Some(endpoint.to_string())), ..input };
+                let input = EndpointInput {
+                    uid: input.uid.clone().or_else(|| Some(endpoint.to_string())),
+                    ..input
+                };
                 Ok((self.create_endpoint(caller, app, input).await?, true))
             }
             Some(old) => Ok((self.replace_endpoint(old, input).await?, false)),
@@ -428,10 +493,16 @@ impl Service {
             metadata: patch.metadata.unwrap_or_else(|| old.metadata.clone()),
             headers: old.headers.clone(),
             options: EndpointOptions {
-                basic_auth: patch.basic_auth.unwrap_or_else(|| old.options.basic_auth.clone()),
-                client_cert: patch.client_cert.unwrap_or_else(|| old.options.client_cert.clone()),
+                basic_auth: patch
+                    .basic_auth
+                    .unwrap_or_else(|| old.options.basic_auth.clone()),
+                client_cert: patch
+                    .client_cert
+                    .unwrap_or_else(|| old.options.client_cert.clone()),
                 timeout_ms: patch.timeout_ms.unwrap_or(old.options.timeout_ms),
-                retry_schedule_ms: patch.retry_schedule_ms.unwrap_or_else(|| old.options.retry_schedule_ms.clone()),
+                retry_schedule_ms: patch
+                    .retry_schedule_ms
+                    .unwrap_or_else(|| old.options.retry_schedule_ms.clone()),
                 attempts_max: patch.attempts_max.unwrap_or(old.options.attempts_max),
                 concurrency_max: patch.concurrency_max.unwrap_or(old.options.concurrency_max),
                 ..old.options.clone()
@@ -813,7 +884,10 @@ pub fn settable_options(wanted: &EndpointOptions, current: &EndpointOptions) -> 
 fn validate_options(o: &EndpointOptions, p: &mut Problems) {
     if let Some(auth) = &o.basic_auth {
         if auth.username.is_empty() || auth.username.contains(':') || auth.username.len() > 256 {
-            p.add("basicAuth", "the username must be 1 to 256 characters without ':'");
+            p.add(
+                "basicAuth",
+                "the username must be 1 to 256 characters without ':'",
+            );
         }
         if auth.password.len() > 1024 {
             p.add("basicAuth", "the password must be at most 1024 characters");
@@ -822,27 +896,57 @@ fn validate_options(o: &EndpointOptions, p: &mut Problems) {
     if let Some(cert) = &o.client_cert {
         let pem = format!("{}\n{}\n", cert.cert_pem.trim(), cert.key_pem.trim());
         if reqwest::Identity::from_pem(pem.as_bytes()).is_err() {
-            p.add("clientCertificate", "the certificate and private key must be PEM and belong together");
+            p.add(
+                "clientCertificate",
+                "the certificate and private key must be PEM and belong together",
+            );
         }
     }
     if let Some(t) = o.timeout_ms {
         if !TIMEOUT_MS_RANGE.contains(&t) {
-            p.add("timeoutMs", format!("must be {} to {} ms", TIMEOUT_MS_RANGE.start(), TIMEOUT_MS_RANGE.end()));
+            p.add(
+                "timeoutMs",
+                format!(
+                    "must be {} to {} ms",
+                    TIMEOUT_MS_RANGE.start(),
+                    TIMEOUT_MS_RANGE.end()
+                ),
+            );
         }
     }
     if let Some(s) = &o.retry_schedule_ms {
-        if s.is_empty() || s.len() > RETRY_SCHEDULE_LEN_MAX || s.iter().any(|d| *d > RETRY_DELAY_MS_MAX) {
-            p.add("retrySchedule", format!("must list 1 to {RETRY_SCHEDULE_LEN_MAX} delays of at most 7 days"));
+        if s.is_empty()
+            || s.len() > RETRY_SCHEDULE_LEN_MAX
+            || s.iter().any(|d| *d > RETRY_DELAY_MS_MAX)
+        {
+            p.add(
+                "retrySchedule",
+                format!("must list 1 to {RETRY_SCHEDULE_LEN_MAX} delays of at most 7 days"),
+            );
         }
     }
     if let Some(n) = o.attempts_max {
         if !ATTEMPTS_MAX_RANGE.contains(&n) {
-            p.add("maxAttempts", format!("must be {} to {}", ATTEMPTS_MAX_RANGE.start(), ATTEMPTS_MAX_RANGE.end()));
+            p.add(
+                "maxAttempts",
+                format!(
+                    "must be {} to {}",
+                    ATTEMPTS_MAX_RANGE.start(),
+                    ATTEMPTS_MAX_RANGE.end()
+                ),
+            );
         }
     }
     if let Some(n) = o.concurrency_max {
         if !CONCURRENCY_RANGE.contains(&n) {
-            p.add("concurrencyLimit", format!("must be {} to {}", CONCURRENCY_RANGE.start(), CONCURRENCY_RANGE.end()));
+            p.add(
+                "concurrencyLimit",
+                format!(
+                    "must be {} to {}",
+                    CONCURRENCY_RANGE.start(),
+                    CONCURRENCY_RANGE.end()
+                ),
+            );
         }
     }
 }

@@ -402,10 +402,16 @@ pub const RECOVER_WINDOW_MAX_US: Micros = 14 * 86_400 * 1_000_000 + 300 * 1_000_
 fn window_ids(since: Micros, until: Option<Micros>) -> Result<std::ops::RangeInclusive<u128>> {
     let until = until.unwrap_or_else(now_micros);
     if since > until {
-        return Err(ServiceError::invalid("since", "must not be after until (or now)"));
+        return Err(ServiceError::invalid(
+            "since",
+            "must not be after until (or now)",
+        ));
     }
     if until - since > RECOVER_WINDOW_MAX_US {
-        return Err(ServiceError::invalid("since", "must be at most 14 days before until"));
+        return Err(ServiceError::invalid(
+            "since",
+            "must be at most 14 days before until",
+        ));
     }
     let ms = |us: Micros| (us.max(0) / 1000) as u64;
     Ok(id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until) + 1).saturating_sub(1))

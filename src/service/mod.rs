@@ -34,8 +34,8 @@ pub use overview::{
     AppActivity, EndpointActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile,
 };
 pub use queue::{
-    AttemptDetail, DeliveryDetail, DestinationDetail, MessageDetail, QueueCursor, QueueFilter,
-    MASK, QueueItem, QueueListing, StateFilter,
+    AttemptDetail, DeliveryDetail, DestinationDetail, MASK, MessageDetail, QueueCursor,
+    QueueFilter, QueueItem, QueueListing, StateFilter,
 };
 pub use sessions::{NewSession, PORTAL_ACCESS_PATH, PortalAccess, SessionView};
 pub use tokens::NewToken;
@@ -298,13 +298,23 @@ impl Service {
     /// Writes a consistent backup to a temporary file beside the database and opens it.
     pub async fn backup_to_temp(&self, caller: Caller) -> Result<BackupFile> {
         require_admin(caller)?;
-        let dir = self.config.db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = self
+            .config
+            .db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         let path = dir.join(format!(".herald-backup-{}.redb", ulid::Ulid::new()));
         let report = self.store.backup(&path).await?;
-        let reader = tokio::fs::File::open(&path).await.map_err(|e| ServiceError::Internal(e.to_string()));
+        let reader = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()));
         // Unlinked at once: the open handle keeps the data until the response is sent.
         let _ = std::fs::remove_file(&path);
-        Ok(BackupFile { reader: reader?, len: report.bytes })
+        Ok(BackupFile {
+            reader: reader?,
+            len: report.bytes,
+        })
     }
 }
 
@@ -313,8 +323,18 @@ impl Service {
     pub async fn metrics_text(&self) -> Result<String> {
         let depths = self
             .store
-            .read(|r| Ok([r.queue_depth(Priority::High)?, r.queue_depth(Priority::Normal)?, r.queue_depth(Priority::Low)?]))
+            .read(|r| {
+                Ok([
+                    r.queue_depth(Priority::High)?,
+                    r.queue_depth(Priority::Normal)?,
+                    r.queue_depth(Priority::Low)?,
+                ])
+            })
             .await?;
-        Ok(self.metrics.render(&[("high", depths[0]), ("normal", depths[1]), ("low", depths[2])]))
+        Ok(self.metrics.render(&[
+            ("high", depths[0]),
+            ("normal", depths[1]),
+            ("low", depths[2]),
+        ]))
     }
 }

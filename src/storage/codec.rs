@@ -298,15 +298,30 @@ mod tests {
                 match version {
                     1 => {
                         let old: NoteV1 = postcard::from_bytes(bytes)?;
-                        Ok(Note { text: old.text, pinned: false })
+                        Ok(Note {
+                            text: old.text,
+                            pinned: false,
+                        })
                     }
-                    v => Err(CodecError::UnknownVersion { found: v, known: Self::VERSION }),
+                    v => Err(CodecError::UnknownVersion {
+                        found: v,
+                        known: Self::VERSION,
+                    }),
                 }
             }
         }
         let old = encode(&NoteV1 { text: "hi".into() });
-        assert_eq!(decode::<Note>(&old).unwrap(), Note { text: "hi".into(), pinned: false });
-        round_trip(Note { text: "new".into(), pinned: true });
+        assert_eq!(
+            decode::<Note>(&old).unwrap(),
+            Note {
+                text: "hi".into(),
+                pinned: false
+            }
+        );
+        round_trip(Note {
+            text: "new".into(),
+            pinned: true,
+        });
     }
 
     #[test]

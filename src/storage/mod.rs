@@ -144,7 +144,11 @@ impl Store {
             settings.metrics.clone(),
         )
         .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store { db: slot, jobs: tx, stats })
+        Ok(Store {
+            db: slot,
+            jobs: tx,
+            stats,
+        })
     }
 
     fn database(&self) -> Result<Arc<Database>, StoreError> {
@@ -205,7 +209,11 @@ impl Store {
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(writer::FnJob { f: Some(f), result: None, reply });
+        let job = Box::new(writer::FnJob {
+            f: Some(f),
+            result: None,
+            reply,
+        });
         match self.jobs.try_send(writer::Msg::Job(job)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy),
@@ -241,7 +249,9 @@ impl Store {
 
 /// Opens (or creates) a database file with a bounded page cache.
 pub(crate) fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
-    Ok(Database::builder().set_cache_size(cache_bytes).create(path)?)
+    Ok(Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)?)
 }
 
 fn init_tables(db: &Database) -> Result<(), StoreError> {

@@ -342,7 +342,12 @@ impl Writer<'_> {
 
     /// Moves a pending delivery to another due time without an attempt: to its reserved rate
     /// limit slot (`slot_reserved`), or a moment later when its endpoint is at its cap.
-    pub fn defer_delivery(&mut self, id: DeliveryId, due_ms: Millis, slot_reserved: bool) -> Result<(), StoreError> {
+    pub fn defer_delivery(
+        &mut self,
+        id: DeliveryId,
+        due_ms: Millis,
+        slot_reserved: bool,
+    ) -> Result<(), StoreError> {
         let Some(old) = self
             .delivery(id)?
             .filter(|d| d.state == DeliveryState::Pending)
