@@ -19,6 +19,16 @@ impl Drop for Mount {
     }
 }
 
+/// Kills the server if the test fails before stopping it, so the tmpfs can be unmounted.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 #[ignore]
 async fn a_full_disk_fails_ingest_cleanly_and_herald_recovers_when_space_returns() {
@@ -39,7 +49,7 @@ async fn a_full_disk_fails_ingest_cleanly_and_herald_recovers_when_space_returns
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(BIN)
+    let mut server = Command::new(BIN)
         .args(["serve", "--db"])
         .arg(&db)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -47,6 +57,7 @@ async fn a_full_disk_fails_ingest_cleanly_and_herald_recovers_when_space_returns
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Server)
         .unwrap();
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let client = reqwest::Client::new();
@@ -151,10 +162,10 @@ async fn a_full_disk_fails_ingest_cleanly_and_herald_recovers_when_space_returns
     println!("{acked} acknowledged; the full disk answered {refused}; recovered without restart");
 
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
-    child.wait().unwrap();
+    server.0.wait().unwrap();
     let check = Command::new(BIN).arg("check").arg(&db).output().unwrap();
     assert!(
         check.status.success(),

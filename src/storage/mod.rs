@@ -159,6 +159,22 @@ impl Store {
             .ok_or(StoreError::Closed)
     }
 
+    /// The database for a read. While the writer closes and reopens the file after an I/O
+    /// failure (a full disk), reads wait for it (bounded) instead of failing; once the store
+    /// is closed for good they fail at once.
+    async fn database_for_read(&self) -> Result<Arc<Database>, StoreError> {
+        const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+        const STEPS: usize = 100;
+        for _ in 0..STEPS {
+            match self.database() {
+                Ok(db) => return Ok(db),
+                Err(e) if self.jobs.is_closed() => return Err(e),
+                Err(_) => tokio::time::sleep(STEP).await,
+            }
+        }
+        self.database()
+    }
+
     /// Commits what the writer holds, stops it, and closes the file; later calls on any clone
     /// answer `Closed`. Waits (bounded) for reads in progress to let go of the database.
     pub async fn close(&self) {
@@ -190,7 +206,7 @@ impl Store {
         F: FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.database()?;
+        let db = self.database_for_read().await?;
         tokio::task::spawn_blocking(move || {
             let reader = Reader {
                 tx: db.begin_read()?,

@@ -138,19 +138,18 @@ pub(super) fn spawn(
                 stats
                     .commit_micros
                     .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-                for job in batch.drain(..) {
-                    job.complete(committed.clone());
-                }
                 if committed.is_err() && needs_reopen(&current) {
                     // redb refuses every transaction after an I/O failure (a full disk) until
-                    // the file is closed and opened again: close it now, reopen on the next
-                    // batch. Nothing acknowledged is affected: the failed batch was refused.
+                    // the file is closed and opened again: close it and reopen it before the
+                    // failed batch is answered, so a caller who sees the error and then reads
+                    // finds the database open. Nothing acknowledged is affected: the failed
+                    // batch is refused.
                     tracing::warn!("database I/O failed; closing it to reopen");
                     drop(current);
                     db = None;
                     release(&slot);
-                    // Reopen now, not on the next write: readers (and the API's token checks)
-                    // need the file too. Bounded, so a stop request is not kept waiting.
+                    // Bounded, so neither the failed callers nor a stop request wait long; if
+                    // it still does not open, the next batch tries again.
                     for _ in 0..REOPEN_TRIES {
                         db = reopen(&slot, &path, cache_bytes);
                         if db.is_some() {
@@ -158,6 +157,9 @@ pub(super) fn spawn(
                         }
                         std::thread::sleep(REOPEN_PAUSE);
                     }
+                }
+                for job in batch.drain(..) {
+                    job.complete(committed.clone());
                 }
             }
             // Jobs sent after the stop are answered `Closed` through their dropped replies.
