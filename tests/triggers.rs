@@ -805,3 +805,48 @@ async fn a_concurrency_limit_caps_attempts_in_flight_against_one_endpoint() {
     assert!(max <= 2, "at most 2 at once, saw {max}");
     assert_eq!(max, 2, "and the cap is used");
 }
+
+#[tokio::test]
+async fn a_capped_slow_endpoint_does_not_hold_back_other_endpoints() {
+    // One endpoint takes one request at a time and answers slowly, with a long backlog; another
+    // endpoint's deliveries must not wait behind that backlog.
+    let slow = Receiver::start_with(Behaviour {
+        delay: Duration::from_millis(100),
+        ..Behaviour::default()
+    })
+    .await;
+    let fast = Receiver::start().await;
+    let s = start_server().await;
+    s.post("/event-type", json!({"name": "a.b", "description": ""}))
+        .await;
+    for (uid, url, limit) in [
+        ("slow", slow.url(), json!(1)),
+        ("fast", fast.url(), json!(null)),
+    ] {
+        s.post("/app", json!({"name": uid, "uid": uid})).await;
+        let (st, ep) = s
+            .post(
+                &format!("/app/{uid}/endpoint"),
+                json!({"url": url, "concurrencyLimit": limit}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{ep}");
+    }
+    // More than a narrow queue scan covers, so the scheduler must look past the backlog.
+    for chunk in 0..30 {
+        let sends = (0..100).map(|i| s.send("slow", "a.b", json!({"i": chunk * 100 + i})));
+        futures::future::join_all(sends).await;
+    }
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        s.send("fast", "a.b", json!({"i": i})).await;
+    }
+    // The slow backlog needs minutes; the other endpoint's 50 arrive long before.
+    fast.wait_for(50, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(
+        slow.count() < 3_000,
+        "the slow backlog is still draining, so the test shows what it means to"
+    );
+    println!("50 deliveries to the uncapped endpoint in {took:?}");
+}

@@ -40,12 +40,17 @@ const SCAN_MAX: usize = 20_000;
 /// behind a busy endpoint's backlog, and costs ~2 ms of CPU, too much to pay on every dispatch.
 const NARROW_SCAN_SLACK: usize = 256;
 /// How often a scan may be wide. While due deliveries wait behind busy endpoints, the scheduler
-/// also looks again this often, so the others are found within this time.
+/// also looks again this often, so the others are found within this time; and while wide scans
+/// keep finding deliveries past the narrow window, every scan stays wide (it pays for itself).
 const WIDE_SCAN_EVERY: Duration = Duration::from_millis(100);
 /// Workers wake the scheduler when they free capacity (an endpoint slot, a permit) once 1/n of
 /// the deliveries in flight at the last dispatch have done so (at least one): a busy engine
 /// dispatches in batches instead of one scan per finished attempt; a quiet one still at once.
 const WAKE_BATCH_DIVISOR: usize = 8;
+/// Most endpoints whose own concurrency cap (other than the server default) the scheduler
+/// remembers while they are idle; beyond it the memory is cleared, which only costs a few
+/// deliveries read and left queued until the caps are known again.
+const KNOWN_CAPS_MAX: usize = 4_096;
 /// How early a rate-limited delivery may go before its reserved slot.
 const SLOT_SLACK_MS: u64 = 2;
 
@@ -79,13 +84,18 @@ pub struct Engine {
     /// never across an `.await`.
     in_flight: Mutex<HashSet<DeliveryId>>,
     endpoints: Mutex<HashMap<EndpointId, EndpointState>>,
+    /// Concurrency caps other than the server default, as read with the endpoints of the
+    /// deliveries dispatched, so a scan admits no more than an endpoint takes even when it has
+    /// nothing in flight (see `KNOWN_CAPS_MAX`).
+    known_caps: Mutex<HashMap<EndpointId, u32>>,
     permits: Arc<Semaphore>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Workers finished since the last dispatch, and how many wake the scheduler.
     finished_since_dispatch: AtomicUsize,
     wake_every: AtomicUsize,
-    /// When the last wide scan began (see `WIDE_SCAN_EVERY`).
-    last_wide_scan: Mutex<Option<Instant>>,
+    /// When the last wide scan began, and whether it found deliveries past the narrow window
+    /// (see `WIDE_SCAN_EVERY`).
+    last_wide_scan: Mutex<(Option<Instant>, bool)>,
 }
 
 /// A worker's share of its endpoint's concurrency cap. It is given back as soon as the receiver
@@ -144,11 +154,12 @@ impl Engine {
             waker,
             in_flight: Mutex::new(HashSet::new()),
             endpoints: Mutex::new(HashMap::new()),
+            known_caps: Mutex::new(HashMap::new()),
             permits,
             metrics,
             finished_since_dispatch: AtomicUsize::new(0),
             wake_every: AtomicUsize::new(1),
-            last_wide_scan: Mutex::new(None),
+            last_wide_scan: Mutex::new((None, false)),
         })
     }
 
@@ -215,21 +226,20 @@ impl Engine {
             .iter()
             .map(|(id, s)| (*id, (s.in_flight, s.cap)))
             .collect();
+        let caps: HashMap<EndpointId, u32> = self.known_caps.lock().expect("not poisoned").clone();
         let default_cap = self.config.endpoint_concurrency_max as u32;
         let now = now_millis();
+        let narrow_max = (skip.len() + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX);
         let wide = {
             let mut last = self.last_wide_scan.lock().expect("not poisoned");
-            let due = last.is_none_or(|at| at.elapsed() >= WIDE_SCAN_EVERY);
+            let (at, productive) = *last;
+            let due = productive || at.is_none_or(|at| at.elapsed() >= WIDE_SCAN_EVERY);
             if due {
-                *last = Some(Instant::now());
+                last.0 = Some(Instant::now());
             }
             due
         };
-        let scan_max = if wide {
-            SCAN_MAX
-        } else {
-            (skip.len() + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX)
-        };
+        let scan_max = if wide { SCAN_MAX } else { narrow_max };
         let scan = self
             .store
             .read(move |r| {
@@ -262,7 +272,10 @@ impl Engine {
                         if skip.contains(&id) || taken.contains(&id) {
                             return false;
                         }
-                        let (running, cap) = busy.get(&ep).copied().unwrap_or((0, default_cap));
+                        let (running, cap) = busy
+                            .get(&ep)
+                            .copied()
+                            .unwrap_or_else(|| (0, caps.get(&ep).copied().unwrap_or(default_cap)));
                         let planned = load.entry(ep).or_insert(running);
                         if *planned >= cap.max(1) {
                             full_endpoint = Some(ep);
@@ -278,6 +291,8 @@ impl Engine {
                     0
                 };
                 let shares = [capacity - 2 * reserve, capacity - reserve, capacity];
+                // Whether a delivery was found past the narrow window (so wide scans pay).
+                let mut found_deep = false;
                 // Lanes whose first-pass scan stopped because their share was filled: only
                 // they can have more to give in the second pass.
                 let mut filled = [false; 3];
@@ -289,9 +304,13 @@ impl Engine {
                         if room == 0 || (pass == 1 && !filled[i]) {
                             continue;
                         }
+                        let mut position = 0;
                         let (due, n) =
                             r.due_deliveries(lane, now, room, scan_max, &mut |id, ep| {
-                                !admit(id, ep, &taken, &mut load)
+                                position += 1;
+                                let admitted = admit(id, ep, &taken, &mut load);
+                                found_deep |= admitted && position > narrow_max;
+                                !admitted
                             })?;
                         if pass == 0 {
                             note_next(n);
@@ -309,16 +328,19 @@ impl Engine {
                     .into_iter()
                     .map(|(id, ep)| (id, ep, worker::load(r, id)))
                     .collect();
-                Ok((loaded, next, cut))
+                Ok((loaded, next, cut, found_deep))
             })
             .await;
-        let (chosen, next, cut) = match scan {
+        let (chosen, next, cut, found_deep) = match scan {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "queue scan failed");
                 return Next::At(now + IDLE_RESCAN.as_millis() as u64);
             }
         };
+        if wide {
+            self.last_wide_scan.lock().expect("not poisoned").1 = found_deep;
+        }
         let full = chosen.len() >= capacity;
         for (id, endpoint, work) in chosen {
             let work = match work {
@@ -329,6 +351,20 @@ impl Engine {
                     continue;
                 }
             };
+            // The scan admitted it under the cap it knew; the endpoint just read has the true
+            // one. Over it, the delivery stays queued (not in flight) for a later scan, instead
+            // of being dispatched only to be deferred.
+            let cap = work.concurrency_cap().unwrap_or(default_cap).max(1);
+            self.remember_cap(endpoint, cap, default_cap);
+            {
+                let mut states = self.endpoints.lock().expect("not poisoned");
+                if let Some(state) = states.get_mut(&endpoint) {
+                    state.cap = cap;
+                    if state.in_flight >= cap {
+                        continue;
+                    }
+                }
+            }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
             };
@@ -338,7 +374,7 @@ impl Engine {
                 .expect("not poisoned")
                 .entry(endpoint)
                 .or_insert(EndpointState {
-                    cap: default_cap,
+                    cap,
                     ..Default::default()
                 })
                 .in_flight += 1;
@@ -369,6 +405,19 @@ impl Engine {
             Next::Busy
         } else {
             next.map_or(Next::Idle, Next::At)
+        }
+    }
+
+    /// Remembers an endpoint's concurrency cap when it is not the server default.
+    fn remember_cap(&self, endpoint: EndpointId, cap: u32, default_cap: u32) {
+        let mut caps = self.known_caps.lock().expect("not poisoned");
+        if cap == default_cap {
+            caps.remove(&endpoint);
+        } else if caps.get(&endpoint) != Some(&cap) {
+            if caps.len() >= KNOWN_CAPS_MAX {
+                caps.clear();
+            }
+            caps.insert(endpoint, cap);
         }
     }
 

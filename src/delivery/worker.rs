@@ -21,6 +21,13 @@ pub(super) struct Work {
     shaping: Option<(Trigger, App)>,
 }
 
+impl Work {
+    /// The concurrency cap of the delivery's endpoint, when it sets one.
+    pub(super) fn concurrency_cap(&self) -> Option<u32> {
+        self.endpoint.as_ref()?.options.concurrency_max
+    }
+}
+
 /// Reads what an attempt of `id` needs, or `None` when there is nothing to attempt (the
 /// delivery is gone, no longer pending, or parked; its message is gone). The scheduler calls
 /// it inside the transaction that chose the delivery, which spares each attempt a read of its
