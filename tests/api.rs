@@ -1057,3 +1057,27 @@ async fn an_app_scoped_token_cannot_change_anything_of_another_application() {
     assert_eq!(theirs["url"], receiver.url().as_str());
     assert_eq!(s.get("/app/theirs").await.1["name"], "Theirs");
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once_though_it_was_just_used() {
+    let s = start_server().await;
+    let second = s.service.create_token("second", None).await.unwrap();
+    let (st, _) = s
+        .request(Method::GET, "/app", None, Some(&second.text))
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "the new token works (and is now remembered)"
+    );
+    s.service
+        .revoke_token(&second.token.id.to_string())
+        .await
+        .unwrap();
+    let (st, body) = s
+        .request(Method::GET, "/app", None, Some(&second.text))
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    // The other token is unaffected.
+    assert_eq!(req(&s, Method::GET, "/app", None).await.0, StatusCode::OK);
+}

@@ -146,6 +146,8 @@ pub struct Service {
     metrics: Arc<crate::metrics::Metrics>,
     /// Dashboard login attempts per user and address (shared by every clone).
     logins: Arc<users::LoginThrottle>,
+    /// Bearer tokens already looked up (shared by every clone); see `tokens::TokenCache`.
+    tokens: Arc<tokens::TokenCache>,
 }
 
 impl Service {
@@ -169,6 +171,7 @@ impl Service {
             outbound,
             metrics,
             logins,
+            tokens: Arc::new(tokens::TokenCache::default()),
         }
     }
 

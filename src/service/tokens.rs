@@ -23,6 +23,50 @@ fn hash(text: &str) -> [u8; 32] {
     Sha256::digest(text.as_bytes()).into()
 }
 
+/// Valid tokens already looked up, by hash: every API request authenticates, and a read on a
+/// blocking thread per request costs more than the rest of a message's ingest. Only this
+/// process changes the token table (the CLI needs the server stopped), so clearing the cache
+/// after a revocation keeps it exact. Unknown tokens are never cached, and the cache is bounded
+/// (cleared when full), so guessing tokens cannot grow it.
+#[derive(Default)]
+pub(super) struct TokenCache(std::sync::Mutex<CachedTokens>);
+
+#[derive(Default)]
+pub(super) struct CachedTokens {
+    callers: std::collections::HashMap<[u8; 32], Caller>,
+    /// Bumped by every clear, so a lookup that read the table before a revocation cannot put
+    /// its stale answer back after it.
+    generation: u64,
+}
+
+/// Most tokens the cache holds before it starts over.
+const TOKEN_CACHE_MAX: usize = 1_024;
+
+impl TokenCache {
+    /// The cached caller, or the generation a lookup in the table must present to `put`.
+    fn get(&self, hash: &[u8; 32]) -> Result<Caller, u64> {
+        let cached = self.0.lock().expect("not poisoned");
+        cached.callers.get(hash).copied().ok_or(cached.generation)
+    }
+
+    fn put(&self, hash: [u8; 32], caller: Caller, generation: u64) {
+        let mut cached = self.0.lock().expect("not poisoned");
+        if cached.generation != generation {
+            return;
+        }
+        if cached.callers.len() >= TOKEN_CACHE_MAX {
+            cached.callers.clear();
+        }
+        cached.callers.insert(hash, caller);
+    }
+
+    fn clear(&self) {
+        let mut cached = self.0.lock().expect("not poisoned");
+        cached.callers.clear();
+        cached.generation += 1;
+    }
+}
+
 impl Service {
     /// Who a bearer token belongs to. Tokens are 256 random bits, so a plain SHA-256 is the
     /// right hash (no password stretching needed) and lookup is by that hash.
@@ -31,9 +75,17 @@ impl Service {
             return Err(ServiceError::Unauthorized);
         }
         let h = hash(bearer);
+        let generation = match self.tokens.get(&h) {
+            Ok(caller) => return Ok(caller),
+            Err(generation) => generation,
+        };
         let token = self.store.read(move |r| r.token(&h)).await?;
         match token {
-            Some(t) => Ok(t.app_id.map_or(Caller::Admin, Caller::App)),
+            Some(t) => {
+                let caller = t.app_id.map_or(Caller::Admin, Caller::App);
+                self.tokens.put(h, caller, generation);
+                Ok(caller)
+            }
             None => Err(ServiceError::Unauthorized),
         }
     }
@@ -79,7 +131,10 @@ impl Service {
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
         let id = TokenId::parse(id).ok_or(ServiceError::NotFound("Token"))?;
-        match self.store.write(move |w| w.revoke_token(id)).await? {
+        let revoked = self.store.write(move |w| w.revoke_token(id)).await?;
+        // After the commit: a request checked from now on reads the token table again.
+        self.tokens.clear();
+        match revoked {
             true => Ok(()),
             false => Err(ServiceError::NotFound("Token")),
         }
