@@ -216,3 +216,78 @@ async fn a_full_writer_queue_sheds_load_with_429_and_loses_nothing_acknowledged(
     }
     assert_eq!(listed, accepted, "every 202 is stored, nothing else");
 }
+
+#[tokio::test]
+async fn the_dashboard_counters_add_up_to_what_the_receivers_saw() {
+    // One endpoint fails its first three requests, then succeeds; the other always fails, so
+    // each of its deliveries uses every attempt.
+    let flaky = Receiver::start_with(Behaviour {
+        script: vec![500, 500, 500],
+        ..Behaviour::default()
+    })
+    .await;
+    let broken = Receiver::start_with(Behaviour {
+        then: 500,
+        ..Behaviour::default()
+    })
+    .await;
+    let s = start_server().await;
+    s.post("/event-type", json!({"name": "a.b", "description": ""}))
+        .await;
+    let (_, app) = s.post("/app", json!({"name": "A", "uid": "a"})).await;
+    let app_id = herald::model::AppId::parse(app["id"].as_str().unwrap()).unwrap();
+    for url in [flaky.url(), broken.url()] {
+        let (st, ep) = s.post("/app/a/endpoint", json!({"url": url})).await;
+        assert_eq!(st, StatusCode::CREATED, "{ep}");
+    }
+    // Concurrent sends, so messages and attempts share write batches.
+    let sends = (0..10).map(|i| s.send("a", "a.b", json!({"i": i})));
+    futures::future::join_all(sends).await;
+
+    let caller = herald::model::Caller::Admin;
+    eventually(Duration::from_secs(20), || async {
+        s.service.app_activity(caller, vec![app_id]).await.unwrap()[0].failed_today == 10
+    })
+    .await;
+    flaky.wait_for(13, Duration::from_secs(10)).await;
+    let overview = s.service.overview(caller).await.unwrap();
+    let t = overview.totals;
+    assert_eq!(t.messages, 10);
+    assert_eq!(t.deliveries, 20);
+    assert_eq!(t.attempts_succeeded, 10, "the flaky endpoint's deliveries");
+    assert_eq!(
+        t.attempts_failed as usize,
+        3 + broken.count(),
+        "every 500 the receivers answered"
+    );
+    assert_eq!(t.deliveries_failed, 10, "the broken endpoint's deliveries");
+    let activity = s.service.app_activity(caller, vec![app_id]).await.unwrap();
+    assert_eq!(
+        (activity[0].messages_today, activity[0].failed_today),
+        (10, 10)
+    );
+    let failing: Vec<_> = overview
+        .failing
+        .iter()
+        .map(|f| (f.outcomes.succeeded, f.outcomes.failed))
+        .collect();
+    assert!(failing.contains(&(0, broken.count() as u64)), "{failing:?}");
+    assert!(failing.contains(&(10, 3)), "{failing:?}");
+    // The newest failure shown for the broken endpoint is its newest attempt.
+    let worst = overview
+        .failing
+        .iter()
+        .find(|f| f.outcomes.succeeded == 0)
+        .unwrap();
+    let (st, attempts) = s
+        .get(&format!(
+            "/app/a/attempt/endpoint/{}?limit=1",
+            worst.endpoint.as_ref().unwrap().id
+        ))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{attempts}");
+    assert_eq!(
+        worst.last_failure.as_ref().unwrap().id.to_string(),
+        attempts["data"][0]["id"].as_str().unwrap()
+    );
+}

@@ -375,6 +375,8 @@ pub struct Writer<'a> {
     dirty: bool,
     /// Monotonic ULIDs: ids made inside the writer follow commit order.
     ids: &'a mut ulid::Generator,
+    /// The batch's counter increments, written once per counter before the commit.
+    counters: stats::Deltas,
 }
 
 impl<'a> Writer<'a> {

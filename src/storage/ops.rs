@@ -211,7 +211,8 @@ impl Writer<'_> {
             }
             self.put_delivery(&delivery, None)?;
         }
-        self.note_ingest(&msg, routes.len())?;
+        let routed: Vec<EndpointId> = routes.iter().map(|r| r.endpoint_id).collect();
+        self.note_ingest(&msg, &routed)?;
         Ok((msg, routes.len()))
     }
 

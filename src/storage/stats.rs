@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::ReadableTable;
 
 use super::codec::decode;
 use super::pages::Cursor;
@@ -101,41 +101,44 @@ pub fn latency_bucket(ms: u64) -> u8 {
         .unwrap_or(LATENCY_BUCKETS_MS.len() - 1) as u8
 }
 
+/// Counter increments made by one write batch. Every message and attempt bumps a few
+/// counters, mostly the same ones (this hour, this endpoint, this application today), so the
+/// batch adds them up in memory and `flush_counters` reads and writes each counter once, in
+/// the batch's own transaction: they still commit, or not, with the data they count.
+#[derive(Default)]
+pub(super) struct Deltas {
+    hourly: HashMap<(u64, u8), u64>,
+    latency: HashMap<(u64, u8), u64>,
+    /// (hour, endpoint) -> (succeeded, failed, newest failure as (message, attempt) or 0s).
+    endpoint_hourly: HashMap<(u64, u128), (u64, u64, u128, u128)>,
+    /// (day, app) -> (messages, failed deliveries).
+    app_daily: HashMap<(u64, u128), (u64, u64)>,
+}
+
 impl Writer<'_> {
-    /// Called once per stored message, after its row and its deliveries are written.
+    /// Called once per stored message, after its row and its deliveries (numbered in the
+    /// order of `routed`, the endpoint of each) are written.
     pub(super) fn note_ingest(
         &mut self,
         msg: &Message,
-        deliveries: usize,
+        routed: &[EndpointId],
     ) -> Result<(), StoreError> {
         self.table_mut(MESSAGE_TIMELINE)?
             .insert(msg.id.0, msg.app_id.0)?;
         let hour = hour_of(msg.created_at);
-        if self.bump_hourly(HOURLY, (hour, Counter::Messages as u8), 1)? {
-            self.prune_counters(hour)?;
-        }
-        if deliveries > 0 {
-            self.bump_hourly(HOURLY, (hour, Counter::Deliveries as u8), deliveries as u64)?;
-            // The deliveries were written just before, as (message, 0..deliveries).
-            let routed: Vec<(u128, u16)> = {
-                let t = self.tx.table(DELIVERIES)?;
-                let mut out = Vec::with_capacity(deliveries);
-                for e in t.range((msg.id.0, 0)..=(msg.id.0, u16::MAX))? {
-                    let (k, v) = e?;
-                    let d: Delivery = decode(v.value())?;
-                    out.push((d.endpoint_id.0, k.value().1));
-                }
-                out
-            };
+        let c = &mut self.counters;
+        *c.hourly.entry((hour, Counter::Messages as u8)).or_default() += 1;
+        if !routed.is_empty() {
+            *c.hourly
+                .entry((hour, Counter::Deliveries as u8))
+                .or_default() += routed.len() as u64;
             let mut index = self.table_mut(ENDPOINT_DELIVERIES)?;
-            for (endpoint, n) in routed {
-                index.insert((endpoint, msg.id.0), n)?;
+            for (n, endpoint) in routed.iter().enumerate() {
+                index.insert((endpoint.0, msg.id.0), n as u16)?;
             }
         }
-        let mut daily = self.table_mut(APP_DAILY)?;
         let key = (day_of(msg.created_at), msg.app_id.0);
-        let (messages, failed) = daily.get(key)?.map_or((0, 0), |v| v.value());
-        daily.insert(key, (messages + 1, failed))?;
+        self.counters.app_daily.entry(key).or_default().0 += 1;
         Ok(())
     }
 
@@ -152,23 +155,21 @@ impl Writer<'_> {
         } else {
             Counter::AttemptsFailed
         };
-        if self.bump_hourly(HOURLY, (hour, counter as u8), 1)? {
-            self.prune_counters(hour)?;
-        }
-        self.bump_hourly(LATENCY, (hour, latency_bucket(attempt.duration_ms)), 1)?;
-        {
-            let mut t = self.table_mut(ENDPOINT_HOURLY)?;
-            let key = (hour, attempt.endpoint_id.0);
-            let (mut good, mut bad, mut last_msg, mut last_attempt) =
-                t.get(key)?.map_or((0, 0, 0, 0), |v| v.value());
-            if ok {
-                good += 1;
-            } else {
-                bad += 1;
-                last_msg = attempt.msg_id.0;
-                last_attempt = attempt.id.0;
-            }
-            t.insert(key, (good, bad, last_msg, last_attempt))?;
+        let c = &mut self.counters;
+        *c.hourly.entry((hour, counter as u8)).or_default() += 1;
+        *c.latency
+            .entry((hour, latency_bucket(attempt.duration_ms)))
+            .or_default() += 1;
+        let outcome = c
+            .endpoint_hourly
+            .entry((hour, attempt.endpoint_id.0))
+            .or_default();
+        if ok {
+            outcome.0 += 1;
+        } else {
+            outcome.1 += 1;
+            // Attempts of a batch are recorded in id order: the last failure is the newest.
+            (outcome.2, outcome.3) = (attempt.msg_id.0, attempt.id.0);
         }
         if delivery.attempts == 1 {
             // Deliveries made outside routing (resend, recover, replay) enter the endpoint's
@@ -177,28 +178,56 @@ impl Writer<'_> {
                 .insert((delivery.endpoint_id.0, delivery.msg_id.0), delivery.id.n)?;
         }
         if delivery.state == DeliveryState::Failed {
-            self.bump_hourly(HOURLY, (hour, Counter::DeliveriesFailed as u8), 1)?;
+            *self
+                .counters
+                .hourly
+                .entry((hour, Counter::DeliveriesFailed as u8))
+                .or_default() += 1;
             self.table_mut(FAILED_DELIVERIES)?
                 .insert((delivery.msg_id.0, delivery.id.n), ())?;
-            let mut daily = self.table_mut(APP_DAILY)?;
             let key = (day_of(attempt.created_at), delivery.app_id.0);
-            let (messages, failed) = daily.get(key)?.map_or((0, 0), |v| v.value());
-            daily.insert(key, (messages, failed + 1))?;
+            self.counters.app_daily.entry(key).or_default().1 += 1;
         }
         Ok(())
     }
 
-    /// Adds `by` to a counter; answers whether the counter did not exist before.
-    fn bump_hourly(
-        &mut self,
-        def: TableDefinition<(u64, u8), u64>,
-        key: (u64, u8),
-        by: u64,
-    ) -> Result<bool, StoreError> {
-        let mut t = self.table_mut(def)?;
-        let old = t.get(key)?.map(|v| v.value());
-        t.insert(key, old.unwrap_or(0) + by)?;
-        Ok(old.is_none())
+    /// Adds the batch's counter increments to the stored counters, once per counter, and
+    /// prunes old counters when this batch started a new hour.
+    pub(super) fn flush_counters(&mut self) -> Result<(), StoreError> {
+        let c = std::mem::take(&mut self.counters);
+        let mut new_hour = None;
+        for (def, deltas, hourly) in [(HOURLY, c.hourly, true), (LATENCY, c.latency, false)] {
+            if deltas.is_empty() {
+                continue;
+            }
+            let mut t = self.table_mut(def)?;
+            for (key, by) in deltas {
+                let old = t.get(key)?.map(|v| v.value());
+                if old.is_none() && hourly {
+                    new_hour = new_hour.max(Some(key.0));
+                }
+                t.insert(key, old.unwrap_or(0) + by)?;
+            }
+        }
+        if !c.endpoint_hourly.is_empty() {
+            let mut t = self.table_mut(ENDPOINT_HOURLY)?;
+            for (key, (good, bad, msg, attempt)) in c.endpoint_hourly {
+                let (g, b, m, a) = t.get(key)?.map_or((0, 0, 0, 0), |v| v.value());
+                let last = if bad > 0 { (msg, attempt) } else { (m, a) };
+                t.insert(key, (g + good, b + bad, last.0, last.1))?;
+            }
+        }
+        if !c.app_daily.is_empty() {
+            let mut t = self.table_mut(APP_DAILY)?;
+            for (key, (messages, failed)) in c.app_daily {
+                let (m, f) = t.get(key)?.map_or((0, 0), |v| v.value());
+                t.insert(key, (m + messages, f + failed))?;
+            }
+        }
+        if let Some(hour) = new_hour {
+            self.prune_counters(hour)?;
+        }
+        Ok(())
     }
 
     /// Drops counters that fell out of their window. Runs when a counter of a new hour is

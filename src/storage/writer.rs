@@ -240,12 +240,17 @@ fn run_batch(
             tx: &tx,
             dirty: false,
             ids,
+            counters: Default::default(),
         };
         for job in batch.iter_mut() {
             if !job.apply(&mut w) {
                 all_clean = false;
                 break;
             }
+        }
+        if all_clean {
+            // The jobs' answers are already decided; a failure here fails the whole batch.
+            w.flush_counters()?;
         }
     }
     if !all_clean {
