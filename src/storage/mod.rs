@@ -23,7 +23,9 @@ mod tables;
 mod triggers;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use redb::{
@@ -43,7 +45,7 @@ pub use stats::{
 };
 pub use writer::WriterStats;
 
-use crate::model::MessageId;
+use crate::model::{AppId, Endpoint, MessageId, Trigger};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -377,7 +379,13 @@ pub struct Writer<'a> {
     ids: &'a mut ulid::Generator,
     /// The batch's counter increments, written once per counter before the commit.
     counters: stats::Deltas,
+    /// Endpoints and triggers of applications that messages of this batch were routed for;
+    /// forgotten whenever a job opens one of `ROUTING_TABLES` for writing.
+    routing: HashMap<AppId, Rc<(Vec<Endpoint>, Vec<Trigger>)>>,
 }
+
+/// The tables routing reads: a write to any of them invalidates `Writer::routing`.
+const ROUTING_TABLES: [&str; 3] = ["endpoints", "app_endpoints", "triggers"];
 
 impl<'a> Writer<'a> {
     /// A fresh time-ordered id, strictly greater than every id made before it.
@@ -393,7 +401,23 @@ impl<'a> Writer<'a> {
         &mut self,
         def: TableDefinition<K, V>,
     ) -> Result<redb::Table<'a, K, V>, StoreError> {
+        use redb::TableHandle;
         self.dirty = true;
+        if ROUTING_TABLES.contains(&def.name()) {
+            self.routing.clear();
+        }
         Ok(self.tx.open_table(def)?)
+    }
+
+    /// An application's endpoints and triggers, read once per batch: a batch often holds many
+    /// messages of one application, and decoding its endpoints for each was a tenth of the
+    /// writer's time.
+    fn routing_of(&mut self, app: AppId) -> Result<Rc<(Vec<Endpoint>, Vec<Trigger>)>, StoreError> {
+        if let Some(known) = self.routing.get(&app) {
+            return Ok(known.clone());
+        }
+        let read = Rc::new((self.app_endpoints(app)?, self.app_triggers(app)?));
+        self.routing.insert(app, read.clone());
+        Ok(read)
     }
 }

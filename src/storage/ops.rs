@@ -171,9 +171,9 @@ impl Writer<'_> {
             }
         }
         msg.id = MessageId(self.new_id());
-        let endpoints = self.app_endpoints(msg.app_id)?;
-        let triggers = self.app_triggers(msg.app_id)?;
-        let routes = route(&msg, &endpoints, &triggers);
+        let routing = self.routing_of(msg.app_id)?;
+        let (endpoints, triggers) = (&routing.0, &routing.1);
+        let routes = route(&msg, endpoints, triggers);
         let routes = &routes[..routes.len().min(u16::MAX as usize)];
         if let Some(event_id) = &msg.event_id {
             self.table_mut(MESSAGE_EVENT_IDS)?
@@ -515,5 +515,74 @@ impl Writer<'_> {
         self.table_mut(IDEMPOTENCY)?
             .insert(key, encode(response).as_slice())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Store, StoreSettings};
+
+    fn endpoint(id: u128, app: AppId) -> Endpoint {
+        Endpoint {
+            id: EndpointId(id),
+            app_id: app,
+            uid: None,
+            url: "https://example.com".into(),
+            description: String::new(),
+            event_types: None,
+            channels: None,
+            keys: vec![],
+            disabled: false,
+            throttle_rate: None,
+            metadata: Default::default(),
+            headers: Default::default(),
+            options: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn routing_within_one_batch_sees_an_endpoint_added_by_an_earlier_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings {
+            writer_batch_max: 8,
+            writer_queue_max: 8,
+            metrics: Default::default(),
+            cache_bytes: 1 << 20,
+        };
+        let store = Store::open(&dir.path().join("r.redb"), &settings).unwrap();
+        let app = AppId(1);
+        let message = move || Message {
+            id: MessageId(0),
+            app_id: app,
+            event_type: "a.b".into(),
+            event_id: None,
+            channels: None,
+            payload: Some("{}".into()),
+            created_at: now_micros(),
+            retention_days: 30,
+        };
+        let to_every_endpoint = |_: &Message, eps: &[Endpoint], _: &[Trigger]| {
+            eps.iter()
+                .map(|e| NewDelivery::plain(e.id, Priority::Normal))
+                .collect()
+        };
+        // One transaction, as one batch: the routing read for the first message must not
+        // hide the endpoints written after it.
+        let routed = store
+            .write(move |w| {
+                w.insert_endpoint(&endpoint(10, app))?;
+                let first = w.ingest_message(message(), &to_every_endpoint)?.1;
+                w.insert_endpoint(&endpoint(11, app))?;
+                let second = w.ingest_message(message(), &to_every_endpoint)?.1;
+                w.delete_endpoint(&endpoint(10, app))?;
+                let third = w.ingest_message(message(), &to_every_endpoint)?.1;
+                Ok((first, second, third))
+            })
+            .await
+            .unwrap();
+        assert_eq!(routed, (1, 2, 1));
     }
 }

@@ -241,6 +241,7 @@ fn run_batch(
             dirty: false,
             ids,
             counters: Default::default(),
+            routing: Default::default(),
         };
         for job in batch.iter_mut() {
             if !job.apply(&mut w) {
