@@ -122,14 +122,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    if value.is_ok() {
-        if let Err(e) = de.end() {
-            return Err(ApiError::invalid(
-                &["body"],
-                e.to_string(),
-                "value_error.jsondecode",
-            ));
-        }
+    if value.is_ok()
+        && let Err(e) = de.end()
+    {
+        return Err(ApiError::invalid(
+            &["body"],
+            e.to_string(),
+            "value_error.jsondecode",
+        ));
     }
     value.map_err(|e| {
         let inner = e.inner();

@@ -85,10 +85,10 @@ impl Outbound {
             return Ok(self.default.clone());
         };
         let mut cache = self.cert_clients.lock().expect("not poisoned");
-        if let Some((built_at, client)) = cache.get(&ep.id) {
-            if *built_at == ep.updated_at {
-                return Ok(client.clone());
-            }
+        if let Some((built_at, client)) = cache.get(&ep.id)
+            && *built_at == ep.updated_at
+        {
+            return Ok(client.clone());
         }
         let pem = format!("{}\n{}\n", cert.cert_pem.trim(), cert.key_pem.trim());
         let identity = reqwest::Identity::from_pem(pem.as_bytes())

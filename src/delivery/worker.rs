@@ -169,23 +169,23 @@ async fn try_attempt(
             // Read before writing (the writer's contract), then record.
             let current = w.endpoint(endpoint_id)?;
             w.record_attempt(attempt, outcome)?;
-            if let Some(ep) = current {
-                if let Some(change) = endpoint_change(&ep, succeeded, gone, auto_disable_after_us) {
-                    let mut new = ep.clone();
-                    change.apply(&mut new);
-                    w.update_endpoint(&ep, &new)?;
-                    if let EndpointChange::Disable(reason) = change {
-                        w.insert_alert(Alert {
-                            id: AlertId(0),
-                            kind: AlertKind::EndpointDisabled,
-                            app_id: ep.app_id,
-                            endpoint_id: ep.id,
-                            msg_id: None,
-                            detail: reason,
-                            created_at: now_micros(),
-                            acknowledged_at: None,
-                        })?;
-                    }
+            if let Some(ep) = current
+                && let Some(change) = endpoint_change(&ep, succeeded, gone, auto_disable_after_us)
+            {
+                let mut new = ep.clone();
+                change.apply(&mut new);
+                w.update_endpoint(&ep, &new)?;
+                if let EndpointChange::Disable(reason) = change {
+                    w.insert_alert(Alert {
+                        id: AlertId(0),
+                        kind: AlertKind::EndpointDisabled,
+                        app_id: ep.app_id,
+                        endpoint_id: ep.id,
+                        msg_id: None,
+                        detail: reason,
+                        created_at: now_micros(),
+                        acknowledged_at: None,
+                    })?;
                 }
             }
             Ok(())

@@ -83,11 +83,11 @@ fn environment<'s>(escape: AutoEscape) -> Environment<'s> {
 fn render_error(e: minijinja::Error) -> TemplateError {
     // The display of a minijinja error names the kind, the line and what was wrong.
     let mut text = e.to_string();
-    if let Some(detail) = e.detail() {
-        if !text.contains(detail) {
-            text.push_str(": ");
-            text.push_str(detail);
-        }
+    if let Some(detail) = e.detail()
+        && !text.contains(detail)
+    {
+        text.push_str(": ");
+        text.push_str(detail);
     }
     TemplateError::Render(text)
 }

@@ -58,10 +58,10 @@ impl Service {
         let result = self
             .store
             .write(move |w| {
-                if let (true, Some(uid)) = (get_if_exists, &input.uid) {
-                    if let Some(id) = w.app_id_by_uid(uid)? {
-                        return Ok((w.app(id)?.ok_or(StoreError::NotFound)?, false));
-                    }
+                if let (true, Some(uid)) = (get_if_exists, &input.uid)
+                    && let Some(id) = w.app_id_by_uid(uid)?
+                {
+                    return Ok((w.app(id)?.ok_or(StoreError::NotFound)?, false));
                 }
                 let app = App {
                     id: AppId(w.new_id()),

@@ -96,10 +96,10 @@ impl Service {
         if let Some(channels) = &input.channels {
             p.check(validate::channels(channels), "channels");
         }
-        if let Some(secret) = &input.secret {
-            if let Err(e) = signing::parse_secret(secret) {
-                p.add("secret", e.to_string());
-            }
+        if let Some(secret) = &input.secret
+            && let Err(e) = signing::parse_secret(secret)
+        {
+            p.add("secret", e.to_string());
         }
         if input.throttle_rate == Some(0) {
             p.add("throttleRate", "must be at least 1");
@@ -902,52 +902,51 @@ fn validate_options(o: &EndpointOptions, p: &mut Problems) {
             );
         }
     }
-    if let Some(t) = o.timeout_ms {
-        if !TIMEOUT_MS_RANGE.contains(&t) {
-            p.add(
-                "timeoutMs",
-                format!(
-                    "must be {} to {} ms",
-                    TIMEOUT_MS_RANGE.start(),
-                    TIMEOUT_MS_RANGE.end()
-                ),
-            );
-        }
+    if let Some(t) = o.timeout_ms
+        && !TIMEOUT_MS_RANGE.contains(&t)
+    {
+        p.add(
+            "timeoutMs",
+            format!(
+                "must be {} to {} ms",
+                TIMEOUT_MS_RANGE.start(),
+                TIMEOUT_MS_RANGE.end()
+            ),
+        );
     }
-    if let Some(s) = &o.retry_schedule_ms {
-        if s.is_empty()
+    if let Some(s) = &o.retry_schedule_ms
+        && (s.is_empty()
             || s.len() > RETRY_SCHEDULE_LEN_MAX
-            || s.iter().any(|d| *d > RETRY_DELAY_MS_MAX)
-        {
-            p.add(
-                "retrySchedule",
-                format!("must list 1 to {RETRY_SCHEDULE_LEN_MAX} delays of at most 7 days"),
-            );
-        }
+            || s.iter().any(|d| *d > RETRY_DELAY_MS_MAX))
+    {
+        p.add(
+            "retrySchedule",
+            format!("must list 1 to {RETRY_SCHEDULE_LEN_MAX} delays of at most 7 days"),
+        );
     }
-    if let Some(n) = o.attempts_max {
-        if !ATTEMPTS_MAX_RANGE.contains(&n) {
-            p.add(
-                "maxAttempts",
-                format!(
-                    "must be {} to {}",
-                    ATTEMPTS_MAX_RANGE.start(),
-                    ATTEMPTS_MAX_RANGE.end()
-                ),
-            );
-        }
+    if let Some(n) = o.attempts_max
+        && !ATTEMPTS_MAX_RANGE.contains(&n)
+    {
+        p.add(
+            "maxAttempts",
+            format!(
+                "must be {} to {}",
+                ATTEMPTS_MAX_RANGE.start(),
+                ATTEMPTS_MAX_RANGE.end()
+            ),
+        );
     }
-    if let Some(n) = o.concurrency_max {
-        if !CONCURRENCY_RANGE.contains(&n) {
-            p.add(
-                "concurrencyLimit",
-                format!(
-                    "must be {} to {}",
-                    CONCURRENCY_RANGE.start(),
-                    CONCURRENCY_RANGE.end()
-                ),
-            );
-        }
+    if let Some(n) = o.concurrency_max
+        && !CONCURRENCY_RANGE.contains(&n)
+    {
+        p.add(
+            "concurrencyLimit",
+            format!(
+                "must be {} to {}",
+                CONCURRENCY_RANGE.start(),
+                CONCURRENCY_RANGE.end()
+            ),
+        );
     }
 }
 

@@ -76,10 +76,10 @@ impl Service {
         let et = self
             .store
             .write(move |w| {
-                if let Some(existing) = w.event_type(&input.name)? {
-                    if !existing.archived {
-                        return Err(StoreError::Conflict(Conflict::EventTypeExists));
-                    }
+                if let Some(existing) = w.event_type(&input.name)?
+                    && !existing.archived
+                {
+                    return Err(StoreError::Conflict(Conflict::EventTypeExists));
                 }
                 let et = input.into_event_type(now_micros());
                 w.put_event_type(&et)?;

@@ -74,13 +74,13 @@ impl Service {
         if let Some(channels) = &input.channels {
             p.check(validate::channels(channels), "channels");
         }
-        if let Some(days) = input.retention_days {
-            if !(1..=RETENTION_DAYS_MAX).contains(&days) {
-                p.add(
-                    "payloadRetentionPeriod",
-                    format!("must be 1 to {RETENTION_DAYS_MAX} days"),
-                );
-            }
+        if let Some(days) = input.retention_days
+            && !(1..=RETENTION_DAYS_MAX).contains(&days)
+        {
+            p.add(
+                "payloadRetentionPeriod",
+                format!("must be 1 to {RETENTION_DAYS_MAX} days"),
+            );
         }
         if let Some(a) = &input.application {
             match &a.uid {
@@ -124,9 +124,8 @@ impl Service {
                             updated_at: now,
                         };
                         // Check the event type first: nothing may be written before a refusal.
-                        if !w
-                            .event_type(&input.event_type)?
-                            .is_some_and(|et| !et.archived)
+                        if w.event_type(&input.event_type)?
+                            .is_none_or(|et| et.archived)
                         {
                             return Ok(Err(ServiceError::invalid(
                                 "eventType",
@@ -319,18 +318,18 @@ fn recoverable(
         if failed.len() >= RECOVER_MAX || !seen.insert(a.delivery_id) {
             continue;
         }
-        if let Some(d) = r.delivery(a.delivery_id)? {
-            if d.state == DeliveryState::Failed {
-                failed.push(d);
-            }
+        if let Some(d) = r.delivery(a.delivery_id)?
+            && d.state == DeliveryState::Failed
+        {
+            failed.push(d);
         }
     }
     let mut out = Vec::with_capacity(failed.len());
     for d in failed {
-        if let Some(m) = r.message(d.app_id, d.msg_id)? {
-            if m.payload.is_some() {
-                out.push(m);
-            }
+        if let Some(m) = r.message(d.app_id, d.msg_id)?
+            && m.payload.is_some()
+        {
+            out.push(m);
         }
     }
     Ok(out)

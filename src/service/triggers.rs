@@ -77,7 +77,7 @@ impl TriggerInput {
             if let Err(e) = validate::event_type_name(name) {
                 p.add("eventTypes", format!("'{pattern}': {e}"));
             } else if !pattern.ends_with(".*")
-                && !r.event_type(pattern)?.is_some_and(|et| !et.archived)
+                && r.event_type(pattern)?.is_none_or(|et| et.archived)
             {
                 p.add(
                     "eventTypes",
@@ -85,20 +85,20 @@ impl TriggerInput {
                 );
             }
         }
-        if let Some(c) = &self.condition {
-            if let Err(e) = template::check_condition(c) {
-                p.add("condition", e.to_string());
-            }
+        if let Some(c) = &self.condition
+            && let Err(e) = template::check_condition(c)
+        {
+            p.add("condition", e.to_string());
         }
-        if let Some(t) = &self.template {
-            if let Err(e) = template::check_template(t) {
-                p.add("template", e.to_string());
-            }
+        if let Some(t) = &self.template
+            && let Err(e) = template::check_template(t)
+        {
+            p.add("template", e.to_string());
         }
-        if let Some(k) = &self.unique_key {
-            if let Err(e) = template::check_template(k) {
-                p.add("uniqueKey", e.to_string());
-            }
+        if let Some(k) = &self.unique_key
+            && let Err(e) = template::check_template(k)
+        {
+            p.add("uniqueKey", e.to_string());
         }
         if self.delay_ms > DELAY_MS_MAX {
             p.add("delayMs", format!("must be at most {DELAY_MS_MAX}"));

@@ -35,32 +35,31 @@ impl Writer<'_> {
     // ---- applications -------------------------------------------------------------------
 
     pub fn insert_app(&mut self, app: &App) -> Result<(), StoreError> {
-        if let Some(uid) = &app.uid {
-            if self.app_id_by_uid(uid)?.is_some() {
-                return Err(StoreError::Conflict(Conflict::AppUid));
-            }
+        if let Some(uid) = &app.uid
+            && self.app_id_by_uid(uid)?.is_some()
+        {
+            return Err(StoreError::Conflict(Conflict::AppUid));
         }
         self.put_app(app, None)
     }
 
     /// Replaces an application, moving its uid index entry when the uid changed.
     pub fn update_app(&mut self, old: &App, new: &App) -> Result<(), StoreError> {
-        if new.uid != old.uid {
-            if let Some(uid) = &new.uid {
-                if self.app_id_by_uid(uid)?.is_some_and(|id| id != new.id) {
-                    return Err(StoreError::Conflict(Conflict::AppUid));
-                }
-            }
+        if new.uid != old.uid
+            && let Some(uid) = &new.uid
+            && self.app_id_by_uid(uid)?.is_some_and(|id| id != new.id)
+        {
+            return Err(StoreError::Conflict(Conflict::AppUid));
         }
         self.put_app(new, Some(old))
     }
 
     fn put_app(&mut self, app: &App, old: Option<&App>) -> Result<(), StoreError> {
         let mut uids = self.table_mut(APP_UIDS)?;
-        if let Some(old_uid) = old.and_then(|o| o.uid.as_deref()) {
-            if app.uid.as_deref() != Some(old_uid) {
-                uids.remove(old_uid)?;
-            }
+        if let Some(old_uid) = old.and_then(|o| o.uid.as_deref())
+            && app.uid.as_deref() != Some(old_uid)
+        {
+            uids.remove(old_uid)?;
         }
         if let Some(uid) = &app.uid {
             uids.insert(uid.as_str(), app.id.0)?;
@@ -100,10 +99,10 @@ impl Writer<'_> {
     // ---- endpoints ----------------------------------------------------------------------
 
     pub fn insert_endpoint(&mut self, ep: &Endpoint) -> Result<(), StoreError> {
-        if let Some(uid) = &ep.uid {
-            if self.endpoint_id_by_uid(ep.app_id, uid)?.is_some() {
-                return Err(StoreError::Conflict(Conflict::EndpointUid));
-            }
+        if let Some(uid) = &ep.uid
+            && self.endpoint_id_by_uid(ep.app_id, uid)?.is_some()
+        {
+            return Err(StoreError::Conflict(Conflict::EndpointUid));
         }
         self.table_mut(APP_ENDPOINTS)?
             .insert((ep.app_id.0, ep.id.0), ())?;
@@ -111,25 +110,23 @@ impl Writer<'_> {
     }
 
     pub fn update_endpoint(&mut self, old: &Endpoint, new: &Endpoint) -> Result<(), StoreError> {
-        if new.uid != old.uid {
-            if let Some(uid) = &new.uid {
-                if self
-                    .endpoint_id_by_uid(new.app_id, uid)?
-                    .is_some_and(|id| id != new.id)
-                {
-                    return Err(StoreError::Conflict(Conflict::EndpointUid));
-                }
-            }
+        if new.uid != old.uid
+            && let Some(uid) = &new.uid
+            && self
+                .endpoint_id_by_uid(new.app_id, uid)?
+                .is_some_and(|id| id != new.id)
+        {
+            return Err(StoreError::Conflict(Conflict::EndpointUid));
         }
         self.put_endpoint(new, Some(old))
     }
 
     fn put_endpoint(&mut self, ep: &Endpoint, old: Option<&Endpoint>) -> Result<(), StoreError> {
         let mut uids = self.table_mut(ENDPOINT_UIDS)?;
-        if let Some(old_uid) = old.and_then(|o| o.uid.as_deref()) {
-            if ep.uid.as_deref() != Some(old_uid) {
-                uids.remove((ep.app_id.0, old_uid))?;
-            }
+        if let Some(old_uid) = old.and_then(|o| o.uid.as_deref())
+            && ep.uid.as_deref() != Some(old_uid)
+        {
+            uids.remove((ep.app_id.0, old_uid))?;
         }
         if let Some(uid) = &ep.uid {
             uids.insert((ep.app_id.0, uid.as_str()), ep.id.0)?;
@@ -165,10 +162,10 @@ impl Writer<'_> {
         mut msg: Message,
         route: &dyn Fn(&Message, &[Endpoint], &[Trigger]) -> Vec<NewDelivery>,
     ) -> Result<(Message, usize), StoreError> {
-        if let Some(event_id) = &msg.event_id {
-            if let Some(existing) = self.message_id_by_event_id(msg.app_id, event_id)? {
-                return Err(StoreError::Conflict(Conflict::EventId(existing)));
-            }
+        if let Some(event_id) = &msg.event_id
+            && let Some(existing) = self.message_id_by_event_id(msg.app_id, event_id)?
+        {
+            return Err(StoreError::Conflict(Conflict::EventId(existing)));
         }
         msg.id = MessageId(self.new_id());
         let routing = self.routing_of(msg.app_id)?;
@@ -293,15 +290,16 @@ impl Writer<'_> {
     /// time has a queue entry (lane, due); a pending one without is parked under its endpoint;
     /// one that stops being pending releases its unique key.
     fn put_delivery(&mut self, d: &Delivery, old: Option<&Delivery>) -> Result<(), StoreError> {
-        if let (Some(old), Some(key)) = (old, &d.unique_key) {
-            if old.state == DeliveryState::Pending && d.state != DeliveryState::Pending {
-                let mut keys = self.table_mut(UNIQUE_KEYS)?;
-                let holds = keys
-                    .get((d.endpoint_id.0, key.as_str()))?
-                    .is_some_and(|g| g.value() == (d.id.msg.0, d.id.n));
-                if holds {
-                    keys.remove((d.endpoint_id.0, key.as_str()))?;
-                }
+        if let (Some(old), Some(key)) = (old, &d.unique_key)
+            && old.state == DeliveryState::Pending
+            && d.state != DeliveryState::Pending
+        {
+            let mut keys = self.table_mut(UNIQUE_KEYS)?;
+            let holds = keys
+                .get((d.endpoint_id.0, key.as_str()))?
+                .is_some_and(|g| g.value() == (d.id.msg.0, d.id.n));
+            if holds {
+                keys.remove((d.endpoint_id.0, key.as_str()))?;
             }
         }
         self.put_delivery_keeping_key(d, old)
