@@ -1222,58 +1222,38 @@ fn since_of(form: &FormData) -> Result<Micros, AdminError> {
     })
 }
 
+/// What the recover and replay forms queue again; they differ only in the service calls and
+/// the words of their confirmation.
+#[derive(Clone, Copy)]
+enum Requeue {
+    /// Deliveries that failed for good.
+    Recover,
+    /// Messages the endpoint was subscribed to but never received.
+    Replay,
+}
+
 async fn recover(
-    State(state): State<AdminState>,
-    Path((app, ep)): Path<(String, String)>,
-    Posted { session, form }: Posted,
+    state: State<AdminState>,
+    path: Path<(String, String)>,
+    posted: Posted,
 ) -> PageResult {
-    let app = state.service.get_app(session.caller, &app).await?;
-    let key = app.id.to_string();
-    let endpoint = state
-        .service
-        .get_endpoint(session.caller, &key, &ep)
-        .await?;
-    let since = since_of(&form)?;
-    let path = ep_path(app.id, endpoint.id);
-    if form.get("confirm") != Some("yes") {
-        let n = state
-            .service
-            .recover_preview(session.caller, &key, &ep, since, None)
-            .await?;
-        let when = views::time(since, now_micros());
-        return confirm(
-            &state,
-            &session,
-            "Recover failed deliveries".into(),
-            format!(
-                "Deliveries to {} that failed for good since {} ({}) are queued again, each as a new attempt.",
-                endpoint.url, when.exact, when.rel
-            ),
-            format!("{n} {}", if n == 1 { "delivery" } else { "deliveries" }),
-            format!("{path}/recover"),
-            "Recover",
-            false,
-            path,
-            vec![("since".into(), form.text("since")), ("confirm".into(), "yes".into())],
-        )
-        .await;
-    }
-    let outcome = state
-        .service
-        .recover(session.caller, &key, &ep, since, None)
-        .await?;
-    let done = if outcome.deliveries == 0 {
-        "nothing"
-    } else {
-        "recovered"
-    };
-    see_other(&format!("{path}?done={done}"))
+    requeue(state, path, posted, Requeue::Recover).await
 }
 
 async fn replay(
+    state: State<AdminState>,
+    path: Path<(String, String)>,
+    posted: Posted,
+) -> PageResult {
+    requeue(state, path, posted, Requeue::Replay).await
+}
+
+/// Shows how many would be queued and asks for confirmation; once confirmed, queues them.
+async fn requeue(
     State(state): State<AdminState>,
     Path((app, ep)): Path<(String, String)>,
     Posted { session, form }: Posted,
+    kind: Requeue,
 ) -> PageResult {
     let app = state.service.get_app(session.caller, &app).await?;
     let key = app.id.to_string();
@@ -1283,37 +1263,78 @@ async fn replay(
         .await?;
     let since = since_of(&form)?;
     let path = ep_path(app.id, endpoint.id);
+    let service = &state.service;
     if form.get("confirm") != Some("yes") {
-        let n = state
-            .service
-            .replay_preview(session.caller, &key, &ep, since, None)
-            .await?;
+        let n = match kind {
+            Requeue::Recover => {
+                service
+                    .recover_preview(session.caller, &key, &ep, since, None)
+                    .await?
+            }
+            Requeue::Replay => {
+                service
+                    .replay_preview(session.caller, &key, &ep, since, None)
+                    .await?
+            }
+        };
         let when = views::time(since, now_micros());
+        let (title, text, one, many, action, button) = match kind {
+            Requeue::Recover => (
+                "Recover failed deliveries",
+                format!(
+                    "Deliveries to {} that failed for good since {} ({}) are queued again, each as a new attempt.",
+                    endpoint.url, when.exact, when.rel
+                ),
+                "delivery",
+                "deliveries",
+                "recover",
+                "Recover",
+            ),
+            Requeue::Replay => (
+                "Replay missing messages",
+                format!(
+                    "Messages since {} ({}) that {} is subscribed to but never received (it was disabled or not subscribed then) are sent to it now.",
+                    when.exact, when.rel, endpoint.url
+                ),
+                "message",
+                "messages",
+                "replay",
+                "Replay",
+            ),
+        };
         return confirm(
             &state,
             &session,
-            "Replay missing messages".into(),
-            format!(
-                "Messages since {} ({}) that {} is subscribed to but never received (it was disabled or not subscribed then) are sent to it now.",
-                when.exact, when.rel, endpoint.url
-            ),
-            format!("{n} {}", if n == 1 { "message" } else { "messages" }),
-            format!("{path}/replay"),
-            "Replay",
+            title.into(),
+            text,
+            format!("{n} {}", if n == 1 { one } else { many }),
+            format!("{path}/{action}"),
+            button,
             false,
             path,
-            vec![("since".into(), form.text("since")), ("confirm".into(), "yes".into())],
+            vec![
+                ("since".into(), form.text("since")),
+                ("confirm".into(), "yes".into()),
+            ],
         )
         .await;
     }
-    let outcome = state
-        .service
-        .replay_missing(session.caller, &key, &ep, since, None)
-        .await?;
-    let done = if outcome.deliveries == 0 {
-        "nothing"
-    } else {
-        "replayed"
+    let outcome = match kind {
+        Requeue::Recover => {
+            service
+                .recover(session.caller, &key, &ep, since, None)
+                .await?
+        }
+        Requeue::Replay => {
+            service
+                .replay_missing(session.caller, &key, &ep, since, None)
+                .await?
+        }
+    };
+    let done = match (outcome.deliveries, kind) {
+        (0, _) => "nothing",
+        (_, Requeue::Recover) => "recovered",
+        (_, Requeue::Replay) => "replayed",
     };
     see_other(&format!("{path}?done={done}"))
 }

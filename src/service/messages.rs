@@ -443,6 +443,20 @@ pub struct TaskOutcome {
 }
 
 impl Service {
+    /// The answer of a recover or replay that queued `deliveries` within the request; wakes the
+    /// scheduler when there is something to send.
+    fn finished_task(&self, deliveries: usize) -> TaskOutcome {
+        if deliveries > 0 {
+            self.waker.wake();
+        }
+        TaskOutcome {
+            id: TaskId(ulid::Ulid::new().0),
+            finished: true,
+            deliveries,
+            updated_at: now_micros(),
+        }
+    }
+
     /// Removes a message's payload; it reads as expired afterwards and cannot be resent.
     pub async fn expunge_message_content(
         &self,
@@ -517,15 +531,7 @@ impl Service {
                 Ok(messages.len())
             })
             .await?;
-        if count > 0 {
-            self.waker.wake();
-        }
-        Ok(TaskOutcome {
-            id: TaskId(ulid::Ulid::new().0),
-            finished: true,
-            deliveries: count,
-            updated_at: now_micros(),
-        })
+        Ok(self.finished_task(count))
     }
 
     /// Attempts to one endpoint, newest first.
@@ -778,14 +784,6 @@ impl Service {
                 Ok(missing.len())
             })
             .await?;
-        if count > 0 {
-            self.waker.wake();
-        }
-        Ok(TaskOutcome {
-            id: TaskId(ulid::Ulid::new().0),
-            finished: true,
-            deliveries: count,
-            updated_at: now_micros(),
-        })
+        Ok(self.finished_task(count))
     }
 }
