@@ -8,6 +8,10 @@ use herald::config::{Config, Overrides};
 use herald::{Herald, shutdown_signal};
 use ipnet::IpNet;
 
+/// See Cargo.toml: the allocator is a measured choice (issue 4's profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "herald",

@@ -39,6 +39,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpSocket;
 use tokio::task::JoinSet;
 
+/// The same allocator as `herald` (Cargo.toml says why): the tool shares the CPU with the
+/// server it measures, so its own cost matters.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The event type every benchmark message carries.
 const EVENT_TYPE: &str = "bench.event";
 /// The receiver's only route.
@@ -792,12 +797,21 @@ struct Load {
 async fn post_closed_loop(api: &Api, app: &str, load: &Load, deadline: Instant) -> Posted {
     let next = Arc::new(AtomicUsize::new(0));
     let url = Arc::new(api.message_url(app));
+    let app_path = Arc::new(api.message_path(app));
     let mut tasks = JoinSet::new();
     for _ in 0..load.connections.min(load.count) {
         let (api, next, url) = (api.clone(), next.clone(), url.clone());
+        let app_path = app_path.clone();
         let (count, payload_bytes) = (load.count, load.payload_bytes);
         tasks.spawn(async move {
             let mut out = Posted::default();
+            let mut conn = match api.connect().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    out.first_error = Some(e);
+                    return out;
+                }
+            };
             loop {
                 let seq = next.fetch_add(1, Relaxed);
                 if seq >= count {
@@ -810,7 +824,11 @@ async fn post_closed_loop(api: &Api, app: &str, load: &Load, deadline: Instant) 
                 let body = message_body(seq, payload_bytes);
                 let started = Instant::now();
                 out.note_start(started);
-                match api.send_message(&url, body).await {
+                let answer = match &mut conn {
+                    Some(conn) => conn.send_message(&api, &app_path, body).await,
+                    None => api.send_message(&url, body).await,
+                };
+                match answer {
                     Ok(id) => out.sent.push(Sent {
                         id,
                         started,
@@ -928,6 +946,66 @@ struct Api {
     http: reqwest::Client,
     /// `http://host:port/api/v1`
     base: String,
+    /// For a plain `http://` server: its address, `host:port` for the Host header, and the
+    /// path of `base`, so the load tasks can use bare connections (`RawConn`).
+    raw: Option<(SocketAddr, String, String)>,
+    authorization: reqwest::header::HeaderValue,
+}
+
+/// One keep-alive HTTP/1.1 connection owned by one closed-loop task: hyper's client connection
+/// without reqwest's pool, per-request URL parsing and header merging. The load generator
+/// shares the CPU with the server it measures, and this halves what creating a message costs
+/// the tool. Used for `http://` servers; `https://` ones go through reqwest.
+struct RawConn {
+    send: hyper::client::conn::http1::SendRequest<String>,
+}
+
+impl RawConn {
+    async fn send_message(
+        &mut self,
+        api: &Api,
+        path: &str,
+        body: String,
+    ) -> Result<String, String> {
+        use hyper::body::Body as _;
+        let Some((_, host, _)) = &api.raw else {
+            return Err("not a plain HTTP server".into());
+        };
+        let request = hyper::Request::post(path)
+            .header(reqwest::header::HOST, host.as_str())
+            .header(reqwest::header::AUTHORIZATION, api.authorization.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        self.send.ready().await.map_err(|e| e.to_string())?;
+        let response = self
+            .send
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
+                bytes.extend_from_slice(&data);
+            }
+        }
+        created_id(status, &bytes)
+    }
+}
+
+/// The id a create-message answer carries, or why it was not accepted.
+fn created_id(status: u16, bytes: &[u8]) -> Result<String, String> {
+    if status != 202 {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        return Err(format!("HTTP {status}: {text}"));
+    }
+    serde_json::from_slice::<Created>(bytes)
+        .map(|c| c.id)
+        .map_err(|e| format!("202 without an id: {e}"))
 }
 
 #[derive(serde::Deserialize)]
@@ -941,7 +1019,7 @@ impl Api {
         let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .context("the token is not a valid header value")?;
         auth.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, auth);
+        headers.insert(reqwest::header::AUTHORIZATION, auth.clone());
         headers.insert(
             reqwest::header::CONTENT_TYPE,
             reqwest::header::HeaderValue::from_static("application/json"),
@@ -956,10 +1034,47 @@ impl Api {
             .build()?;
         let root = server.trim_end_matches('/');
         let root = root.strip_suffix("/api/v1").unwrap_or(root);
+        let base = format!("{root}/api/v1");
+        let parsed = url::Url::parse(&base).context("the server URL does not parse")?;
+        let raw = match (
+            parsed.scheme(),
+            parsed.host_str(),
+            parsed.port_or_known_default(),
+        ) {
+            ("http", Some(host), Some(port)) => {
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+                    .next()
+                    .context("the server's host does not resolve")?;
+                Some((addr, format!("{host}:{port}"), parsed.path().to_string()))
+            }
+            _ => None,
+        };
         Ok(Api {
             http,
-            base: format!("{root}/api/v1"),
+            base,
+            raw,
+            authorization: auth,
         })
+    }
+
+    /// A bare connection for a closed-loop task, or `None` to use the pooled client.
+    async fn connect(&self) -> Result<Option<RawConn>, String> {
+        let Some((addr, _, _)) = &self.raw else {
+            return Ok(None);
+        };
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let (send, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            // Ends when the task drops its `RawConn`, or the server closes the connection.
+            let _ = connection.await;
+        });
+        Ok(Some(RawConn { send }))
     }
 
     async fn call(
@@ -1018,6 +1133,15 @@ impl Api {
         format!("{}/app/{app}/msg?with_content=false", self.base)
     }
 
+    /// `message_url` without scheme and host, for a bare connection.
+    fn message_path(&self, app: &str) -> String {
+        let base_path = self
+            .raw
+            .as_ref()
+            .map_or("/api/v1", |(_, _, path)| path.as_str());
+        format!("{base_path}/app/{app}/msg?with_content=false")
+    }
+
     /// Creates one message; answers its id, or why it was not accepted.
     async fn send_message(&self, url: &str, body: String) -> Result<String, String> {
         let response = self
@@ -1027,15 +1151,9 @@ impl Api {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status();
+        let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
-        if status != reqwest::StatusCode::ACCEPTED {
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-            return Err(format!("HTTP {status}: {text}"));
-        }
-        serde_json::from_slice::<Created>(&bytes)
-            .map(|c| c.id)
-            .map_err(|e| format!("202 without an id: {e}"))
+        created_id(status, &bytes)
     }
 }
 
