@@ -324,9 +324,10 @@ impl Engine {
                 }
                 // What each attempt needs, read in this same transaction. A delivery that does
                 // not read is left queued and logged; it must not stop the others.
+                let mut batch = r.dispatch_reads()?;
                 let loaded: Vec<_> = chosen
                     .into_iter()
-                    .map(|(id, ep)| (id, ep, worker::load(r, id)))
+                    .map(|(id, ep)| (id, ep, worker::load(r, &mut batch, id)))
                     .collect();
                 Ok((loaded, next, cut, found_deep))
             })

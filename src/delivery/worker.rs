@@ -6,7 +6,7 @@ use super::retry;
 use super::{EndpointSlot, Engine};
 use crate::model::*;
 use crate::routing::template;
-use crate::storage::{AttemptOutcome, Read, StoreError};
+use crate::storage::{AttemptOutcome, DispatchReads, Read, StoreError};
 
 /// How long a delivery dispatched over its endpoint's concurrency cap waits before it is due
 /// again.
@@ -16,7 +16,8 @@ const OVER_CAP_RETRY_MS: u64 = 20;
 pub(super) struct Work {
     delivery: Delivery,
     message: Message,
-    endpoint: Option<Endpoint>,
+    /// Shared by the deliveries of one dispatch to the same endpoint.
+    endpoint: Option<std::sync::Arc<Endpoint>>,
     /// The trigger that shaped the body, with the application for its merge fields.
     shaping: Option<(Trigger, App)>,
 }
@@ -32,17 +33,21 @@ impl Work {
 /// delivery is gone, no longer pending, or parked; its message is gone). The scheduler calls
 /// it inside the transaction that chose the delivery, which spares each attempt a read of its
 /// own (a hop to a blocking thread and back).
-pub(super) fn load(r: &impl Read, id: DeliveryId) -> Result<Option<Work>, StoreError> {
-    let Some(delivery) = r.delivery(id)? else {
+pub(super) fn load(
+    r: &impl Read,
+    batch: &mut DispatchReads,
+    id: DeliveryId,
+) -> Result<Option<Work>, StoreError> {
+    let Some(delivery) = batch.delivery(id)? else {
         return Ok(None);
     };
     if delivery.state != DeliveryState::Pending || delivery.due_ms.is_none() {
         return Ok(None);
     }
-    let Some(message) = r.message(delivery.app_id, delivery.msg_id)? else {
+    let Some(message) = batch.message(delivery.app_id, delivery.msg_id)? else {
         return Ok(None);
     };
-    let endpoint = r.endpoint(delivery.endpoint_id)?;
+    let endpoint = batch.endpoint(delivery.endpoint_id)?;
     let shaping = match delivery.trigger_id {
         Some(t) => match (r.trigger(delivery.app_id, t)?, r.app(delivery.app_id)?) {
             (Some(trigger), Some(app)) if trigger.template.is_some() => Some((trigger, app)),
@@ -163,11 +168,20 @@ async fn try_attempt(
     let gone = attempt.status_code == 410;
     let auto_disable_after_us = engine.config.auto_disable_after_ms as i64 * 1000;
     let endpoint_id = endpoint.id;
+    // The endpoint's record changes only on a transition (`endpoint_change`). A success
+    // against an endpoint that was not failing when this delivery was dispatched makes none,
+    // so the common case skips reading and decoding the endpoint in the writer. (Should
+    // another attempt have marked it failing since, the next success clears the mark.)
+    let may_change = !succeeded || endpoint.options.failing_since.is_some();
     engine
         .store
         .write(move |w| {
             // Read before writing (the writer's contract), then record.
-            let current = w.endpoint(endpoint_id)?;
+            let current = if may_change {
+                w.endpoint(endpoint_id)?
+            } else {
+                None
+            };
             w.record_attempt(attempt, outcome)?;
             if let Some(ep) = current
                 && let Some(change) = endpoint_change(&ep, succeeded, gone, auto_disable_after_us)

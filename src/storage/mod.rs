@@ -14,6 +14,7 @@ mod backup;
 mod check;
 mod codec;
 mod edits;
+mod hot;
 mod ops;
 mod pages;
 mod reads;
@@ -37,7 +38,7 @@ pub use backup::BackupReport;
 pub use codec::{IdempotentResponse, decode_any_record};
 pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};
-pub use reads::Read;
+pub use reads::{DispatchReads, Read};
 pub use retention::Purged;
 pub use stats::{
     Counter, EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, QueuePage, QueueQuery, QueueRow,
@@ -45,7 +46,7 @@ pub use stats::{
 };
 pub use writer::WriterStats;
 
-use crate::model::{AppId, Endpoint, MessageId, Trigger};
+use crate::model::{App, AppId, Endpoint, EventType, MessageId, Trigger};
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -372,7 +373,7 @@ pub struct Reader {
 
 /// The batch's write transaction, lent to one job at a time.
 pub struct Writer<'a> {
-    tx: &'a WriteTransaction,
+    tx: hot::WriteTx<'a>,
     /// Set by every mutation; tells the writer a failing job wrote something.
     dirty: bool,
     /// Monotonic ULIDs: ids made inside the writer follow commit order.
@@ -382,6 +383,15 @@ pub struct Writer<'a> {
     /// Endpoints and triggers of applications that messages of this batch were routed for;
     /// forgotten whenever a job opens one of `ROUTING_TABLES` for writing.
     routing: HashMap<AppId, Rc<(Vec<Endpoint>, Vec<Trigger>)>>,
+    /// Applications and event types read in this batch (every message reads both; at most one
+    /// of each per job); forgotten whenever a job opens `apps` or `event_types` for writing.
+    known: std::cell::RefCell<Known>,
+}
+
+#[derive(Default)]
+struct Known {
+    apps: HashMap<AppId, Option<App>>,
+    event_types: HashMap<String, Option<EventType>>,
 }
 
 /// The tables routing reads: a write to any of them invalidates `Writer::routing`.
@@ -406,7 +416,26 @@ impl<'a> Writer<'a> {
         if ROUTING_TABLES.contains(&def.name()) {
             self.routing.clear();
         }
+        if ["apps", "event_types"].contains(&def.name()) {
+            *self.known.get_mut() = Known::default();
+        }
         Ok(self.tx.open_table(def)?)
+    }
+
+    /// Writes through the batch's open handle of a hot table (see `hot.rs`); marks the job as
+    /// having written.
+    fn hot_mut<K, V, R>(
+        &mut self,
+        def: TableDefinition<K, V>,
+        f: impl FnOnce(&mut redb::Table<'a, K, V>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError>
+    where
+        K: redb::Key + 'static,
+        V: redb::Value + 'static,
+        (K, V): hot::Slot<'a, K = K, V = V>,
+    {
+        self.dirty = true;
+        self.tx.with(def, f)
     }
 
     /// An application's endpoints and triggers, read once per batch: a batch often holds many

@@ -176,8 +176,11 @@ impl Writer<'_> {
             self.table_mut(MESSAGE_EVENT_IDS)?
                 .insert((msg.app_id.0, event_id.as_str()), msg.id.0)?;
         }
-        self.table_mut(MESSAGES)?
-            .insert((msg.app_id.0, msg.id.0), encode(&msg).as_slice())?;
+        let record = encode(&msg);
+        self.hot_mut(MESSAGES, |t| {
+            t.insert((msg.app_id.0, msg.id.0), record.as_slice())?;
+            Ok(())
+        })?;
         let now_ms = now_millis();
         for (n, route) in routes.iter().enumerate() {
             let ready = endpoints
@@ -313,8 +316,10 @@ impl Writer<'_> {
         if let Some(old) = old.filter(|o| o.state == DeliveryState::Pending) {
             match old.due_ms {
                 Some(due) => {
-                    self.table_mut(lane_table(old.priority))?
-                        .remove((due, d.id.msg.0, d.id.n))?;
+                    self.hot_mut(lane_table(old.priority), |t| {
+                        t.remove((due, d.id.msg.0, d.id.n))?;
+                        Ok(())
+                    })?;
                 }
                 None => {
                     self.table_mut(PARKED)?
@@ -325,8 +330,10 @@ impl Writer<'_> {
         if d.state == DeliveryState::Pending {
             match d.due_ms {
                 Some(due) => {
-                    self.table_mut(lane_table(d.priority))?
-                        .insert((due, d.id.msg.0, d.id.n), d.endpoint_id.0)?;
+                    self.hot_mut(lane_table(d.priority), |t| {
+                        t.insert((due, d.id.msg.0, d.id.n), d.endpoint_id.0)?;
+                        Ok(())
+                    })?;
                 }
                 None => {
                     self.table_mut(PARKED)?
@@ -334,9 +341,11 @@ impl Writer<'_> {
                 }
             }
         }
-        self.table_mut(DELIVERIES)?
-            .insert((d.id.msg.0, d.id.n), encode(d).as_slice())?;
-        Ok(())
+        let record = encode(d);
+        self.hot_mut(DELIVERIES, |t| {
+            t.insert((d.id.msg.0, d.id.n), record.as_slice())?;
+            Ok(())
+        })
     }
 
     /// Moves a pending delivery to another due time without an attempt: to its reserved rate
@@ -416,12 +425,15 @@ impl Writer<'_> {
             return Ok(None);
         };
         attempt.id = AttemptId(self.new_id());
-        self.table_mut(ATTEMPTS)?.insert(
-            (attempt.msg_id.0, attempt.id.0),
-            encode(&attempt).as_slice(),
-        )?;
-        self.table_mut(ENDPOINT_ATTEMPTS)?
-            .insert((attempt.endpoint_id.0, attempt.id.0), attempt.msg_id.0)?;
+        let record = encode(&attempt);
+        self.hot_mut(ATTEMPTS, |t| {
+            t.insert((attempt.msg_id.0, attempt.id.0), record.as_slice())?;
+            Ok(())
+        })?;
+        self.hot_mut(ENDPOINT_ATTEMPTS, |t| {
+            t.insert((attempt.endpoint_id.0, attempt.id.0), attempt.msg_id.0)?;
+            Ok(())
+        })?;
         if old.state != DeliveryState::Pending {
             // Superseded or cancelled while this attempt was in flight: the attempt is history,
             // the delivery stays as it is.

@@ -123,8 +123,10 @@ impl Writer<'_> {
         msg: &Message,
         routed: &[EndpointId],
     ) -> Result<(), StoreError> {
-        self.table_mut(MESSAGE_TIMELINE)?
-            .insert(msg.id.0, msg.app_id.0)?;
+        self.hot_mut(MESSAGE_TIMELINE, |t| {
+            t.insert(msg.id.0, msg.app_id.0)?;
+            Ok(())
+        })?;
         let hour = hour_of(msg.created_at);
         let c = &mut self.counters;
         *c.hourly.entry((hour, Counter::Messages as u8)).or_default() += 1;
@@ -132,10 +134,12 @@ impl Writer<'_> {
             *c.hourly
                 .entry((hour, Counter::Deliveries as u8))
                 .or_default() += routed.len() as u64;
-            let mut index = self.table_mut(ENDPOINT_DELIVERIES)?;
-            for (n, endpoint) in routed.iter().enumerate() {
-                index.insert((endpoint.0, msg.id.0), n as u16)?;
-            }
+            self.hot_mut(ENDPOINT_DELIVERIES, |index| {
+                for (n, endpoint) in routed.iter().enumerate() {
+                    index.insert((endpoint.0, msg.id.0), n as u16)?;
+                }
+                Ok(())
+            })?;
         }
         let key = (day_of(msg.created_at), msg.app_id.0);
         self.counters.app_daily.entry(key).or_default().0 += 1;
@@ -171,11 +175,14 @@ impl Writer<'_> {
             // Attempts of a batch are recorded in id order: the last failure is the newest.
             (outcome.2, outcome.3) = (attempt.msg_id.0, attempt.id.0);
         }
-        if delivery.attempts == 1 {
+        if delivery.attempts == 1 && delivery.trigger_type == TriggerType::Manual {
             // Deliveries made outside routing (resend, recover, replay) enter the endpoint's
-            // index at their first attempt; routed ones are already there (same value).
-            self.table_mut(ENDPOINT_DELIVERIES)?
-                .insert((delivery.endpoint_id.0, delivery.msg_id.0), delivery.id.n)?;
+            // index at their first attempt; routed ones entered it at ingest (writing them
+            // again would only rewrite a page).
+            self.hot_mut(ENDPOINT_DELIVERIES, |t| {
+                t.insert((delivery.endpoint_id.0, delivery.msg_id.0), delivery.id.n)?;
+                Ok(())
+            })?;
         }
         if delivery.state == DeliveryState::Failed {
             *self

@@ -237,11 +237,12 @@ fn run_batch(
     let mut all_clean = true;
     {
         let mut w = Writer {
-            tx: &tx,
+            tx: super::hot::WriteTx::new(&tx),
             dirty: false,
             ids,
             counters: Default::default(),
             routing: Default::default(),
+            known: Default::default(),
         };
         for job in batch.iter_mut() {
             if !job.apply(&mut w) {
