@@ -240,9 +240,10 @@ impl Engine {
             due
         };
         let scan_max = if wide { SCAN_MAX } else { narrow_max };
+        // Read on the engine's own thread (see `Store::read_here`).
         let scan = self
             .store
-            .read(move |r| {
+            .read_here(move |r| {
                 let mut chosen: Vec<(DeliveryId, EndpointId)> = Vec::new();
                 let mut taken: HashSet<DeliveryId> = HashSet::new();
                 let mut load: HashMap<EndpointId, u32> = HashMap::new();

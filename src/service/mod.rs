@@ -135,8 +135,21 @@ pub struct ListParams {
     pub iterator: Option<String>,
 }
 
+/// The application's operations, shared by the API and the dashboard. Cloned for every request
+/// (axum hands each handler and middleware its own copy), so a clone is one reference count:
+/// the parts live behind one `Arc`.
 #[derive(Clone)]
-pub struct Service {
+pub struct Service(Arc<Parts>);
+
+impl std::ops::Deref for Service {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What a `Service` holds.
+pub struct Parts {
     store: Store,
     config: Arc<Config>,
     waker: Waker,
@@ -163,7 +176,7 @@ impl Service {
             allow_http: config.allow_http_destinations,
         });
         let logins = Arc::new(users::LoginThrottle::new(config.login_attempts_per_minute));
-        Service {
+        Service(Arc::new(Parts {
             store,
             config,
             waker,
@@ -172,7 +185,7 @@ impl Service {
             metrics,
             logins,
             tokens: Arc::new(tokens::TokenCache::default()),
-        }
+        }))
     }
 
     pub fn config(&self) -> &Config {

@@ -220,6 +220,20 @@ impl Store {
         .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
     }
 
+    /// Runs `f` in one read transaction on the calling thread, for a caller that owns its
+    /// thread (the delivery engine's): handing a short read to a blocking thread and back cost
+    /// more than the read. Not for the API's async workers.
+    pub async fn read_here<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Reader) -> Result<T, StoreError>,
+    {
+        let db = self.database_for_read().await?;
+        let reader = Reader {
+            tx: db.begin_read()?,
+        };
+        f(&reader)
+    }
+
     /// Like `write`, but when the writer's queue is full it answers `Busy` at once instead of
     /// waiting for room: the API sheds load this way rather than piling up requests.
     pub async fn write_or_shed<T, F>(&self, f: F) -> Result<T, StoreError>
