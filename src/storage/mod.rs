@@ -396,11 +396,14 @@ pub struct Writer<'a> {
     counters: stats::Deltas,
     /// Endpoints and triggers of applications that messages of this batch were routed for;
     /// forgotten whenever a job opens one of `ROUTING_TABLES` for writing.
-    routing: HashMap<AppId, Rc<(Vec<Endpoint>, Vec<Trigger>)>>,
+    routing: HashMap<AppId, Routing>,
     /// Applications and event types read in this batch (every message reads both; at most one
     /// of each per job); forgotten whenever a job opens `apps` or `event_types` for writing.
     known: std::cell::RefCell<Known>,
 }
+
+/// An application's endpoints and triggers, as routing reads them.
+type Routing = Rc<(Vec<Endpoint>, Vec<Trigger>)>;
 
 #[derive(Default)]
 struct Known {
@@ -455,7 +458,7 @@ impl<'a> Writer<'a> {
     /// An application's endpoints and triggers, read once per batch: a batch often holds many
     /// messages of one application, and decoding its endpoints for each was a tenth of the
     /// writer's time.
-    fn routing_of(&mut self, app: AppId) -> Result<Rc<(Vec<Endpoint>, Vec<Trigger>)>, StoreError> {
+    fn routing_of(&mut self, app: AppId) -> Result<Routing, StoreError> {
         if let Some(known) = self.routing.get(&app) {
             return Ok(known.clone());
         }

@@ -18,6 +18,10 @@ pub(super) fn lane_table(lane: Priority) -> TableDefinition<'static, (u64, u128,
     }
 }
 
+/// The routing decision `ingest_message` asks for: the deliveries a message owes, given the
+/// application's endpoints and triggers.
+pub type RouteFn<'r> = dyn Fn(&Message, &[Endpoint], &[Trigger]) -> Vec<NewDelivery> + 'r;
+
 /// What became of an attempt, as the delivery side decided it.
 #[derive(Clone, Debug)]
 pub enum AttemptOutcome {
@@ -160,7 +164,7 @@ impl Writer<'_> {
     pub fn ingest_message(
         &mut self,
         mut msg: Message,
-        route: &dyn Fn(&Message, &[Endpoint], &[Trigger]) -> Vec<NewDelivery>,
+        route: &RouteFn,
     ) -> Result<(Message, usize), StoreError> {
         if let Some(event_id) = &msg.event_id
             && let Some(existing) = self.message_id_by_event_id(msg.app_id, event_id)?

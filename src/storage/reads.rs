@@ -9,6 +9,9 @@ use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
 use crate::model::*;
 
+/// Deliveries due now with their endpoints, and when the next one after them is due.
+pub type DueDeliveries = (Vec<(DeliveryId, EndpointId)>, Option<Millis>);
+
 /// A transaction that can be read. Implemented by `Reader` and `Writer`.
 pub trait Read {
     #[doc(hidden)]
@@ -323,7 +326,7 @@ pub trait Read {
         limit: usize,
         scan_max: usize,
         skip: &mut dyn FnMut(DeliveryId, EndpointId) -> bool,
-    ) -> Result<(Vec<(DeliveryId, EndpointId)>, Option<Millis>), StoreError> {
+    ) -> Result<DueDeliveries, StoreError> {
         let t = self.tx().table(super::ops::lane_table(lane))?;
         let mut due = Vec::new();
         let mut next = None;
