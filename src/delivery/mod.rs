@@ -69,8 +69,6 @@ impl Waker {
 #[derive(Default, Clone, Copy)]
 struct EndpointState {
     in_flight: u32,
-    /// Its concurrency cap as last read (the server default until then).
-    cap: u32,
     /// Next free slot of its rate limit, in microseconds since the epoch.
     next_slot_us: u64,
 }
@@ -85,8 +83,9 @@ pub struct Engine {
     in_flight: Mutex<HashSet<DeliveryId>>,
     endpoints: Mutex<HashMap<EndpointId, EndpointState>>,
     /// Concurrency caps other than the server default, as read with the endpoints of the
-    /// deliveries dispatched, so a scan admits no more than an endpoint takes even when it has
-    /// nothing in flight (see `KNOWN_CAPS_MAX`).
+    /// deliveries dispatched, so a scan admits no more than an endpoint takes (see
+    /// `KNOWN_CAPS_MAX`). The one place caps are kept: dispatch checks each delivery against
+    /// the cap of the endpoint it just read, so a forgotten cap costs reads, never an excess.
     known_caps: Mutex<HashMap<EndpointId, u32>>,
     permits: Arc<Semaphore>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -219,12 +218,12 @@ impl Engine {
         // only after its commit, so anything absent from the snapshot is seen in its committed
         // state by the read below, and nothing is dispatched twice.
         let skip: HashSet<DeliveryId> = self.in_flight.lock().expect("not poisoned").clone();
-        let busy: HashMap<EndpointId, (u32, u32)> = self
+        let busy: HashMap<EndpointId, u32> = self
             .endpoints
             .lock()
             .expect("not poisoned")
             .iter()
-            .map(|(id, s)| (*id, (s.in_flight, s.cap)))
+            .map(|(id, s)| (*id, s.in_flight))
             .collect();
         let caps: HashMap<EndpointId, u32> = self.known_caps.lock().expect("not poisoned").clone();
         let default_cap = self.config.endpoint_concurrency_max as u32;
@@ -273,10 +272,8 @@ impl Engine {
                         if skip.contains(&id) || taken.contains(&id) {
                             return false;
                         }
-                        let (running, cap) = busy
-                            .get(&ep)
-                            .copied()
-                            .unwrap_or_else(|| (0, caps.get(&ep).copied().unwrap_or(default_cap)));
+                        let running = busy.get(&ep).copied().unwrap_or(0);
+                        let cap = caps.get(&ep).copied().unwrap_or(default_cap);
                         let planned = load.entry(ep).or_insert(running);
                         if *planned >= cap.max(1) {
                             full_endpoint = Some(ep);
@@ -354,18 +351,17 @@ impl Engine {
                 }
             };
             // The scan admitted it under the cap it knew; the endpoint just read has the true
-            // one. Over it, the delivery stays queued (not in flight) for a later scan, instead
-            // of being dispatched only to be deferred.
+            // one. Over it, the delivery stays queued (not in flight) for a later scan.
             let cap = work.concurrency_cap().unwrap_or(default_cap).max(1);
             self.remember_cap(endpoint, cap, default_cap);
-            {
-                let mut states = self.endpoints.lock().expect("not poisoned");
-                if let Some(state) = states.get_mut(&endpoint) {
-                    state.cap = cap;
-                    if state.in_flight >= cap {
-                        continue;
-                    }
-                }
+            let running = self
+                .endpoints
+                .lock()
+                .expect("not poisoned")
+                .get(&endpoint)
+                .map_or(0, |s| s.in_flight);
+            if running >= cap {
+                continue;
             }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
@@ -375,10 +371,7 @@ impl Engine {
                 .lock()
                 .expect("not poisoned")
                 .entry(endpoint)
-                .or_insert(EndpointState {
-                    cap,
-                    ..Default::default()
-                })
+                .or_default()
                 .in_flight += 1;
             let engine = self.clone();
             self.metrics.in_flight_change(1);
@@ -454,26 +447,6 @@ impl Engine {
         }
     }
 
-    /// Records an endpoint's concurrency cap as read by a worker; answers whether the
-    /// endpoint is over it (the scheduler dispatched before it knew the cap).
-    fn note_cap(&self, endpoint: EndpointId, cap: Option<u32>) -> bool {
-        let cap = cap
-            .unwrap_or(self.config.endpoint_concurrency_max as u32)
-            .max(1);
-        match self
-            .endpoints
-            .lock()
-            .expect("not poisoned")
-            .get_mut(&endpoint)
-        {
-            Some(s) => {
-                s.cap = cap;
-                s.in_flight > cap
-            }
-            None => false,
-        }
-    }
-
     /// Reserves the next slot of an endpoint's rate limit (`per_second` deliveries a second):
     /// answers when this delivery may go, in milliseconds since the epoch. Slots are spaced
     /// evenly, so a burst is spread out rather than refused.
@@ -481,10 +454,7 @@ impl Engine {
         let interval_us = 1_000_000 / per_second.max(1) as u64;
         let now_us = now_millis() * 1000;
         let mut states = self.endpoints.lock().expect("not poisoned");
-        let s = states.entry(endpoint).or_insert(EndpointState {
-            cap: self.config.endpoint_concurrency_max as u32,
-            ..Default::default()
-        });
+        let s = states.entry(endpoint).or_default();
         let slot = s.next_slot_us.max(now_us);
         s.next_slot_us = slot + interval_us;
         slot / 1000

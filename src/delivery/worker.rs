@@ -8,10 +8,6 @@ use crate::model::*;
 use crate::routing::template;
 use crate::storage::{AttemptOutcome, DispatchReads, Read, StoreError};
 
-/// How long a delivery dispatched over its endpoint's concurrency cap waits before it is due
-/// again.
-const OVER_CAP_RETRY_MS: u64 = 20;
-
 /// Everything an attempt needs, read in the scheduler's scan transaction (see `load`).
 pub(super) struct Work {
     delivery: Delivery,
@@ -91,14 +87,6 @@ async fn try_attempt(
         // The endpoint was deleted: the delivery has nowhere to go.
         return engine.store.write(move |w| w.cancel_delivery(id)).await;
     };
-    if engine.note_cap(endpoint.id, endpoint.options.concurrency_max) {
-        // Dispatched before its cap was known, and over it: try again in a moment, unattempted.
-        let later = now_millis() + OVER_CAP_RETRY_MS;
-        return engine
-            .store
-            .write(move |w| w.defer_delivery(id, later, false))
-            .await;
-    }
     if !endpoint.ready() {
         // Disabled or unverified: wait, unattempted, until it is enabled or verified.
         return engine.store.write(move |w| w.park_delivery(id)).await;
@@ -106,10 +94,7 @@ async fn try_attempt(
     if let (Some(rate), false) = (endpoint.throttle_rate, delivery.slot_reserved) {
         let slot = engine.reserve_slot(endpoint.id, rate);
         if slot > now_millis() + super::slot_slack_ms() {
-            return engine
-                .store
-                .write(move |w| w.defer_delivery(id, slot, true))
-                .await;
+            return engine.store.write(move |w| w.defer_to_slot(id, slot)).await;
         }
     }
 

@@ -352,14 +352,8 @@ impl Writer<'_> {
         })
     }
 
-    /// Moves a pending delivery to another due time without an attempt: to its reserved rate
-    /// limit slot (`slot_reserved`), or a moment later when its endpoint is at its cap.
-    pub fn defer_delivery(
-        &mut self,
-        id: DeliveryId,
-        due_ms: Millis,
-        slot_reserved: bool,
-    ) -> Result<(), StoreError> {
+    /// Moves a pending delivery to its reserved rate limit slot without an attempt.
+    pub fn defer_to_slot(&mut self, id: DeliveryId, due_ms: Millis) -> Result<(), StoreError> {
         let Some(old) = self
             .delivery(id)?
             .filter(|d| d.state == DeliveryState::Pending)
@@ -368,7 +362,7 @@ impl Writer<'_> {
         };
         let mut d = old.clone();
         d.due_ms = Some(due_ms);
-        d.slot_reserved = slot_reserved;
+        d.slot_reserved = true;
         self.put_delivery(&d, Some(&old))
     }
 
