@@ -325,7 +325,7 @@ impl Engine {
                 let mut batch = r.dispatch_reads()?;
                 let loaded: Vec<_> = chosen
                     .into_iter()
-                    .map(|(id, ep)| (id, ep, worker::load(r, &mut batch, id)))
+                    .map(|(id, ep)| (id, ep, worker::load(&mut batch, id)))
                     .collect();
                 Ok((loaded, next, cut, found_deep))
             })

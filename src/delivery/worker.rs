@@ -29,11 +29,8 @@ impl Work {
 /// delivery is gone, no longer pending, or parked; its message is gone). The scheduler calls
 /// it inside the transaction that chose the delivery, which spares each attempt a read of its
 /// own (a hop to a blocking thread and back).
-pub(super) fn load(
-    r: &impl Read,
-    batch: &mut DispatchReads,
-    id: DeliveryId,
-) -> Result<Option<Work>, StoreError> {
+pub(super) fn load(batch: &mut DispatchReads, id: DeliveryId) -> Result<Option<Work>, StoreError> {
+    let r = batch.reader;
     let Some(delivery) = batch.delivery(id)? else {
         return Ok(None);
     };

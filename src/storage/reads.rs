@@ -3,11 +3,18 @@
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::codec::{IdempotentResponse, decode};
+use super::codec::{IdempotentResponse, Record, decode};
 use super::pages::{Page, PageQuery, page_by_prefix};
 use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
 use crate::model::*;
+
+/// The record stored under a key, decoded.
+fn decoded<T: Record>(
+    found: Option<redb::AccessGuard<'_, &'static [u8]>>,
+) -> Result<Option<T>, StoreError> {
+    Ok(found.map(|v| decode(v.value())).transpose()?)
+}
 
 /// Deliveries due now with their endpoints, and when the next one after them is due.
 pub type DueDeliveries = (Vec<(DeliveryId, EndpointId)>, Option<Millis>);
@@ -21,10 +28,7 @@ pub trait Read {
 
     fn app(&self, id: AppId) -> Result<Option<App>, StoreError> {
         let t = self.tx().table(APPS)?;
-        Ok(match t.get(id.0)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(id.0)?)
     }
 
     fn app_id_by_uid(&self, uid: &str) -> Result<Option<AppId>, StoreError> {
@@ -69,10 +73,7 @@ pub trait Read {
 
     fn event_type(&self, name: &str) -> Result<Option<EventType>, StoreError> {
         let t = self.tx().table(EVENT_TYPES)?;
-        Ok(match t.get(name)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(name)?)
     }
 
     /// Event types by name, ascending, strictly after `after` (or before `before`).
@@ -129,10 +130,7 @@ pub trait Read {
 
     fn endpoint(&self, id: EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let t = self.tx().table(ENDPOINTS)?;
-        Ok(match t.get(id.0)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(id.0)?)
     }
 
     fn endpoint_id_by_uid(&self, app: AppId, uid: &str) -> Result<Option<EndpointId>, StoreError> {
@@ -157,20 +155,12 @@ pub trait Read {
     fn endpoints(&self, app: AppId, query: &PageQuery) -> Result<Page<Endpoint>, StoreError> {
         let index = self.tx().table(APP_ENDPOINTS)?;
         let eps = self.tx().table(ENDPOINTS)?;
-        page_by_prefix(&index, app.0, query, |id, ()| {
-            Ok(match eps.get(id)? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            })
-        })
+        page_by_prefix(&index, app.0, query, |id, ()| decoded(eps.get(id)?))
     }
 
     fn trigger(&self, app: AppId, id: TriggerId) -> Result<Option<Trigger>, StoreError> {
         let t = self.tx().table(TRIGGERS)?;
-        Ok(match t.get((app.0, id.0))? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get((app.0, id.0))?)
     }
 
     /// Every trigger of an application, oldest first.
@@ -185,10 +175,7 @@ pub trait Read {
 
     fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
         let t = self.tx().table(MESSAGES)?;
-        Ok(match t.get((app.0, id.0))? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get((app.0, id.0))?)
     }
 
     fn message_id_by_event_id(
@@ -216,10 +203,7 @@ pub trait Read {
 
     fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
         let t = self.tx().table(DELIVERIES)?;
-        Ok(match t.get((id.msg.0, id.n))? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get((id.msg.0, id.n))?)
     }
 
     /// Every delivery of a message, in the order they were made.
@@ -234,10 +218,7 @@ pub trait Read {
 
     fn attempt(&self, msg: MessageId, id: AttemptId) -> Result<Option<Attempt>, StoreError> {
         let t = self.tx().table(ATTEMPTS)?;
-        Ok(match t.get((msg.0, id.0))? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get((msg.0, id.0))?)
     }
 
     fn message_attempts(
@@ -388,10 +369,7 @@ pub trait Read {
 
     fn token(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError> {
         let t = self.tx().table(TOKENS)?;
-        Ok(match t.get(hash)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(hash)?)
     }
 
     fn tokens(&self) -> Result<Vec<Token>, StoreError> {
@@ -408,20 +386,14 @@ pub trait Read {
         key: &[u8; 32],
     ) -> Result<Option<IdempotentResponse>, StoreError> {
         let t = self.tx().table(IDEMPOTENCY)?;
-        Ok(match t.get(key)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(key)?)
     }
 
     // ---- the dashboard's records ----------------------------------------------------------
 
     fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
         let t = self.tx().table(USERS)?;
-        Ok(match t.get(username)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(username)?)
     }
 
     /// Every user, by name (operators are few).
@@ -440,34 +412,22 @@ pub trait Read {
 
     fn session(&self, hash: &[u8; 32]) -> Result<Option<Session>, StoreError> {
         let t = self.tx().table(SESSIONS)?;
-        Ok(match t.get(hash)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(hash)?)
     }
 
     fn portal_link(&self, hash: &[u8; 32]) -> Result<Option<PortalLink>, StoreError> {
         let t = self.tx().table(PORTAL_LINKS)?;
-        Ok(match t.get(hash)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(hash)?)
     }
 
     fn setup_token(&self, hash: &[u8; 32]) -> Result<Option<SetupToken>, StoreError> {
         let t = self.tx().table(SETUP_TOKENS)?;
-        Ok(match t.get(hash)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(hash)?)
     }
 
     fn alert(&self, id: AlertId) -> Result<Option<Alert>, StoreError> {
         let t = self.tx().table(ALERTS)?;
-        Ok(match t.get(id.0)? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(t.get(id.0)?)
     }
 
     /// How many endpoints an application has.
@@ -589,26 +549,22 @@ pub trait Read {
 /// table is opened once and each endpoint decoded once however many deliveries of one dispatch
 /// share it (opening a table and decoding an endpoint per delivery were a tenth of the
 /// delivery side's CPU under load).
-pub struct DispatchReads {
+pub struct DispatchReads<'r> {
+    /// The scan's transaction, for the rarer reads (a trigger and its application).
+    pub reader: &'r Reader,
     deliveries: redb::ReadOnlyTable<(u128, u16), &'static [u8]>,
     messages: redb::ReadOnlyTable<(u128, u128), &'static [u8]>,
     endpoints: redb::ReadOnlyTable<u128, &'static [u8]>,
     known: std::collections::HashMap<EndpointId, Option<std::sync::Arc<Endpoint>>>,
 }
 
-impl DispatchReads {
+impl DispatchReads<'_> {
     pub fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        Ok(match self.deliveries.get((id.msg.0, id.n))? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(self.deliveries.get((id.msg.0, id.n))?)
     }
 
     pub fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        Ok(match self.messages.get((app.0, id.0))? {
-            Some(v) => Some(decode(v.value())?),
-            None => None,
-        })
+        decoded(self.messages.get((app.0, id.0))?)
     }
 
     pub fn endpoint(
@@ -618,18 +574,16 @@ impl DispatchReads {
         if let Some(known) = self.known.get(&id) {
             return Ok(known.clone());
         }
-        let read = match self.endpoints.get(id.0)? {
-            Some(v) => Some(std::sync::Arc::new(decode(v.value())?)),
-            None => None,
-        };
+        let read = decoded(self.endpoints.get(id.0)?)?.map(std::sync::Arc::new);
         self.known.insert(id, read.clone());
         Ok(read)
     }
 }
 
 impl Reader {
-    pub fn dispatch_reads(&self) -> Result<DispatchReads, StoreError> {
+    pub fn dispatch_reads(&self) -> Result<DispatchReads<'_>, StoreError> {
         Ok(DispatchReads {
+            reader: self,
             deliveries: self.tx.open_table(DELIVERIES)?,
             messages: self.tx.open_table(MESSAGES)?,
             endpoints: self.tx.open_table(ENDPOINTS)?,
@@ -656,10 +610,7 @@ impl<'a> Read for Writer<'a> {
         if let Some(known) = self.known.borrow().apps.get(&id) {
             return Ok(known.clone());
         }
-        let read = match self.tx.table(APPS)?.get(id.0)? {
-            Some(v) => Some(decode::<App>(v.value())?),
-            None => None,
-        };
+        let read = decoded::<App>(self.tx.table(APPS)?.get(id.0)?)?;
         self.known.borrow_mut().apps.insert(id, read.clone());
         Ok(read)
     }
@@ -669,10 +620,7 @@ impl<'a> Read for Writer<'a> {
         if let Some(known) = self.known.borrow().event_types.get(name) {
             return Ok(known.clone());
         }
-        let read = match self.tx.table(EVENT_TYPES)?.get(name)? {
-            Some(v) => Some(decode::<EventType>(v.value())?),
-            None => None,
-        };
+        let read = decoded::<EventType>(self.tx.table(EVENT_TYPES)?.get(name)?)?;
         self.known
             .borrow_mut()
             .event_types
@@ -682,11 +630,7 @@ impl<'a> Read for Writer<'a> {
 
     /// Through the batch's open handle: every attempt reads its delivery before writing it.
     fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        self.tx.with(DELIVERIES, |t| {
-            Ok(match t.get((id.msg.0, id.n))? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            })
-        })
+        self.tx
+            .with(DELIVERIES, |t| decoded(t.get((id.msg.0, id.n))?))
     }
 }
