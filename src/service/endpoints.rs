@@ -902,18 +902,7 @@ fn validate_options(o: &EndpointOptions, p: &mut Problems) {
             );
         }
     }
-    if let Some(t) = o.timeout_ms
-        && !TIMEOUT_MS_RANGE.contains(&t)
-    {
-        p.add(
-            "timeoutMs",
-            format!(
-                "must be {} to {} ms",
-                TIMEOUT_MS_RANGE.start(),
-                TIMEOUT_MS_RANGE.end()
-            ),
-        );
-    }
+    p.in_range(o.timeout_ms, &TIMEOUT_MS_RANGE, "timeoutMs", " ms");
     if let Some(s) = &o.retry_schedule_ms
         && (s.is_empty()
             || s.len() > RETRY_SCHEDULE_LEN_MAX
@@ -924,30 +913,13 @@ fn validate_options(o: &EndpointOptions, p: &mut Problems) {
             format!("must list 1 to {RETRY_SCHEDULE_LEN_MAX} delays of at most 7 days"),
         );
     }
-    if let Some(n) = o.attempts_max
-        && !ATTEMPTS_MAX_RANGE.contains(&n)
-    {
-        p.add(
-            "maxAttempts",
-            format!(
-                "must be {} to {}",
-                ATTEMPTS_MAX_RANGE.start(),
-                ATTEMPTS_MAX_RANGE.end()
-            ),
-        );
-    }
-    if let Some(n) = o.concurrency_max
-        && !CONCURRENCY_RANGE.contains(&n)
-    {
-        p.add(
-            "concurrencyLimit",
-            format!(
-                "must be {} to {}",
-                CONCURRENCY_RANGE.start(),
-                CONCURRENCY_RANGE.end()
-            ),
-        );
-    }
+    p.in_range(o.attempts_max, &ATTEMPTS_MAX_RANGE, "maxAttempts", "");
+    p.in_range(
+        o.concurrency_max,
+        &CONCURRENCY_RANGE,
+        "concurrencyLimit",
+        "",
+    );
 }
 
 /// The event type Svix uses for connectivity checks; always allowed, never in the catalog.

@@ -74,14 +74,12 @@ impl Service {
         if let Some(channels) = &input.channels {
             p.check(validate::channels(channels), "channels");
         }
-        if let Some(days) = input.retention_days
-            && !(1..=RETENTION_DAYS_MAX).contains(&days)
-        {
-            p.add(
-                "payloadRetentionPeriod",
-                format!("must be 1 to {RETENTION_DAYS_MAX} days"),
-            );
-        }
+        p.in_range(
+            input.retention_days,
+            &(1..=RETENTION_DAYS_MAX),
+            "payloadRetentionPeriod",
+            " days",
+        );
         if let Some(a) = &input.application {
             match &a.uid {
                 None => p.add(

@@ -35,6 +35,26 @@ impl Problems {
         }
     }
 
+    /// Refuses a value given outside `range`, naming the range (with `unit`, e.g. " ms").
+    pub fn in_range<T>(
+        &mut self,
+        value: Option<T>,
+        range: &std::ops::RangeInclusive<T>,
+        field: &str,
+        unit: &str,
+    ) where
+        T: PartialOrd + std::fmt::Display,
+    {
+        if let Some(v) = value
+            && !range.contains(&v)
+        {
+            self.add(
+                field,
+                format!("must be {} to {}{unit}", range.start(), range.end()),
+            );
+        }
+    }
+
     pub fn finish(self) -> Result<(), ServiceError> {
         if self.0.is_empty() {
             Ok(())
