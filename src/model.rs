@@ -231,6 +231,28 @@ impl fmt::Debug for Verification {
 }
 
 impl Endpoint {
+    /// An endpoint with an id, an application and a URL, everything else at its default (no
+    /// keys, subscribed to everything, enabled).
+    pub fn plain(id: EndpointId, app_id: AppId, url: impl Into<String>) -> Endpoint {
+        Endpoint {
+            id,
+            app_id,
+            uid: None,
+            url: url.into(),
+            description: String::new(),
+            event_types: None,
+            channels: None,
+            keys: vec![],
+            disabled: false,
+            throttle_rate: None,
+            metadata: Default::default(),
+            headers: Default::default(),
+            options: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
     /// Deliveries may be attempted: enabled and, when verification is asked, verified.
     pub fn ready(&self) -> bool {
         !self.disabled

@@ -64,24 +64,12 @@ pub(super) async fn run(
     };
     // A stand-in endpoint, so operational webhooks are signed and sent exactly like deliveries.
     let target = Endpoint {
-        id: EndpointId(0),
-        app_id: AppId(0),
-        uid: None,
-        url,
         description: "operational webhooks".into(),
-        event_types: None,
-        channels: None,
         keys: vec![SigningKey {
             key,
             expires_at: None,
         }],
-        disabled: false,
-        throttle_rate: None,
-        metadata: Default::default(),
-        headers: Default::default(),
-        options: Default::default(),
-        created_at: 0,
-        updated_at: 0,
+        ..Endpoint::plain(EndpointId(0), AppId(0), url)
     };
     let mut backoff = BACKOFF_MIN;
     loop {

@@ -102,21 +102,10 @@ mod tests {
 
     fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -> Endpoint {
         Endpoint {
-            id: EndpointId(1),
-            app_id: AppId(1),
-            uid: None,
-            url: "https://example.com".into(),
-            description: String::new(),
             event_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
             channels: channels.map(|t| t.iter().map(|s| s.to_string()).collect()),
-            keys: vec![],
             disabled,
-            throttle_rate: None,
-            metadata: Default::default(),
-            headers: Default::default(),
-            options: Default::default(),
-            created_at: 0,
-            updated_at: 0,
+            ..Endpoint::plain(EndpointId(1), AppId(1), "https://example.com")
         }
     }
 

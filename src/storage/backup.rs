@@ -169,12 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_backup_copies_every_table_of_a_fresh_database() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            writer_batch_max: 8,
-            writer_queue_max: 8,
-            metrics: Default::default(),
-            cache_bytes: 1 << 20,
-        };
+        let settings = StoreSettings::for_tests();
         let store = Store::open(&dir.path().join("live.redb"), &settings).unwrap();
         let db = store.database().unwrap();
         let tx = db.begin_read().unwrap();

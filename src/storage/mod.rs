@@ -114,6 +114,19 @@ pub struct StoreSettings {
     pub cache_bytes: usize,
 }
 
+#[cfg(test)]
+impl StoreSettings {
+    /// Small settings for unit tests: batches and queue of 8, a 1 MiB page cache.
+    pub(crate) fn for_tests() -> StoreSettings {
+        StoreSettings {
+            writer_batch_max: 8,
+            writer_queue_max: 8,
+            metrics: Default::default(),
+            cache_bytes: 1 << 20,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     /// Taken out by `close`, so the file is released even while clones of `Store` live on.

@@ -532,34 +532,13 @@ mod tests {
     use crate::storage::{Store, StoreSettings};
 
     fn endpoint(id: u128, app: AppId) -> Endpoint {
-        Endpoint {
-            id: EndpointId(id),
-            app_id: app,
-            uid: None,
-            url: "https://example.com".into(),
-            description: String::new(),
-            event_types: None,
-            channels: None,
-            keys: vec![],
-            disabled: false,
-            throttle_rate: None,
-            metadata: Default::default(),
-            headers: Default::default(),
-            options: Default::default(),
-            created_at: 0,
-            updated_at: 0,
-        }
+        Endpoint::plain(EndpointId(id), app, "https://example.com")
     }
 
     #[tokio::test]
     async fn routing_within_one_batch_sees_an_endpoint_added_by_an_earlier_job() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            writer_batch_max: 8,
-            writer_queue_max: 8,
-            metrics: Default::default(),
-            cache_bytes: 1 << 20,
-        };
+        let settings = StoreSettings::for_tests();
         let store = Store::open(&dir.path().join("r.redb"), &settings).unwrap();
         let app = AppId(1);
         let message = move || Message {
@@ -592,5 +571,60 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(routed, (1, 2, 1));
+    }
+
+    #[tokio::test]
+    async fn reads_between_writes_through_the_open_hot_tables_see_those_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.redb"), &StoreSettings::for_tests()).unwrap();
+        let app = AppId(1);
+        let message = move || Message {
+            id: MessageId(0),
+            app_id: app,
+            event_type: "a.b".into(),
+            event_id: None,
+            channels: None,
+            payload: Some("{}".into()),
+            created_at: now_micros(),
+            retention_days: 30,
+        };
+        let to_every_endpoint = |_: &Message, eps: &[Endpoint], _: &[Trigger]| {
+            eps.iter()
+                .map(|e| NewDelivery::plain(e.id, Priority::Normal))
+                .collect()
+        };
+        // One job: the ingests write deliveries, messages and the queue through the batch's
+        // open handles; the reads in between open those tables the ordinary way, which must
+        // close the cached handles first (redb refuses a second handle) and see their writes.
+        let (seen, due, msg) = store
+            .write(move |w| {
+                w.insert_endpoint(&endpoint(10, app))?;
+                let (first, _) = w.ingest_message(message(), &to_every_endpoint)?;
+                let seen = w.message_deliveries(first.id)?.len();
+                let (due, _) =
+                    w.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_, _| {
+                        false
+                    })?;
+                let (second, _) = w.ingest_message(message(), &to_every_endpoint)?;
+                let msg = w.message(app, second.id)?.map(|m| m.id == second.id);
+                Ok((seen, due.len(), msg))
+            })
+            .await
+            .unwrap();
+        assert_eq!((seen, due, msg), (1, 1, Some(true)));
+        // And after the commit, from a reader.
+        let queued = store
+            .read(|r| {
+                Ok(
+                    r.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_, _| {
+                        false
+                    })?
+                    .0
+                    .len(),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(queued, 2);
     }
 }

@@ -174,12 +174,7 @@ mod tests {
     #[tokio::test]
     async fn expired_history_goes_and_the_rest_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings {
-            writer_batch_max: 8,
-            writer_queue_max: 8,
-            metrics: Default::default(),
-            cache_bytes: 1 << 20,
-        };
+        let settings = StoreSettings::for_tests();
         let path = dir.path().join("r.redb");
         let store = Store::open(&path, &settings).unwrap();
         let (app, ep) = (AppId(1), EndpointId(2));
@@ -194,23 +189,7 @@ mod tests {
                     created_at: 0,
                     updated_at: 0,
                 })?;
-                w.insert_endpoint(&Endpoint {
-                    id: ep,
-                    app_id: app,
-                    uid: None,
-                    url: "https://example.com".into(),
-                    description: String::new(),
-                    event_types: None,
-                    channels: None,
-                    keys: vec![],
-                    disabled: false,
-                    throttle_rate: None,
-                    metadata: Default::default(),
-                    headers: Default::default(),
-                    options: Default::default(),
-                    created_at: 0,
-                    updated_at: 0,
-                })?;
+                w.insert_endpoint(&Endpoint::plain(ep, app, "https://example.com"))?;
                 w.put_idempotent_response(
                     &[7; 32],
                     &IdempotentResponse {
