@@ -22,7 +22,6 @@ const CLIENTS: usize = 8;
 struct Herald {
     child: Child,
     db: std::path::PathBuf,
-    port: u16,
 }
 
 impl Herald {
@@ -44,7 +43,6 @@ impl Herald {
         Herald {
             child,
             db: db.to_path_buf(),
-            port,
         }
     }
 
