@@ -45,14 +45,12 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
-use crate::model::{Alert, App, Attempt, Delivery, Endpoint, EventType, Message, Token, Trigger};
+use crate::model::{Alert, App, Endpoint, EventType, Token, Trigger};
 
+// Messages, deliveries and attempts are stored without their key's fields: `rows.rs`.
 impl Record for App {}
 impl Record for EventType {}
 impl Record for Endpoint {}
-impl Record for Message {}
-impl Record for Delivery {}
-impl Record for Attempt {}
 impl Record for Alert {}
 impl Record for Token {}
 impl Record for Trigger {}
@@ -77,15 +75,16 @@ impl Record for IdempotentResponse {}
 /// a stored value, however damaged, must decode or be an error, never panic.
 #[doc(hidden)]
 pub fn decode_any_record(bytes: &[u8]) -> usize {
+    use super::rows::decode_keyed;
     use crate::model::*;
     [
         decode::<App>(bytes).is_ok(),
         decode::<EventType>(bytes).is_ok(),
         decode::<Endpoint>(bytes).is_ok(),
         decode::<Trigger>(bytes).is_ok(),
-        decode::<Message>(bytes).is_ok(),
-        decode::<Delivery>(bytes).is_ok(),
-        decode::<Attempt>(bytes).is_ok(),
+        decode_keyed::<Message>((1, 2), bytes).is_ok(),
+        decode_keyed::<Delivery>((2, 0), bytes).is_ok(),
+        decode_keyed::<Attempt>((2, 3), bytes).is_ok(),
         decode::<Alert>(bytes).is_ok(),
         decode::<Token>(bytes).is_ok(),
         decode::<IdempotentResponse>(bytes).is_ok(),
@@ -101,11 +100,31 @@ mod tests {
 
     use super::*;
     use crate::model::*;
+    use crate::storage::rows::{KeyedRecord, decode_keyed, encode_keyed};
 
     fn round_trip<T: Record + PartialEq + std::fmt::Debug>(value: T) {
         let bytes = encode(&value);
         assert_eq!(bytes[0], T::VERSION);
         assert_eq!(decode::<T>(&bytes).unwrap(), value);
+    }
+
+    /// A record stored without its key's fields decodes whole from (key, row), the row is
+    /// smaller than the whole record, and the whole record as version 1 wrote it still decodes.
+    fn keyed_round_trip<T>(value: T)
+    where
+        T: KeyedRecord + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let row = encode_keyed(&value);
+        assert_eq!(row[0], 2);
+        assert_eq!(decode_keyed::<T>(value.key(), &row).unwrap(), value);
+        let whole = postcard::to_extend(&value, vec![1]).unwrap();
+        assert!(row.len() < whole.len(), "{} >= {}", row.len(), whole.len());
+        assert_eq!(decode_keyed::<T>(value.key(), &whole).unwrap(), value);
+    }
+
+    /// An id as big as a real one (a ULID made in 2026), so the rows are sized as stored.
+    fn real_id(n: u128) -> u128 {
+        id_floor_at_millis(1_790_000_000_000) | n
     }
 
     fn metadata() -> BTreeMap<String, String> {
@@ -175,9 +194,9 @@ mod tests {
             created_at: 3,
             updated_at: 4,
         });
-        round_trip(Message {
-            id: MessageId(3),
-            app_id: AppId(1),
+        keyed_round_trip(Message {
+            id: MessageId(real_id(3)),
+            app_id: AppId(real_id(1)),
             event_type: "a.b".into(),
             event_id: Some("evt-1".into()),
             channels: Some(vec!["eu".into()]),
@@ -185,14 +204,14 @@ mod tests {
             created_at: 7,
             retention_days: 90,
         });
-        round_trip(Delivery {
+        keyed_round_trip(Delivery {
             id: DeliveryId {
-                msg: MessageId(3),
+                msg: MessageId(real_id(3)),
                 n: 0,
             },
-            msg_id: MessageId(3),
-            app_id: AppId(1),
-            endpoint_id: EndpointId(2),
+            msg_id: MessageId(real_id(3)),
+            app_id: AppId(real_id(1)),
+            endpoint_id: EndpointId(real_id(2)),
             priority: Priority::Low,
             state: DeliveryState::Pending,
             attempts: 2,
@@ -204,15 +223,15 @@ mod tests {
             created_at: 1,
             updated_at: 2,
         });
-        round_trip(Attempt {
-            id: AttemptId(4),
+        keyed_round_trip(Attempt {
+            id: AttemptId(real_id(4)),
             delivery_id: DeliveryId {
-                msg: MessageId(3),
+                msg: MessageId(real_id(3)),
                 n: 1,
             },
-            msg_id: MessageId(3),
-            app_id: AppId(1),
-            endpoint_id: EndpointId(2),
+            msg_id: MessageId(real_id(3)),
+            app_id: AppId(real_id(1)),
+            endpoint_id: EndpointId(real_id(2)),
             url: "https://example.com".into(),
             status_code: 503,
             duration_ms: 12,

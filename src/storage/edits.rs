@@ -1,7 +1,7 @@
 //! Mutations of history records (messages and attempts) made by operators: expunging content.
 //! Kept apart from `ops.rs`, whose ingest and attempt paths are the hot ones.
 
-use super::codec::encode;
+use super::rows::{KeyedRecord, encode_keyed};
 use super::tables::*;
 use super::{StoreError, Writer};
 use crate::model::*;
@@ -16,14 +16,14 @@ impl Writer<'_> {
     /// Replaces a stored message (same key), e.g. with its payload removed.
     pub fn replace_message(&mut self, msg: &Message) -> Result<(), StoreError> {
         self.table_mut(MESSAGES)?
-            .insert((msg.app_id.0, msg.id.0), encode(msg).as_slice())?;
+            .insert(msg.key(), encode_keyed(msg).as_slice())?;
         Ok(())
     }
 
     /// Replaces a stored attempt (same key), e.g. with its response body removed.
     pub fn replace_attempt(&mut self, attempt: &Attempt) -> Result<(), StoreError> {
         self.table_mut(ATTEMPTS)?
-            .insert((attempt.msg_id.0, attempt.id.0), encode(attempt).as_slice())?;
+            .insert(attempt.key(), encode_keyed(attempt).as_slice())?;
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ mod ops;
 mod pages;
 mod reads;
 mod retention;
+mod rows;
 mod stats;
 mod tables;
 mod triggers;

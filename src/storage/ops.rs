@@ -6,6 +6,7 @@ use redb::{ReadableTable, TableDefinition};
 
 use super::codec::{IdempotentResponse, encode};
 use super::reads::Read;
+use super::rows::{KeyedRecord, encode_keyed};
 use super::tables::*;
 use super::{Conflict, StoreError, Writer};
 use crate::model::*;
@@ -180,9 +181,9 @@ impl Writer<'_> {
             self.table_mut(MESSAGE_EVENT_IDS)?
                 .insert((msg.app_id.0, event_id.as_str()), msg.id.0)?;
         }
-        let record = encode(&msg);
+        let record = encode_keyed(&msg);
         self.hot_mut(MESSAGES, |t| {
-            t.insert((msg.app_id.0, msg.id.0), record.as_slice())?;
+            t.insert(msg.key(), record.as_slice())?;
             Ok(())
         })?;
         let now_ms = now_millis();
@@ -345,9 +346,9 @@ impl Writer<'_> {
                 }
             }
         }
-        let record = encode(d);
+        let record = encode_keyed(d);
         self.hot_mut(DELIVERIES, |t| {
-            t.insert((d.id.msg.0, d.id.n), record.as_slice())?;
+            t.insert(d.key(), record.as_slice())?;
             Ok(())
         })
     }
@@ -423,9 +424,9 @@ impl Writer<'_> {
             return Ok(None);
         };
         attempt.id = AttemptId(self.new_id());
-        let record = encode(&attempt);
+        let record = encode_keyed(&attempt);
         self.hot_mut(ATTEMPTS, |t| {
-            t.insert((attempt.msg_id.0, attempt.id.0), record.as_slice())?;
+            t.insert(attempt.key(), record.as_slice())?;
             Ok(())
         })?;
         self.hot_mut(ENDPOINT_ATTEMPTS, |t| {

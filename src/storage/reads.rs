@@ -2,9 +2,11 @@
 //! transaction (`Writer`), so a write can check what is there before it writes.
 
 use redb::{ReadableTable, ReadableTableMetadata};
+use serde::de::DeserializeOwned;
 
 use super::codec::{IdempotentResponse, Record, decode};
 use super::pages::{Page, PageQuery, page_by_prefix};
+use super::rows::{KeyedRecord, decode_keyed};
 use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
 use crate::model::*;
@@ -14,6 +16,14 @@ fn decoded<T: Record>(
     found: Option<redb::AccessGuard<'_, &'static [u8]>>,
 ) -> Result<Option<T>, StoreError> {
     Ok(found.map(|v| decode(v.value())).transpose()?)
+}
+
+/// `decoded` for a record stored without its key's fields (`rows.rs`).
+pub(super) fn keyed<T: KeyedRecord + DeserializeOwned>(
+    key: T::Key,
+    found: Option<redb::AccessGuard<'_, &'static [u8]>>,
+) -> Result<Option<T>, StoreError> {
+    Ok(found.map(|v| decode_keyed(key, v.value())).transpose()?)
 }
 
 /// Deliveries due now with their endpoints, and when the next one after them is due.
@@ -175,7 +185,8 @@ pub trait Read {
 
     fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
         let t = self.tx().table(MESSAGES)?;
-        decoded(t.get((app.0, id.0))?)
+        let key = (app.0, id.0);
+        keyed(key, t.get(key)?)
     }
 
     fn message_id_by_event_id(
@@ -195,15 +206,16 @@ pub trait Read {
         keep: &dyn Fn(&Message) -> bool,
     ) -> Result<Page<Message>, StoreError> {
         let t = self.tx().table(MESSAGES)?;
-        page_by_prefix(&t, app.0, query, |_, v| {
-            let m: Message = decode(v)?;
+        page_by_prefix(&t, app.0, query, |id, v| {
+            let m: Message = decode_keyed((app.0, id), v)?;
             Ok(keep(&m).then_some(m))
         })
     }
 
     fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
         let t = self.tx().table(DELIVERIES)?;
-        decoded(t.get((id.msg.0, id.n))?)
+        let key = (id.msg.0, id.n);
+        keyed(key, t.get(key)?)
     }
 
     /// Every delivery of a message, in the order they were made.
@@ -211,14 +223,16 @@ pub trait Read {
         let t = self.tx().table(DELIVERIES)?;
         let mut out = Vec::new();
         for e in t.range((msg.0, 0)..=(msg.0, u16::MAX))? {
-            out.push(decode(e?.1.value())?);
+            let (k, v) = e?;
+            out.push(decode_keyed(k.value(), v.value())?);
         }
         Ok(out)
     }
 
     fn attempt(&self, msg: MessageId, id: AttemptId) -> Result<Option<Attempt>, StoreError> {
         let t = self.tx().table(ATTEMPTS)?;
-        decoded(t.get((msg.0, id.0))?)
+        let key = (msg.0, id.0);
+        keyed(key, t.get(key)?)
     }
 
     fn message_attempts(
@@ -228,8 +242,8 @@ pub trait Read {
         keep: &dyn Fn(&Attempt) -> bool,
     ) -> Result<Page<Attempt>, StoreError> {
         let t = self.tx().table(ATTEMPTS)?;
-        page_by_prefix(&t, msg.0, query, |_, v| {
-            let a: Attempt = decode(v)?;
+        page_by_prefix(&t, msg.0, query, |id, v| {
+            let a: Attempt = decode_keyed((msg.0, id), v)?;
             Ok(keep(&a).then_some(a))
         })
     }
@@ -243,13 +257,8 @@ pub trait Read {
         let index = self.tx().table(ENDPOINT_ATTEMPTS)?;
         let attempts = self.tx().table(ATTEMPTS)?;
         page_by_prefix(&index, endpoint.0, query, |id, msg| {
-            Ok(match attempts.get((msg, id))? {
-                Some(v) => {
-                    let a: Attempt = decode(v.value())?;
-                    keep(&a).then_some(a)
-                }
-                None => None,
-            })
+            let a: Option<Attempt> = keyed((msg, id), attempts.get((msg, id))?)?;
+            Ok(a.filter(|a| keep(a)))
         })
     }
 
@@ -261,7 +270,8 @@ pub trait Read {
             return Ok(true);
         }
         for e in t.range((attempt.msg_id.0, lo)..=(attempt.msg_id.0, u128::MAX))? {
-            let later: Attempt = decode(e?.1.value())?;
+            let (k, v) = e?;
+            let later: Attempt = decode_keyed(k.value(), v.value())?;
             if later.endpoint_id == attempt.endpoint_id {
                 return Ok(false);
             }
@@ -289,9 +299,8 @@ pub trait Read {
             .take(limit)
         {
             let (k, msg) = e?;
-            if let Some(v) = attempts.get((msg.value(), k.value().1))? {
-                out.push(decode(v.value())?);
-            }
+            let key = (msg.value(), k.value().1);
+            out.extend(keyed(key, attempts.get(key)?)?);
         }
         Ok(out)
     }
@@ -509,7 +518,8 @@ pub trait Read {
         let t = self.tx().table(ATTEMPTS)?;
         let mut out = Vec::new();
         for e in t.range((msg.0, 0)..=(msg.0, u128::MAX))?.take(limit) {
-            out.push(decode(e?.1.value())?);
+            let (k, v) = e?;
+            out.push(decode_keyed(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -560,11 +570,13 @@ pub struct DispatchReads<'r> {
 
 impl DispatchReads<'_> {
     pub fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        decoded(self.deliveries.get((id.msg.0, id.n))?)
+        let key = (id.msg.0, id.n);
+        keyed(key, self.deliveries.get(key)?)
     }
 
     pub fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError> {
-        decoded(self.messages.get((app.0, id.0))?)
+        let key = (app.0, id.0);
+        keyed(key, self.messages.get(key)?)
     }
 
     pub fn endpoint(
@@ -630,7 +642,7 @@ impl<'a> Read for Writer<'a> {
 
     /// Through the batch's open handle: every attempt reads its delivery before writing it.
     fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        self.tx
-            .with(DELIVERIES, |t| decoded(t.get((id.msg.0, id.n))?))
+        let key = (id.msg.0, id.n);
+        self.tx.with(DELIVERIES, |t| keyed(key, t.get(key)?))
     }
 }

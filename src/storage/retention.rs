@@ -10,6 +10,7 @@ use redb::ReadableTable;
 
 use super::codec::{IdempotentResponse, decode};
 use super::reads::Read;
+use super::rows::decode_keyed;
 use super::tables::*;
 use super::{StoreError, Writer};
 use crate::model::*;
@@ -114,7 +115,7 @@ impl Writer<'_> {
             let mut v = Vec::new();
             for e in t.range((m.id.0, 0)..=(m.id.0, u128::MAX))? {
                 let (k, val) = e?;
-                let a: Attempt = decode(val.value())?;
+                let a: Attempt = decode_keyed(k.value(), val.value())?;
                 v.push((k.value().1, a.endpoint_id));
             }
             v

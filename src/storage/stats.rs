@@ -21,8 +21,9 @@ use std::collections::HashMap;
 
 use redb::ReadableTable;
 
-use super::codec::decode;
 use super::pages::Cursor;
+use super::reads::keyed;
+use super::rows::decode_keyed;
 use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
 use crate::model::*;
@@ -431,9 +432,8 @@ impl Reader {
             .take(limit)
         {
             let (k, n) = e?;
-            if let Some(v) = deliveries.get((k.value().1, n.value()))? {
-                out.push(decode(v.value())?);
-            }
+            let key = (k.value().1, n.value());
+            out.extend(keyed(key, deliveries.get(key)?)?);
         }
         Ok(out)
     }
@@ -497,21 +497,16 @@ impl Reader {
         let deliveries = self.tx.table(DELIVERIES)?;
         let attempts = self.tx.table(ATTEMPTS)?;
         let load_message = |app: u128, msg: u128| -> Result<Option<Message>, StoreError> {
-            Ok(match messages.get((app, msg))? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            })
+            keyed((app, msg), messages.get((app, msg))?)
         };
         let load_delivery = |msg: u128, n: u16| -> Result<Option<Delivery>, StoreError> {
-            Ok(match deliveries.get((msg, n))? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            })
+            keyed((msg, n), deliveries.get((msg, n))?)
         };
         let all_deliveries = |msg: u128| -> Result<Vec<Delivery>, StoreError> {
             let mut out = Vec::new();
             for e in deliveries.range((msg, 0)..=(msg, u16::MAX))? {
-                out.push(decode(e?.1.value())?);
+                let (k, v) = e?;
+                out.push(decode_keyed(k.value(), v.value())?);
             }
             Ok(out)
         };
@@ -646,7 +641,7 @@ impl Reader {
                 StoreError,
             > {
                 let msg = k.value().1;
-                let m: Message = decode(v.value())?;
+                let m: Message = decode_keyed(k.value(), v.value())?;
                 let found = if keep_message(&m) {
                     with_deliveries(m, all_deliveries(msg)?)
                 } else {
@@ -681,7 +676,8 @@ impl Reader {
                 .range((d.msg_id.0, 0)..=(d.msg_id.0, u128::MAX))?
                 .rev()
             {
-                let a: Attempt = decode(e?.1.value())?;
+                let (k, v) = e?;
+                let a: Attempt = decode_keyed(k.value(), v.value())?;
                 if a.delivery_id == d.id {
                     row.last_attempt = Some(a);
                     break;

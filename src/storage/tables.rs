@@ -2,7 +2,8 @@
 //!
 //! Keys are redb's fixed-width integers and tuples, which sort numerically, so ids (ULIDs,
 //! time-ordered `u128`) and due times (`u64` milliseconds) give range scans in time order.
-//! Values are versioned postcard records (see `codec.rs`) unless noted. Tables written at a high
+//! Values are versioned postcard records (see `codec.rs`; messages, deliveries and attempts
+//! without the ids their key holds, see `rows.rs`) unless noted. Tables written at a high
 //! rate (messages, deliveries, queue, attempts) take time-ordered keys: redb inserts random keys
 //! several times slower.
 
