@@ -81,6 +81,10 @@ pub fn router(service: Service) -> Router {
 /// before the path extractors would answer it in plain text.
 async fn reject_undecodable_paths(req: Request, next: Next) -> Response {
     let path = req.uri().path().as_bytes();
+    // A path without escapes is already UTF-8 (it is a `str`): nothing to decode.
+    if !path.contains(&b'%') {
+        return next.run(req).await;
+    }
     let mut decoded = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < path.len() {
