@@ -23,6 +23,7 @@ async fn a_database_written_by_the_first_layout_reads_correctly() {
     std::fs::copy(FIXTURE, &db).unwrap();
     let report = herald::storage::Store::check(&db).unwrap();
     assert!(report.contains("messages           3"), "{report}");
+    assert!(report.contains("layout             1"), "{report}");
 
     let s = start_on(herald::config::Config {
         db,
@@ -86,6 +87,7 @@ async fn a_database_written_by_the_first_layout_reads_correctly() {
     s.stop().await;
     let report = herald::storage::Store::check(&db).unwrap();
     assert!(report.contains("messages           4"), "{report}");
+    assert!(report.contains("layout             2"), "{report}");
     assert!(report.contains("deliveries         8"), "{report}");
 }
 

@@ -59,16 +59,16 @@ impl Store {
         }
         let db = Database::open(path)?;
         let tx = db.begin_read()?;
-        let mut report = String::new();
         let version = tx
             .open_table(META)?
             .get("schema_version")?
             .map(|v| v.value());
-        if version != Some(SCHEMA_VERSION) {
+        if !version.is_some_and(|v| (SCHEMA_VERSION_OLDEST..=SCHEMA_VERSION).contains(&v)) {
             return Err(StoreError::Corrupt(format!(
-                "layout version {version:?}, expected {SCHEMA_VERSION}"
+                "layout version {version:?}, expected {SCHEMA_VERSION_OLDEST} to {SCHEMA_VERSION}"
             )));
         }
+        let mut report = format!("{:<18} {}\n", "layout", version.unwrap_or(0));
         decode_all::<u128, App>(&tx, APPS, &mut report)?;
         decode_all::<&str, EventType>(&tx, EVENT_TYPES, &mut report)?;
         decode_all::<u128, Endpoint>(&tx, ENDPOINTS, &mut report)?;
@@ -140,7 +140,7 @@ fn space(
         let pages = (stats.leaf_pages() + stats.branch_pages()) * page;
         rows.push((pages, handle.name().to_string(), table.len()?, stats));
     }
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|row| std::cmp::Reverse(row.0));
     for (pages, name, len, stats) in rows {
         let _ = writeln!(
             report,

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 pub enum CodecError {
     #[error("empty record")]
     Empty,
-    #[error("record version {found} is unknown to this build (it knows {known})")]
+    #[error("record version {found} is unknown to this build (it knows up to {known})")]
     UnknownVersion { found: u8, known: u8 },
     #[error("record does not decode: {0}")]
     Postcard(#[from] postcard::Error),

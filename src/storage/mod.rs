@@ -350,9 +350,20 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert("schema_version", tables::SCHEMA_VERSION)?;
             }
             Some(v) if v == tables::SCHEMA_VERSION => {}
+            // Versions 1 and 2 differ only in how new records are written; every version 1
+            // record reads as it is. Writing 2 keeps an older build from opening the file.
+            Some(v) if (tables::SCHEMA_VERSION_OLDEST..tables::SCHEMA_VERSION).contains(&v) => {
+                tracing::info!(
+                    from = v,
+                    to = tables::SCHEMA_VERSION,
+                    "database layout upgraded"
+                );
+                meta.insert("schema_version", tables::SCHEMA_VERSION)?;
+            }
             Some(v) => {
                 return Err(StoreError::Db(format!(
-                    "database layout version {v} is not supported by this build (it reads {})",
+                    "database layout version {v} is not supported by this build (it reads {} to {})",
+                    tables::SCHEMA_VERSION_OLDEST,
                     tables::SCHEMA_VERSION
                 )));
             }
@@ -479,5 +490,44 @@ impl<'a> Writer<'a> {
         let read = Rc::new((self.app_endpoints(app)?, self.app_triggers(app)?));
         self.routing.insert(app, read.clone());
         Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout_of(path: &Path) -> Option<u64> {
+        let db = Database::open(path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let meta = tx.open_table(tables::META).unwrap();
+        meta.get("schema_version").unwrap().map(|v| v.value())
+    }
+
+    fn set_layout(path: &Path, version: u64) {
+        let db = Database::open(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", version)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn an_older_layout_is_upgraded_at_open_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.redb");
+        init_tables(&open_file(&path, 1 << 20).unwrap()).unwrap();
+        assert_eq!(layout_of(&path), Some(tables::SCHEMA_VERSION));
+
+        set_layout(&path, tables::SCHEMA_VERSION_OLDEST);
+        init_tables(&open_file(&path, 1 << 20).unwrap()).unwrap();
+        assert_eq!(layout_of(&path), Some(tables::SCHEMA_VERSION));
+
+        set_layout(&path, tables::SCHEMA_VERSION + 1);
+        let refused = init_tables(&open_file(&path, 1 << 20).unwrap()).unwrap_err();
+        assert!(refused.to_string().contains("not supported"), "{refused}");
+        assert_eq!(layout_of(&path), Some(tables::SCHEMA_VERSION + 1));
     }
 }

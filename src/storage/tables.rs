@@ -115,5 +115,12 @@ pub const ENDPOINT_HOURLY: TableDefinition<(u64, u128), (u64, u64, u128, u128)> 
 /// (day, app id) -> (messages, deliveries failed for good), day being days since the epoch.
 pub const APP_DAILY: TableDefinition<(u64, u128), (u64, u64)> = TableDefinition::new("app_daily");
 
-/// Version of the layout above. Bump it with an upgrade step when a key layout changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version of the layout above. Bump it with an upgrade step when a key layout or a record's
+/// stored shape changes, so an older build refuses the file at open instead of failing on
+/// reads later.
+/// - 1: the first layout.
+/// - 2: messages, deliveries and attempts stored without the ids their key holds (`rows.rs`).
+///   A version 1 file is upgraded by writing 2 into `meta`: its records still read.
+pub const SCHEMA_VERSION: u64 = 2;
+/// The oldest layout this build opens (upgrading it).
+pub const SCHEMA_VERSION_OLDEST: u64 = 1;
