@@ -6,26 +6,37 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
-use super::codec::{Record, decode};
+use super::codec::{CodecError, Record, decode};
 use super::rows::{KeyedRecord, decode_keyed};
 use super::tables::*;
 use super::{Store, StoreError};
 use crate::model::*;
+
+/// Decodes every value of a table with `decode` (given the entry's key and value bytes) and
+/// adds the table's count to the report.
+fn decode_table<K: redb::Key + 'static>(
+    tx: &redb::ReadTransaction,
+    def: TableDefinition<K, &[u8]>,
+    report: &mut String,
+    decode: impl Fn(&redb::AccessGuard<'_, K>, &[u8]) -> Result<(), CodecError>,
+) -> Result<u64, StoreError> {
+    let table = tx.open_table(def)?;
+    let mut n = 0;
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        decode(&k, v.value()).map_err(|e| StoreError::Corrupt(format!("{}: {e}", def.name())))?;
+        n += 1;
+    }
+    let _ = writeln!(report, "{:<18} {n}", def.name());
+    Ok(n)
+}
 
 fn decode_all<K: redb::Key + 'static, T: Record>(
     tx: &redb::ReadTransaction,
     def: TableDefinition<K, &[u8]>,
     report: &mut String,
 ) -> Result<u64, StoreError> {
-    let table = tx.open_table(def)?;
-    let mut n = 0;
-    for entry in table.iter()? {
-        let (_, v) = entry?;
-        decode::<T>(v.value()).map_err(|e| StoreError::Corrupt(format!("{}: {e}", def.name())))?;
-        n += 1;
-    }
-    let _ = writeln!(report, "{:<18} {n}", def.name());
-    Ok(n)
+    decode_table(tx, def, report, |_, v| decode::<T>(v).map(drop))
 }
 
 /// `decode_all` for a record stored without its key's fields.
@@ -38,16 +49,9 @@ where
     K: redb::Key + 'static + for<'k> redb::Value<SelfType<'k> = K>,
     T: KeyedRecord<Key = K> + serde::de::DeserializeOwned,
 {
-    let table = tx.open_table(def)?;
-    let mut n = 0;
-    for entry in table.iter()? {
-        let (k, v) = entry?;
-        decode_keyed::<T>(k.value(), v.value())
-            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", def.name())))?;
-        n += 1;
-    }
-    let _ = writeln!(report, "{:<18} {n}", def.name());
-    Ok(n)
+    decode_table(tx, def, report, |k, v| {
+        decode_keyed::<T>(k.value(), v).map(drop)
+    })
 }
 
 impl Store {
@@ -150,12 +154,11 @@ fn space(
             stats.fragmented_bytes() / 1024
         );
     }
-    let stats = db_stats;
     let _ = writeln!(
         report,
         "allocated {} KiB of pages, {} KiB stored",
-        stats.allocated_pages() * page / 1024,
-        stats.stored_bytes() / 1024
+        db_stats.allocated_pages() * page / 1024,
+        db_stats.stored_bytes() / 1024
     );
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = writeln!(report, "file {} KiB", meta.len() / 1024);

@@ -26,6 +26,24 @@ pub(super) fn keyed<T: KeyedRecord + DeserializeOwned>(
     Ok(found.map(|v| decode_keyed(key, v.value())).transpose()?)
 }
 
+/// A range entry of a table stored without its key's fields (`rows.rs`), decoded.
+pub(super) fn keyed_entry<K, T>(
+    entry: Result<
+        (
+            redb::AccessGuard<'_, K>,
+            redb::AccessGuard<'_, &'static [u8]>,
+        ),
+        redb::StorageError,
+    >,
+) -> Result<T, StoreError>
+where
+    K: redb::Key + 'static + for<'k> redb::Value<SelfType<'k> = T::Key>,
+    T: KeyedRecord + DeserializeOwned,
+{
+    let (k, v) = entry?;
+    Ok(decode_keyed(k.value(), v.value())?)
+}
+
 /// Deliveries due now with their endpoints, and when the next one after them is due.
 pub type DueDeliveries = (Vec<(DeliveryId, EndpointId)>, Option<Millis>);
 
@@ -223,8 +241,7 @@ pub trait Read {
         let t = self.tx().table(DELIVERIES)?;
         let mut out = Vec::new();
         for e in t.range((msg.0, 0)..=(msg.0, u16::MAX))? {
-            let (k, v) = e?;
-            out.push(decode_keyed(k.value(), v.value())?);
+            out.push(keyed_entry(e)?);
         }
         Ok(out)
     }
@@ -270,8 +287,7 @@ pub trait Read {
             return Ok(true);
         }
         for e in t.range((attempt.msg_id.0, lo)..=(attempt.msg_id.0, u128::MAX))? {
-            let (k, v) = e?;
-            let later: Attempt = decode_keyed(k.value(), v.value())?;
+            let later: Attempt = keyed_entry(e)?;
             if later.endpoint_id == attempt.endpoint_id {
                 return Ok(false);
             }
@@ -518,8 +534,7 @@ pub trait Read {
         let t = self.tx().table(ATTEMPTS)?;
         let mut out = Vec::new();
         for e in t.range((msg.0, 0)..=(msg.0, u128::MAX))?.take(limit) {
-            let (k, v) = e?;
-            out.push(decode_keyed(k.value(), v.value())?);
+            out.push(keyed_entry(e)?);
         }
         Ok(out)
     }

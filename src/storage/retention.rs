@@ -10,7 +10,7 @@ use redb::ReadableTable;
 
 use super::codec::{IdempotentResponse, decode};
 use super::reads::Read;
-use super::rows::decode_keyed;
+use super::reads::keyed_entry;
 use super::tables::*;
 use super::{StoreError, Writer};
 use crate::model::*;
@@ -114,9 +114,8 @@ impl Writer<'_> {
             let t = self.tx.open_table(ATTEMPTS)?;
             let mut v = Vec::new();
             for e in t.range((m.id.0, 0)..=(m.id.0, u128::MAX))? {
-                let (k, val) = e?;
-                let a: Attempt = decode_keyed(k.value(), val.value())?;
-                v.push((k.value().1, a.endpoint_id));
+                let a: Attempt = keyed_entry(e)?;
+                v.push((a.id.0, a.endpoint_id));
             }
             v
         };

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use redb::ReadableTable;
 
 use super::pages::Cursor;
-use super::reads::keyed;
+use super::reads::{keyed, keyed_entry};
 use super::rows::decode_keyed;
 use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
@@ -505,8 +505,7 @@ impl Reader {
         let all_deliveries = |msg: u128| -> Result<Vec<Delivery>, StoreError> {
             let mut out = Vec::new();
             for e in deliveries.range((msg, 0)..=(msg, u16::MAX))? {
-                let (k, v) = e?;
-                out.push(decode_keyed(k.value(), v.value())?);
+                out.push(keyed_entry(e)?);
             }
             Ok(out)
         };
@@ -676,8 +675,7 @@ impl Reader {
                 .range((d.msg_id.0, 0)..=(d.msg_id.0, u128::MAX))?
                 .rev()
             {
-                let (k, v) = e?;
-                let a: Attempt = decode_keyed(k.value(), v.value())?;
+                let a: Attempt = keyed_entry(e)?;
                 if a.delivery_id == d.id {
                     row.last_attempt = Some(a);
                     break;
