@@ -164,8 +164,8 @@ impl Herald {
 /// Runs the delivery engine on a thread of its own with a single-threaded runtime, so the
 /// scheduler, the attempts and their outbound connections stay together on one thread instead
 /// of being stolen back and forth between the API's workers (a burst measured ~10 % faster
-/// end to end this way). The engine's blocking reads use that runtime's own blocking threads.
-/// The answer resolves when the engine has stopped.
+/// end to end this way). Its queue scans read on this thread too (`Store::read_here`). The
+/// answer resolves when the engine has stopped.
 fn run_delivery(
     engine: Arc<Engine>,
     shutdown: impl Future<Output = ()> + Send + 'static,

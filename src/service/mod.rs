@@ -153,14 +153,14 @@ pub struct Parts {
     store: Store,
     config: Arc<Config>,
     waker: Waker,
-    policy: Arc<DestinationPolicy>,
+    policy: DestinationPolicy,
     /// Signed requests the service sends itself: endpoint tests, verification handshakes.
     outbound: Arc<crate::delivery::Outbound>,
     metrics: Arc<crate::metrics::Metrics>,
-    /// Dashboard login attempts per user and address (shared by every clone).
-    logins: Arc<users::LoginThrottle>,
-    /// Bearer tokens already looked up (shared by every clone); see `tokens::TokenCache`.
-    tokens: Arc<tokens::TokenCache>,
+    /// Dashboard login attempts per user and address.
+    logins: users::LoginThrottle,
+    /// Bearer tokens already looked up; see `tokens::TokenCache`.
+    tokens: tokens::TokenCache,
 }
 
 impl Service {
@@ -171,11 +171,11 @@ impl Service {
         outbound: Arc<crate::delivery::Outbound>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Service {
-        let policy = Arc::new(DestinationPolicy {
+        let policy = DestinationPolicy {
             allow: config.allow_destination.clone(),
             allow_http: config.allow_http_destinations,
-        });
-        let logins = Arc::new(users::LoginThrottle::new(config.login_attempts_per_minute));
+        };
+        let logins = users::LoginThrottle::new(config.login_attempts_per_minute);
         Service(Arc::new(Parts {
             store,
             config,
@@ -184,7 +184,7 @@ impl Service {
             outbound,
             metrics,
             logins,
-            tokens: Arc::new(tokens::TokenCache::default()),
+            tokens: tokens::TokenCache::default(),
         }))
     }
 
