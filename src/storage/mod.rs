@@ -438,6 +438,8 @@ struct Known {
 
 /// The tables routing reads: a write to any of them invalidates `Writer::routing`.
 const ROUTING_TABLES: [&str; 3] = ["endpoints", "app_endpoints", "triggers"];
+/// The tables `Writer::known` remembers reads of: a write to either forgets them.
+const KNOWN_TABLES: [&str; 2] = ["apps", "event_types"];
 
 impl<'a> Writer<'a> {
     /// A fresh time-ordered id, strictly greater than every id made before it.
@@ -458,7 +460,7 @@ impl<'a> Writer<'a> {
         if ROUTING_TABLES.contains(&def.name()) {
             self.routing.clear();
         }
-        if ["apps", "event_types"].contains(&def.name()) {
+        if KNOWN_TABLES.contains(&def.name()) {
             *self.known.get_mut() = Known::default();
         }
         Ok(self.tx.open_table(def)?)
@@ -512,6 +514,18 @@ mod tests {
             .insert("schema_version", version)
             .unwrap();
         tx.commit().unwrap();
+    }
+
+    #[test]
+    fn the_writers_remembered_reads_name_the_tables_they_come_from() {
+        use redb::TableHandle;
+        let routing = [tables::ENDPOINTS.name(), tables::APP_ENDPOINTS.name()];
+        assert_eq!(ROUTING_TABLES[..2], routing);
+        assert_eq!(ROUTING_TABLES[2], tables::TRIGGERS.name());
+        assert_eq!(
+            KNOWN_TABLES,
+            [tables::APPS.name(), tables::EVENT_TYPES.name()]
+        );
     }
 
     #[test]
