@@ -53,13 +53,7 @@ async fn a_database_written_by_the_first_layout_reads_correctly() {
     assert_eq!(custom["uniqueKey"], "{{ payload.orderId }}");
     assert_eq!(custom["contentType"], "application/xml");
     let (_, msgs) = s.get("/app/fixture-shop/msg").await;
-    let payloads: Vec<_> = msgs["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["payload"]["orderId"].clone())
-        .collect();
-    assert_eq!(payloads, vec![json!("o-3"), json!("o-2"), json!("o-1")]);
+    assert_eq!(order_ids(&msgs), vec!["o-3", "o-2", "o-1"]);
     let (_, attempts) = s
         .get(&format!(
             "/app/fixture-shop/attempt/msg/{}",
@@ -73,22 +67,23 @@ async fn a_database_written_by_the_first_layout_reads_correctly() {
     s.send("fixture-shop", "order.created", json!({"orderId": "o-4"}))
         .await;
     let (_, msgs) = s.get("/app/fixture-shop/msg").await;
-    let payloads: Vec<_> = msgs["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["payload"]["orderId"].clone())
-        .collect();
-    assert_eq!(
-        payloads,
-        vec![json!("o-4"), json!("o-3"), json!("o-2"), json!("o-1")]
-    );
+    assert_eq!(order_ids(&msgs), vec!["o-4", "o-3", "o-2", "o-1"]);
     let db = s.db.clone();
     s.stop().await;
     let report = herald::storage::Store::check(&db).unwrap();
     assert!(report.contains("messages           4"), "{report}");
     assert!(report.contains("layout             2"), "{report}");
     assert!(report.contains("deliveries         8"), "{report}");
+}
+
+/// The order ids of a page of messages, in the page's order.
+fn order_ids(page: &serde_json::Value) -> Vec<&str> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"]["orderId"].as_str().unwrap())
+        .collect()
 }
 
 /// Wrote the fixture (run by hand: `cargo test --test upgrade -- --ignored write_the_v1`).

@@ -536,13 +536,9 @@ mod tests {
         Endpoint::plain(EndpointId(id), app, "https://example.com")
     }
 
-    #[tokio::test]
-    async fn routing_within_one_batch_sees_an_endpoint_added_by_an_earlier_job() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = StoreSettings::for_tests();
-        let store = Store::open(&dir.path().join("r.redb"), &settings).unwrap();
-        let app = AppId(1);
-        let message = move || Message {
+    /// A message of `app` for the writer to ingest (it assigns the id).
+    fn message(app: AppId) -> Message {
+        Message {
             id: MessageId(0),
             app_id: app,
             event_type: "a.b".into(),
@@ -551,22 +547,32 @@ mod tests {
             payload: Some("{}".into()),
             created_at: now_micros(),
             retention_days: 30,
-        };
-        let to_every_endpoint = |_: &Message, eps: &[Endpoint], _: &[Trigger]| {
-            eps.iter()
-                .map(|e| NewDelivery::plain(e.id, Priority::Normal))
-                .collect()
-        };
+        }
+    }
+
+    /// Routing that sends every message to every endpoint of its application.
+    fn to_every_endpoint(_: &Message, eps: &[Endpoint], _: &[Trigger]) -> Vec<NewDelivery> {
+        eps.iter()
+            .map(|e| NewDelivery::plain(e.id, Priority::Normal))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn routing_within_one_batch_sees_an_endpoint_added_by_an_earlier_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = StoreSettings::for_tests();
+        let store = Store::open(&dir.path().join("r.redb"), &settings).unwrap();
+        let app = AppId(1);
         // One transaction, as one batch: the routing read for the first message must not
         // hide the endpoints written after it.
         let routed = store
             .write(move |w| {
                 w.insert_endpoint(&endpoint(10, app))?;
-                let first = w.ingest_message(message(), &to_every_endpoint)?.1;
+                let first = w.ingest_message(message(app), &to_every_endpoint)?.1;
                 w.insert_endpoint(&endpoint(11, app))?;
-                let second = w.ingest_message(message(), &to_every_endpoint)?.1;
+                let second = w.ingest_message(message(app), &to_every_endpoint)?.1;
                 w.delete_endpoint(&endpoint(10, app))?;
-                let third = w.ingest_message(message(), &to_every_endpoint)?.1;
+                let third = w.ingest_message(message(app), &to_every_endpoint)?.1;
                 Ok((first, second, third))
             })
             .await
@@ -579,34 +585,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("h.redb"), &StoreSettings::for_tests()).unwrap();
         let app = AppId(1);
-        let message = move || Message {
-            id: MessageId(0),
-            app_id: app,
-            event_type: "a.b".into(),
-            event_id: None,
-            channels: None,
-            payload: Some("{}".into()),
-            created_at: now_micros(),
-            retention_days: 30,
-        };
-        let to_every_endpoint = |_: &Message, eps: &[Endpoint], _: &[Trigger]| {
-            eps.iter()
-                .map(|e| NewDelivery::plain(e.id, Priority::Normal))
-                .collect()
-        };
         // One job: the ingests write deliveries, messages and the queue through the batch's
         // open handles; the reads in between open those tables the ordinary way, which must
         // close the cached handles first (redb refuses a second handle) and see their writes.
         let (seen, due, msg) = store
             .write(move |w| {
                 w.insert_endpoint(&endpoint(10, app))?;
-                let (first, _) = w.ingest_message(message(), &to_every_endpoint)?;
+                let (first, _) = w.ingest_message(message(app), &to_every_endpoint)?;
                 let seen = w.message_deliveries(first.id)?.len();
                 let (due, _) =
                     w.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_, _| {
                         false
                     })?;
-                let (second, _) = w.ingest_message(message(), &to_every_endpoint)?;
+                let (second, _) = w.ingest_message(message(app), &to_every_endpoint)?;
                 let msg = w.message(app, second.id)?.map(|m| m.id == second.id);
                 Ok((seen, due.len(), msg))
             })
