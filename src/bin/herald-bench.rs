@@ -967,7 +967,6 @@ impl RawConn {
         path: &str,
         body: String,
     ) -> Result<String, String> {
-        use hyper::body::Body as _;
         let Some((_, host, _)) = &api.raw else {
             return Err("not a plain HTTP server".into());
         };
@@ -984,18 +983,16 @@ impl RawConn {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while let Some(frame) =
-            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-        {
-            if let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() {
-                bytes.extend_from_slice(&data);
-            }
-        }
+        let body = axum::body::Body::new(response.into_body());
+        let bytes = axum::body::to_bytes(body, ANSWER_MAX)
+            .await
+            .map_err(|e| e.to_string())?;
         created_id(status, &bytes)
     }
 }
+
+/// Longest create-message answer read (it carries the message, payload included).
+const ANSWER_MAX: usize = 4 << 20;
 
 /// The id a create-message answer carries, or why it was not accepted.
 fn created_id(status: u16, bytes: &[u8]) -> Result<String, String> {
