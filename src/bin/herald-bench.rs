@@ -414,6 +414,18 @@ fn push_burst_metrics(
         "µs",
         cpu.bench_us_per_msg,
     ));
+    // This VM's speed drifts by a third between runs, and the two CPU figures above move
+    // together with it (the tool does the same work per message whatever server it drives), so
+    // their ratio is the figure to compare builds by across sessions.
+    m.push(Metric::new(
+        &key("herald_cpu_per_bench_cpu"),
+        &label("Herald CPU / bench CPU (drift-independent)"),
+        "x",
+        cpu.herald_us_per_msg
+            .zip(cpu.bench_us_per_msg)
+            .filter(|(_, b)| *b > 0.0)
+            .map(|(h, b)| h / b),
+    ));
     m.push(Metric::new(
         &key("other_cpu_cores"),
         &label("CPU used by others (kernel, other processes)"),
