@@ -285,6 +285,75 @@ async fn event_ids_deduplicate_and_idempotency_keys_replay() {
     receiver.wait_for(2, WAIT).await;
 }
 
+/// The writer jobs committed so far (`herald_writer_batch_jobs_sum` in /metrics).
+async fn writer_jobs(server: &TestServer) -> f64 {
+    let root = server.base.trim_end_matches("/api/v1");
+    let text = reqwest::get(format!("{root}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("herald_writer_batch_jobs_sum "))
+        .expect("the writer's job count is exported")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_message_create_remembers_its_idempotency_key_in_its_own_commit() {
+    let server = start_server().await;
+    let (s, _) = server
+        .post("/event-type", json!({"name": "a.b", "description": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // No endpoint: no attempt jobs, so every writer job below is a create's.
+    let (_, app) = server.post("/app", json!({"name": "Keys"})).await;
+    let msgs = format!("/app/{}/msg", app["id"].as_str().unwrap());
+    let send = |key: String, payload: serde_json::Value| {
+        server
+            .client
+            .post(server.url(&msgs))
+            .bearer_auth(&server.token)
+            .header("idempotency-key", key)
+            .json(&json!({"eventType": "a.b", "payload": payload}))
+            .send()
+    };
+    let before = writer_jobs(&server).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = send(format!("auto_{i}"), json!({"i": i})).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let body: serde_json::Value = r.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    // One commit per create, the answer remembered in it (not a second commit per key).
+    assert_eq!(writer_jobs(&server).await - before, 5.0);
+
+    // A key answered before is replayed, even with a body that would now be refused.
+    for payload in [json!({"i": 0}), json!("not an object")] {
+        let r = send("auto_0".into(), payload).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["id"], ids[0].as_str());
+        assert_eq!(body["payload"], json!({"i": 0}));
+    }
+
+    // Creates racing with one new key make one message, and all get its answer.
+    let racing = futures::future::join_all((0..8).map(|_| send("auto_race".into(), json!({}))));
+    let mut answered = std::collections::HashSet::new();
+    for r in racing.await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let body: serde_json::Value = r.json().await.unwrap();
+        answered.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    let (_, list) = server.get(&format!("{msgs}?limit=50")).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 6);
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_with_a_svix_error_and_stores_nothing() {
     let server = start_server_with(|c| c.payload_max_bytes = 1024).await;

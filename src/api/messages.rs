@@ -1,8 +1,9 @@
 //! `/api/v1/app/{app}/msg` and `/attempt`: messages and their delivery attempts.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -15,10 +16,11 @@ use super::openapi::{
     AppPath, AttemptPath, EndpointPath, EventTypesFilter, MessageEndpointPath, MessagePath,
     Pagination, TimeWindow, WithContent,
 };
-use super::{ListResponse, list_params, raw_json, time};
+use super::{IdempotencyScope, ListResponse, list_params, raw_json, time};
 use crate::model::{Attempt, Message, MessageStatus, TriggerType};
 use crate::service::{
-    AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, Service,
+    AttemptFilter, Created, Destination, EndpointMessage, MessageFilter, MessageInput, Remember,
+    Service,
 };
 
 pub fn routes() -> OpenApiRouter<Service> {
@@ -120,8 +122,11 @@ async fn create(
     Auth(caller): Auth,
     Path(app): Path<String>,
     q: QueryArgs,
+    scope: Option<Extension<IdempotencyScope>>,
     Body(body): Body<MessageIn>,
-) -> Result<(StatusCode, Json<MessageOut>), ApiError> {
+) -> Result<Response, ApiError> {
+    // Read before anything is stored: a bad query must not follow a stored message.
+    let with_content = q.bool("with_content", true)?;
     let input = MessageInput {
         event_type: body.event_type,
         payload_json: body.payload.get().to_string(),
@@ -130,11 +135,39 @@ async fn create(
         retention_days: body.payload_retention_period,
         application: body.application.map(Into::into),
     };
-    let msg = s.send_message(caller, &app, input).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(MessageOut::new(msg, q.bool("with_content", true)?)),
-    ))
+    // The Idempotency-Key is handled here rather than by the `idempotency` middleware, which
+    // hands over its scope: the answer is remembered in the message's own commit (see
+    // `super::remembers_itself`).
+    let scope = scope.map(|Extension(IdempotencyScope(key))| key);
+    let remember = scope.map(|key| Remember {
+        key,
+        render: Box::new(move |m: &Message| {
+            serde_json::to_vec(&MessageOut::new(m.clone(), with_content))
+                .expect("a message always serializes")
+        }),
+    });
+    match s
+        .send_message_remembered(caller, &app, input, remember)
+        .await
+    {
+        Ok(Created::New(msg, None)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(MessageOut::new(msg, with_content)),
+        )
+            .into_response()),
+        Ok(Created::New(_, Some(body))) => Ok(super::stored_response(202, body)),
+        Ok(Created::Replayed(status, body)) => Ok(super::stored_response(status, body)),
+        Err(e) => {
+            // A key answered before is replayed even when this request would now be refused
+            // (the middleware looks it up before anything runs; this looks only on refusal).
+            if let Some(key) = scope
+                && let Ok(Some((status, body))) = s.idempotent_response(key).await
+            {
+                return Ok(super::stored_response(status, body));
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Get a message

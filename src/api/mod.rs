@@ -136,25 +136,54 @@ async fn authenticate(State(service): State<Service>, mut req: Request, next: Ne
 /// Longest answer remembered for Idempotency-Key replay; larger ones are answered but not kept.
 const IDEMPOTENT_BODY_MAX: usize = 1024 * 1024;
 
-/// Replays the first 2xx answer to a POST carrying the same Idempotency-Key (and the same
-/// credentials and URI); a failed answer is not remembered, so a retry runs again.
-async fn idempotency(State(service): State<Service>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
-    }
-    let Some(key) = req
-        .headers()
+/// The scope a POST's Idempotency-Key is remembered under (its credentials, key and URI), or
+/// `None` when it carries no usable key.
+fn idempotency_scope(headers: &header::HeaderMap, uri: &axum::http::Uri) -> Option<[u8; 32]> {
+    let key = headers
         .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return next.run(req).await;
-    };
-    let auth = req
-        .headers()
+        .and_then(|v| v.to_str().ok())?;
+    let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let scope = Service::idempotency_key(auth, key, &req.uri().to_string());
+    Some(Service::idempotency_key(auth, key, &uri.to_string()))
+}
+
+/// Whether a path is the route that remembers its own answers, `/app/{app}/msg` (POST: create a
+/// message), the API's hottest POST and one the SDKs always send with a key. Remembering the
+/// answer in the message's own commit spares it a read before and a second commit after
+/// (`messages::create`). Paths are seen here without the `/api/v1` the router is nested under.
+fn remembers_itself(path: &str) -> bool {
+    let mut segments = path.trim_end_matches('/').split('/');
+    matches!(
+        (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next()
+        ),
+        (Some(""), Some("app"), Some(app), Some("msg"), None) if !app.is_empty()
+    )
+}
+
+/// The scope of a create's Idempotency-Key, handed to the route that remembers its own answers.
+#[derive(Clone, Copy)]
+pub(crate) struct IdempotencyScope(pub [u8; 32]);
+
+/// Replays the first 2xx answer to a POST carrying the same Idempotency-Key (and the same
+/// credentials and URI); a failed answer is not remembered, so a retry runs again.
+async fn idempotency(State(service): State<Service>, mut req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(scope) = idempotency_scope(req.headers(), req.uri()) else {
+        return next.run(req).await;
+    };
+    if remembers_itself(req.uri().path()) {
+        req.extensions_mut().insert(IdempotencyScope(scope));
+        return next.run(req).await;
+    }
     match service.idempotent_response(scope).await {
         Ok(Some((status, body))) => return stored_response(status, body),
         Ok(None) => {}
@@ -261,5 +290,28 @@ pub mod nullable {
         T: Deserialize<'de>,
     {
         Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remembers_itself;
+
+    #[test]
+    fn only_the_message_create_path_remembers_its_own_answers() {
+        for path in ["/app/acme/msg", "/app/app_01J/msg/"] {
+            assert!(remembers_itself(path), "{path}");
+        }
+        for path in [
+            "/app",
+            "/app/acme",
+            "/app//msg",
+            "/app/acme/msg/msg_1",
+            "/app/acme/endpoint",
+            "/app/acme/msg/extra/msg",
+            "/api/v1/app/acme/msg",
+        ] {
+            assert!(!remembers_itself(path), "{path}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::model::*;
 use crate::routing;
-use crate::storage::Read;
+use crate::storage::{IdempotentResponse, Read};
 
 #[derive(Clone, Debug, Default)]
 pub struct MessageInput {
@@ -44,6 +44,27 @@ pub struct AttemptFilter {
     pub after: Option<Micros>,
 }
 
+/// A create that carries an Idempotency-Key (every POST of the official SDKs does). Its answer
+/// is remembered in the message's own commit, and a key already answered is found in that same
+/// transaction, so a message and its remembered answer are durable together, and two creates
+/// racing with one key make one message.
+pub struct Remember {
+    /// The key's scope (`Service::idempotency_key`).
+    pub key: [u8; 32],
+    pub render: RenderAnswer,
+}
+
+/// Renders the answer to remember and send (the API's JSON of the stored message).
+pub type RenderAnswer = Box<dyn FnOnce(&Message) -> Vec<u8> + Send>;
+
+/// What a create with a `Remember` came to.
+pub enum Created {
+    /// Stored now, with the rendered answer when one was asked for.
+    New(Message, Option<Vec<u8>>),
+    /// The key was already answered: its status and body. Nothing was stored.
+    Replayed(u16, Vec<u8>),
+}
+
 /// Longest payload retention a message may ask for, in days (Svix: 90).
 pub const RETENTION_DAYS_MAX: u16 = 90;
 
@@ -56,6 +77,24 @@ impl Service {
         app: &str,
         input: MessageInput,
     ) -> Result<Message> {
+        match self
+            .send_message_remembered(caller, app, input, None)
+            .await?
+        {
+            Created::New(msg, _) => Ok(msg),
+            Created::Replayed(..) => unreachable!("nothing is replayed without a key"),
+        }
+    }
+
+    /// `send_message`, remembering the answer under an Idempotency-Key in the same commit (or
+    /// answering with what that key was answered before).
+    pub async fn send_message_remembered(
+        &self,
+        caller: Caller,
+        app: &str,
+        input: MessageInput,
+        remember: Option<Remember>,
+    ) -> Result<Created> {
         let mut p = Problems::default();
         p.check(validate::event_type_name(&input.event_type), "eventType");
         if input.payload_json.len() > self.config.payload_max_bytes {
@@ -105,9 +144,17 @@ impl Service {
         let payload = validate::compact_json(&input.payload_json);
         let retention_days = input.retention_days.unwrap_or(self.config.retention_days);
         let app = app.to_string();
-        let (msg, deliveries) = self
+        let remember_for_ms = self.config.idempotency_ttl_ms;
+        let created = self
             .store
             .write_or_shed(move |w| {
+                if let Some(r) = &remember
+                    && let Some(found) = w
+                        .idempotent_response(&r.key)?
+                        .filter(|f| f.expires_ms > now_millis())
+                {
+                    return Ok(Ok((Created::Replayed(found.status, found.body), 0)));
+                }
                 let app = match (find_app(w, caller, &app), input.application) {
                     (Ok(a), _) => a,
                     (Err(ServiceError::NotFound(_)), Some(new)) => {
@@ -163,14 +210,32 @@ impl Service {
                 let route = |m: &Message, endpoints: &[Endpoint], triggers: &[Trigger]| {
                     routing::route(m, &app, endpoints, triggers)
                 };
-                Ok(Ok(w.ingest_message(msg, &route)?))
+                let (msg, deliveries) = w.ingest_message(msg, &route)?;
+                let answer = match remember {
+                    Some(r) => {
+                        let body = (r.render)(&msg);
+                        w.put_idempotent_response(
+                            &r.key,
+                            &IdempotentResponse {
+                                expires_ms: now_millis() + remember_for_ms,
+                                status: 202,
+                                body: body.clone(),
+                            },
+                        )?;
+                        Some(body)
+                    }
+                    None => None,
+                };
+                Ok(Ok((Created::New(msg, answer), deliveries)))
             })
             .await??;
-        self.metrics.messages_ingested.inc();
-        if deliveries > 0 {
-            self.waker.wake();
+        if let (Created::New(..), deliveries) = &created {
+            self.metrics.messages_ingested.inc();
+            if *deliveries > 0 {
+                self.waker.wake();
+            }
         }
-        Ok(msg)
+        Ok(created.0)
     }
 
     pub async fn get_message(&self, caller: Caller, app: &str, msg: &str) -> Result<Message> {

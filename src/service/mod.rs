@@ -28,7 +28,8 @@ pub use endpoints::{EndpointInput, EndpointPatch, EndpointStats, PING_EVENT_TYPE
 pub use endpoints::{EndpointTest, TestResult, example_payload};
 pub use event_types::EventTypeInput;
 pub use messages::{
-    AttemptFilter, Destination, EndpointMessage, MessageFilter, MessageInput, TaskOutcome,
+    AttemptFilter, Created, Destination, EndpointMessage, MessageFilter, MessageInput, Remember,
+    TaskOutcome,
 };
 pub use overview::{
     AppActivity, EndpointActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile,
