@@ -140,6 +140,10 @@ struct Args {
     /// Keep the temporary databases and logs.
     #[arg(long)]
     keep: bool,
+    /// Send an `idempotency-key` with every create, as the official Svix SDKs do with every POST
+    /// (`auto_` and a random id) unless the caller passes one.
+    #[arg(long)]
+    idempotency_keys: bool,
     /// Threads of this tool (client and receiver). One by default: on a small machine every
     /// thread of the tool takes CPU from the server under test, and one suffices for the
     /// default load.
@@ -264,7 +268,7 @@ struct Target {
 async fn target(args: &Args, label: &str, deadline: Instant) -> anyhow::Result<Target> {
     match (&args.url, &args.token) {
         (Some(url), Some(token)) => Ok(Target {
-            api: Api::new(url, token, args.connections)?,
+            api: Api::new(url, token, args)?,
             herald: None,
             _dir: None,
         }),
@@ -272,7 +276,7 @@ async fn target(args: &Args, label: &str, deadline: Instant) -> anyhow::Result<T
             let dir = WorkDir::create(args, label)?;
             let herald = HeraldProcess::start(args, &dir.path, &[], deadline).await?;
             Ok(Target {
-                api: Api::new(&herald.base, &herald.token, args.connections)?,
+                api: Api::new(&herald.base, &herald.token, args)?,
                 herald: Some(herald),
                 _dir: Some(dir),
             })
@@ -545,7 +549,7 @@ async fn backlog(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<V
 
     // 1. Build the backlog: the receiver's port refuses connections.
     let first = HeraldProcess::start(args, &dir.path, &build_env, deadline).await?;
-    let api = Api::new(&first.base, &first.token, args.connections)?;
+    let api = Api::new(&first.base, &first.token, args)?;
     let app = api
         .setup(&format!("herald-bench backlog {run}"), &hook_url)
         .await?;
@@ -594,7 +598,7 @@ async fn backlog(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<V
 
     // 3. The same burst as the burst scenario, on the filled database.
     receiver.state.clear();
-    let api = Api::new(&second.base, &second.token, args.connections)?;
+    let api = Api::new(&second.base, &second.token, args)?;
     let load = Load {
         count: args.messages,
         connections: args.connections,
@@ -962,6 +966,8 @@ struct Api {
     /// path of `base`, so the load tasks can use bare connections (`RawConn`).
     raw: Option<(SocketAddr, String, String)>,
     authorization: reqwest::header::HeaderValue,
+    /// Whether creates carry an `idempotency-key` (`--idempotency-keys`).
+    idempotency_keys: bool,
 }
 
 /// One keep-alive HTTP/1.1 connection owned by one closed-loop task: hyper's client connection
@@ -982,12 +988,14 @@ impl RawConn {
         let Some((_, host, _)) = &api.raw else {
             return Err("not a plain HTTP server".into());
         };
-        let request = hyper::Request::post(path)
+        let mut request = hyper::Request::post(path)
             .header(reqwest::header::HOST, host.as_str())
             .header(reqwest::header::AUTHORIZATION, api.authorization.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .map_err(|e| e.to_string())?;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(key) = api.idempotency_key() {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request.body(body).map_err(|e| e.to_string())?;
         self.send.ready().await.map_err(|e| e.to_string())?;
         let response = self
             .send
@@ -1023,7 +1031,8 @@ struct Created {
 }
 
 impl Api {
-    fn new(server: &str, token: &str, connections: usize) -> anyhow::Result<Api> {
+    fn new(server: &str, token: &str, args: &Args) -> anyhow::Result<Api> {
+        let connections = args.connections;
         let mut headers = reqwest::header::HeaderMap::new();
         let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .context("the token is not a valid header value")?;
@@ -1063,6 +1072,15 @@ impl Api {
             base,
             raw,
             authorization: auth,
+            idempotency_keys: args.idempotency_keys,
+        })
+    }
+
+    /// A fresh key for one create, shaped as the SDKs make theirs, when `--idempotency-keys`.
+    fn idempotency_key(&self) -> Option<reqwest::header::HeaderValue> {
+        self.idempotency_keys.then(|| {
+            let key = format!("auto_{:032x}", rand::random::<u128>());
+            reqwest::header::HeaderValue::from_str(&key).expect("hex is a valid header value")
         })
     }
 
@@ -1153,13 +1171,11 @@ impl Api {
 
     /// Creates one message; answers its id, or why it was not accepted.
     async fn send_message(&self, url: &str, body: String) -> Result<String, String> {
-        let response = self
-            .http
-            .post(url)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut request = self.http.post(url).body(body);
+        if let Some(key) = self.idempotency_key() {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| e.to_string())?;
         created_id(status, &bytes)
