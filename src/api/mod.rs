@@ -133,9 +133,6 @@ async fn authenticate(State(service): State<Service>, mut req: Request, next: Ne
     }
 }
 
-/// Longest answer remembered for Idempotency-Key replay; larger ones are answered but not kept.
-const IDEMPOTENT_BODY_MAX: usize = 1024 * 1024;
-
 /// The scope a POST's Idempotency-Key is remembered under (its credentials, key and URI), or
 /// `None` when it carries no usable key.
 fn idempotency_scope(headers: &header::HeaderMap, uri: &axum::http::Uri) -> Option<[u8; 32]> {
@@ -194,7 +191,7 @@ async fn idempotency(State(service): State<Service>, mut req: Request, next: Nex
         return response;
     }
     let (parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, IDEMPOTENT_BODY_MAX).await {
+    let bytes = match axum::body::to_bytes(body, crate::service::IDEMPOTENT_BODY_MAX).await {
         Ok(b) => b,
         Err(_) => return ApiError::bad_request("response too large to remember").into_response(),
     };

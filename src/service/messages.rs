@@ -1,5 +1,6 @@
 //! Messages and their attempts: sending, reading, and the history of deliveries.
 
+use super::tokens::in_force;
 use super::validate::{self, Problems};
 use super::{
     ListPage, ListParams, Result, Service, ServiceError, find_app, find_endpoint, find_message,
@@ -7,7 +8,7 @@ use super::{
 };
 use crate::model::*;
 use crate::routing;
-use crate::storage::{IdempotentResponse, Read};
+use crate::storage::Read;
 
 #[derive(Clone, Debug, Default)]
 pub struct MessageInput {
@@ -144,16 +145,14 @@ impl Service {
         let payload = validate::compact_json(&input.payload_json);
         let retention_days = input.retention_days.unwrap_or(self.config.retention_days);
         let app = app.to_string();
-        let remember_for_ms = self.config.idempotency_ttl_ms;
+        let service = self.clone();
         let created = self
             .store
             .write_or_shed(move |w| {
                 if let Some(r) = &remember
-                    && let Some(found) = w
-                        .idempotent_response(&r.key)?
-                        .filter(|f| f.expires_ms > now_millis())
+                    && let Some((status, body)) = in_force(w.idempotent_response(&r.key)?)
                 {
-                    return Ok(Ok((Created::Replayed(found.status, found.body), 0)));
+                    return Ok(Ok((Created::Replayed(status, body), 0)));
                 }
                 let app = match (find_app(w, caller, &app), input.application) {
                     (Ok(a), _) => a,
@@ -214,14 +213,9 @@ impl Service {
                 let answer = match remember {
                     Some(r) => {
                         let body = (r.render)(&msg);
-                        w.put_idempotent_response(
-                            &r.key,
-                            &IdempotentResponse {
-                                expires_ms: now_millis() + remember_for_ms,
-                                status: 202,
-                                body: body.clone(),
-                            },
-                        )?;
+                        if let Some(record) = service.answer_to_remember(202, body.clone()) {
+                            w.put_idempotent_response(&r.key, &record)?;
+                        }
                         Some(body)
                     }
                     None => None,

@@ -157,20 +157,40 @@ impl Service {
             .store
             .read(move |r| r.idempotent_response(&key))
             .await?;
-        Ok(found
-            .filter(|f| f.expires_ms > now_millis())
-            .map(|f| (f.status, f.body)))
+        Ok(in_force(found))
     }
 
     pub async fn remember_response(&self, key: [u8; 32], status: u16, body: Vec<u8>) -> Result<()> {
-        let response = IdempotentResponse {
-            expires_ms: now_millis() + self.config.idempotency_ttl_ms,
-            status,
-            body,
+        let Some(response) = self.answer_to_remember(status, body) else {
+            return Ok(());
         };
         Ok(self
             .store
             .write(move |w| w.put_idempotent_response(&key, &response))
             .await?)
     }
+
+    /// The record of an answer remembered now, for `idempotency_ttl_ms`; `None` when it is
+    /// larger than `IDEMPOTENT_BODY_MAX` (answered, but not kept).
+    pub(super) fn answer_to_remember(
+        &self,
+        status: u16,
+        body: Vec<u8>,
+    ) -> Option<IdempotentResponse> {
+        (body.len() <= IDEMPOTENT_BODY_MAX).then(|| IdempotentResponse {
+            expires_ms: now_millis() + self.config.idempotency_ttl_ms,
+            status,
+            body,
+        })
+    }
+}
+
+/// Longest answer remembered for Idempotency-Key replay; larger ones are answered but not kept.
+pub const IDEMPOTENT_BODY_MAX: usize = 1024 * 1024;
+
+/// A remembered answer that has not expired: its status and body.
+pub(super) fn in_force(found: Option<IdempotentResponse>) -> Option<(u16, Vec<u8>)> {
+    found
+        .filter(|f| f.expires_ms > now_millis())
+        .map(|f| (f.status, f.body))
 }
