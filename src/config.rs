@@ -84,6 +84,9 @@ pub struct Config {
     pub retention_days: u16,
     /// How long an Idempotency-Key's first answer is replayed (Svix: 12 h).
     pub idempotency_ttl_ms: u64,
+    /// Largest answer remembered for an Idempotency-Key; a larger one is answered but not kept,
+    /// so a retry with that key runs again.
+    pub idempotency_body_max_bytes: usize,
     /// How long graceful shutdown waits for attempts in flight.
     pub shutdown_grace_ms: u64,
 
@@ -140,6 +143,7 @@ impl Default for Config {
             writer_queue_max: 8_192,
             retention_days: 90,
             idempotency_ttl_ms: 12 * 3_600_000,
+            idempotency_body_max_bytes: 1024 * 1024,
             shutdown_grace_ms: 10_000,
             public_url: None,
             session_ttl_ms: 12 * 3_600_000,
@@ -352,6 +356,7 @@ mod tests {
         let d = Config::default();
         assert_eq!(c.retry_schedule_ms, d.retry_schedule_ms);
         assert_eq!(c.payload_max_bytes, d.payload_max_bytes);
+        assert_eq!(c.idempotency_body_max_bytes, d.idempotency_body_max_bytes);
         assert_eq!(c.listen, d.listen);
     }
 

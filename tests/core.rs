@@ -355,6 +355,46 @@ async fn a_message_create_remembers_its_idempotency_key_in_its_own_commit() {
 }
 
 #[tokio::test]
+async fn an_answer_too_large_to_remember_is_sent_and_not_replayed() {
+    // Every answer below is larger than 64 bytes.
+    let server = start_server_with(|c| c.idempotency_body_max_bytes = 64).await;
+    let (s, _) = server
+        .post("/event-type", json!({"name": "a.b", "description": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let send = |path: String, body: serde_json::Value| {
+        server
+            .client
+            .post(server.url(&path))
+            .bearer_auth(&server.token)
+            .header("idempotency-key", "k-1")
+            .json(&body)
+            .send()
+    };
+    // Through the middleware (any POST) and through the message create's own commit: each
+    // answered, neither remembered, so the same key runs again.
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let r = send("/app".into(), json!({"name": "Big"})).await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let app: serde_json::Value = r.json().await.unwrap();
+        apps.push(app["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(apps[0], apps[1]);
+    let msgs = format!("/app/{}/msg", apps[0]);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = send(msgs.clone(), json!({"eventType": "a.b", "payload": {}}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let msg: serde_json::Value = r.json().await.unwrap();
+        ids.push(msg["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[tokio::test]
 async fn bad_input_is_refused_with_a_svix_error_and_stores_nothing() {
     let server = start_server_with(|c| c.payload_max_bytes = 1024).await;
     let (app, _) = server

@@ -191,9 +191,16 @@ async fn idempotency(State(service): State<Service>, mut req: Request, next: Nex
         return response;
     }
     let (parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::service::IDEMPOTENT_BODY_MAX).await {
+    // The handlers' answers are already whole in memory (JSON); `remember_response` decides
+    // whether one is small enough to keep. The work is done either way, so it is answered.
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
-        Err(_) => return ApiError::bad_request("response too large to remember").into_response(),
+        Err(e) => {
+            return ApiError::from(crate::service::ServiceError::Internal(format!(
+                "an answer could not be read to remember it: {e}"
+            )))
+            .into_response();
+        }
     };
     if let Err(e) = service
         .remember_response(scope, parts.status.as_u16(), bytes.to_vec())

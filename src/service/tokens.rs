@@ -171,22 +171,19 @@ impl Service {
     }
 
     /// The record of an answer remembered now, for `idempotency_ttl_ms`; `None` when it is
-    /// larger than `IDEMPOTENT_BODY_MAX` (answered, but not kept).
+    /// larger than `idempotency_body_max_bytes` (answered, but not kept).
     pub(super) fn answer_to_remember(
         &self,
         status: u16,
         body: Vec<u8>,
     ) -> Option<IdempotentResponse> {
-        (body.len() <= IDEMPOTENT_BODY_MAX).then(|| IdempotentResponse {
+        (body.len() <= self.config.idempotency_body_max_bytes).then(|| IdempotentResponse {
             expires_ms: now_millis() + self.config.idempotency_ttl_ms,
             status,
             body,
         })
     }
 }
-
-/// Longest answer remembered for Idempotency-Key replay; larger ones are answered but not kept.
-pub const IDEMPOTENT_BODY_MAX: usize = 1024 * 1024;
 
 /// A remembered answer that has not expired: its status and body.
 pub(super) fn in_force(found: Option<IdempotentResponse>) -> Option<(u16, Vec<u8>)> {
