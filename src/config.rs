@@ -85,7 +85,8 @@ pub struct Config {
     /// How long an Idempotency-Key's first answer is replayed (Svix: 12 h).
     pub idempotency_ttl_ms: u64,
     /// Largest answer remembered for an Idempotency-Key; a larger one is answered but not kept,
-    /// so a retry with that key runs again.
+    /// so a retry with that key runs again. A message create's answer is remembered by
+    /// reference to its message, whatever its size.
     pub idempotency_body_max_bytes: usize,
     /// How long graceful shutdown waits for attempts in flight.
     pub shutdown_grace_ms: u64,

@@ -72,7 +72,7 @@ async fn a_database_written_by_the_first_layout_reads_correctly() {
     s.stop().await;
     let report = herald::storage::Store::check(&db).unwrap();
     assert!(report.contains("messages           4"), "{report}");
-    assert!(report.contains("layout             2"), "{report}");
+    assert!(report.contains("layout             3"), "{report}");
     assert!(report.contains("deliveries         8"), "{report}");
 }
 

@@ -139,35 +139,33 @@ async fn create(
     // hands over its scope: the answer is remembered in the message's own commit (see
     // `super::remembers_itself`).
     let scope = scope.map(|Extension(IdempotencyScope(key))| key);
-    let remember = scope.map(|key| Remember {
-        key,
-        render: Box::new(move |m: &Message| {
-            serde_json::to_vec(&MessageOut::new(m.clone(), with_content))
-                .expect("a message always serializes")
-        }),
-    });
+    let remember = scope.map(|key| Remember { key, with_content });
     match s
         .send_message_remembered(caller, &app, input, remember)
         .await
     {
-        Ok(Created::New(msg, None)) => Ok((
-            StatusCode::ACCEPTED,
-            Json(MessageOut::new(msg, with_content)),
-        )
-            .into_response()),
-        Ok(Created::New(_, Some(body))) => Ok(super::stored_response(202, body)),
-        Ok(Created::Replayed(status, body)) => Ok(super::stored_response(status, body)),
+        Ok(Created::New(msg)) => Ok(accepted(msg, with_content)),
+        Ok(Created::Replayed(answer)) => Ok(super::replayed(answer)),
         Err(e) => {
             // A key answered before is replayed even when this request would now be refused
             // (the middleware looks it up before anything runs; this looks only on refusal).
             if let Some(key) = scope
-                && let Ok(Some((status, body))) = s.idempotent_response(key).await
+                && let Ok(Some(answer)) = s.idempotent_response(key).await
             {
-                return Ok(super::stored_response(status, body));
+                return Ok(super::replayed(answer));
             }
             Err(e.into())
         }
     }
+}
+
+/// The answer to a message create: 202 and the message.
+pub(super) fn accepted(msg: Message, with_content: bool) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(MessageOut::new(msg, with_content)),
+    )
+        .into_response()
 }
 
 /// Get a message

@@ -35,7 +35,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::model::Micros;
-use crate::service::{ListPage, ListParams, Service};
+use crate::service::{ListPage, ListParams, Replay, Service};
 use error::ApiError;
 use extract::QueryArgs;
 
@@ -182,7 +182,7 @@ async fn idempotency(State(service): State<Service>, mut req: Request, next: Nex
         return next.run(req).await;
     }
     match service.idempotent_response(scope).await {
-        Ok(Some((status, body))) => return stored_response(status, body),
+        Ok(Some(answer)) => return replayed(answer),
         Ok(None) => {}
         Err(e) => return ApiError::from(e).into_response(),
     }
@@ -211,7 +211,12 @@ async fn idempotency(State(service): State<Service>, mut req: Request, next: Nex
     Response::from_parts(parts, HttpBody::from(bytes))
 }
 
-fn stored_response(status: u16, body: Vec<u8>) -> Response {
+/// The answer remembered under a repeated Idempotency-Key, sent again.
+fn replayed(answer: Replay) -> Response {
+    let (status, body) = match answer {
+        Replay::Sent(status, body) => (status, body),
+        Replay::Message(msg, with_content) => return messages::accepted(msg, with_content),
+    };
     let mut response = Response::new(HttpBody::from(body));
     *response.status_mut() =
         axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);

@@ -1,6 +1,6 @@
 //! Messages and their attempts: sending, reading, and the history of deliveries.
 
-use super::tokens::in_force;
+use super::tokens::{Replay, replay};
 use super::validate::{self, Problems};
 use super::{
     ListPage, ListParams, Result, Service, ServiceError, find_app, find_endpoint, find_message,
@@ -8,7 +8,7 @@ use super::{
 };
 use crate::model::*;
 use crate::routing;
-use crate::storage::Read;
+use crate::storage::{Read, RememberedAnswer};
 
 #[derive(Clone, Debug, Default)]
 pub struct MessageInput {
@@ -49,21 +49,21 @@ pub struct AttemptFilter {
 /// is remembered in the message's own commit, and a key already answered is found in that same
 /// transaction, so a message and its remembered answer are durable together, and two creates
 /// racing with one key make one message.
+/// The answer is remembered by reference (`RememberedAnswer::Message`), and rendered again from
+/// the message when replayed.
 pub struct Remember {
     /// The key's scope (`Service::idempotency_key`).
     pub key: [u8; 32],
-    pub render: RenderAnswer,
+    /// Whether the answer shows the payload (`with_content`), as the first request asked.
+    pub with_content: bool,
 }
-
-/// Renders the answer to remember and send (the API's JSON of the stored message).
-pub type RenderAnswer = Box<dyn FnOnce(&Message) -> Vec<u8> + Send>;
 
 /// What a create with a `Remember` came to.
 pub enum Created {
-    /// Stored now, with the rendered answer when one was asked for.
-    New(Message, Option<Vec<u8>>),
-    /// The key was already answered: its status and body. Nothing was stored.
-    Replayed(u16, Vec<u8>),
+    /// Stored now.
+    New(Message),
+    /// The key was already answered: that answer. Nothing was stored.
+    Replayed(Replay),
 }
 
 /// Longest payload retention a message may ask for, in days (Svix: 90).
@@ -82,8 +82,8 @@ impl Service {
             .send_message_remembered(caller, app, input, None)
             .await?
         {
-            Created::New(msg, _) => Ok(msg),
-            Created::Replayed(..) => unreachable!("nothing is replayed without a key"),
+            Created::New(msg) => Ok(msg),
+            Created::Replayed(_) => unreachable!("nothing is replayed without a key"),
         }
     }
 
@@ -150,9 +150,9 @@ impl Service {
             .store
             .write_or_shed(move |w| {
                 if let Some(r) = &remember
-                    && let Some((status, body)) = in_force(w.idempotent_response(&r.key)?)
+                    && let Some(answer) = replay(w, &r.key)?
                 {
-                    return Ok(Ok((Created::Replayed(status, body), 0)));
+                    return Ok(Ok((Created::Replayed(answer), 0)));
                 }
                 let app = match (find_app(w, caller, &app), input.application) {
                     (Ok(a), _) => a,
@@ -210,17 +210,15 @@ impl Service {
                     routing::route(m, &app, endpoints, triggers)
                 };
                 let (msg, deliveries) = w.ingest_message(msg, &route)?;
-                let answer = match remember {
-                    Some(r) => {
-                        let body = (r.render)(&msg);
-                        if let Some(record) = service.answer_to_remember(202, body.clone()) {
-                            w.put_idempotent_response(&r.key, &record)?;
-                        }
-                        Some(body)
-                    }
-                    None => None,
-                };
-                Ok(Ok((Created::New(msg, answer), deliveries)))
+                if let Some(r) = remember {
+                    let answer = RememberedAnswer::Message {
+                        app: msg.app_id.0,
+                        msg: msg.id.0,
+                        with_content: r.with_content,
+                    };
+                    w.put_idempotent_response(&r.key, &service.remembered(answer))?;
+                }
+                Ok(Ok((Created::New(msg), deliveries)))
             })
             .await??;
         if let (Created::New(..), deliveries) = &created {

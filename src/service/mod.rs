@@ -39,7 +39,7 @@ pub use queue::{
     QueueFilter, QueueItem, QueueListing, StateFilter,
 };
 pub use sessions::{NewSession, PORTAL_ACCESS_PATH, PortalAccess, SessionView};
-pub use tokens::NewToken;
+pub use tokens::{NewToken, Replay};
 pub use users::SETUP_PATH;
 
 use crate::config::Config;

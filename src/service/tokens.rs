@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Result, Service, ServiceError, find_app};
 use crate::model::*;
-use crate::storage::{IdempotentResponse, Read};
+use crate::storage::{IdempotentResponse, Read, RememberedAnswer, StoreError};
 
 /// Prefix of Herald's API tokens, so a leaked one is recognisable in logs and scanners.
 pub const TOKEN_PREFIX: &str = "hrld_";
@@ -152,12 +152,8 @@ impl Service {
     }
 
     /// The remembered answer for this key, if still fresh.
-    pub async fn idempotent_response(&self, key: [u8; 32]) -> Result<Option<(u16, Vec<u8>)>> {
-        let found = self
-            .store
-            .read(move |r| r.idempotent_response(&key))
-            .await?;
-        Ok(in_force(found))
+    pub async fn idempotent_response(&self, key: [u8; 32]) -> Result<Option<Replay>> {
+        Ok(self.store.read(move |r| replay(r, &key)).await?)
     }
 
     pub async fn remember_response(&self, key: [u8; 32], status: u16, body: Vec<u8>) -> Result<()> {
@@ -177,17 +173,50 @@ impl Service {
         status: u16,
         body: Vec<u8>,
     ) -> Option<IdempotentResponse> {
-        (body.len() <= self.config.idempotency_body_max_bytes).then(|| IdempotentResponse {
+        (body.len() <= self.config.idempotency_body_max_bytes)
+            .then(|| self.remembered(RememberedAnswer::Sent { status, body }))
+    }
+
+    /// The record of `answer` remembered now, for `idempotency_ttl_ms`.
+    pub(super) fn remembered(&self, answer: RememberedAnswer) -> IdempotentResponse {
+        IdempotentResponse {
             expires_ms: now_millis() + self.config.idempotency_ttl_ms,
-            status,
-            body,
-        })
+            answer,
+        }
     }
 }
 
-/// A remembered answer that has not expired: its status and body.
-pub(super) fn in_force(found: Option<IdempotentResponse>) -> Option<(u16, Vec<u8>)> {
-    found
-        .filter(|f| f.expires_ms > now_millis())
-        .map(|f| (f.status, f.body))
+/// An answer to send again, for a repeated Idempotency-Key.
+#[derive(Debug)]
+pub enum Replay {
+    /// The status and body sent the first time.
+    Sent(u16, Vec<u8>),
+    /// A message create's answer: 202 and this message, rendered as the first time was asked
+    /// (`with_content`).
+    Message(Message, bool),
+}
+
+/// The answer remembered under `key`, if it has not expired. A message create's answer is
+/// read back from its message; should that message be gone (a retention period shorter than
+/// `idempotency_ttl_ms`), the key is treated as expired.
+pub(super) fn replay(
+    r: &impl Read,
+    key: &[u8; 32],
+) -> std::result::Result<Option<Replay>, StoreError> {
+    let Some(found) = r.idempotent_response(key)? else {
+        return Ok(None);
+    };
+    if found.expires_ms <= now_millis() {
+        return Ok(None);
+    }
+    Ok(match found.answer {
+        RememberedAnswer::Sent { status, body } => Some(Replay::Sent(status, body)),
+        RememberedAnswer::Message {
+            app,
+            msg,
+            with_content,
+        } => r
+            .message(AppId(app), MessageId(msg))?
+            .map(|m| Replay::Message(m, with_content)),
+    })
 }

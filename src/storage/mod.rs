@@ -36,7 +36,7 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupReport;
-pub use codec::{IdempotentResponse, decode_any_record};
+pub use codec::{IdempotentResponse, RememberedAnswer, decode_any_record};
 pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};
 pub use reads::{DispatchReads, Read};
@@ -350,8 +350,9 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert("schema_version", tables::SCHEMA_VERSION)?;
             }
             Some(v) if v == tables::SCHEMA_VERSION => {}
-            // Versions 1 and 2 differ only in how new records are written; every version 1
-            // record reads as it is. Writing 2 keeps an older build from opening the file.
+            // Versions 1 to 3 differ only in how new records are written; every older record
+            // reads as it is. Writing the new version keeps an older build from opening the
+            // file and misreading what this one writes.
             Some(v) if (tables::SCHEMA_VERSION_OLDEST..tables::SCHEMA_VERSION).contains(&v) => {
                 tracing::info!(
                     from = v,

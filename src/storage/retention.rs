@@ -154,7 +154,7 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{AttemptOutcome, Store, StoreSettings};
+    use crate::storage::{AttemptOutcome, RememberedAnswer, Store, StoreSettings};
 
     const DAY_US: i64 = 86_400_000_000;
 
@@ -194,8 +194,10 @@ mod tests {
                     &[7; 32],
                     &IdempotentResponse {
                         expires_ms: 1,
-                        status: 200,
-                        body: vec![],
+                        answer: RememberedAnswer::Sent {
+                            status: 200,
+                            body: vec![],
+                        },
                     },
                 )?;
                 Ok(())

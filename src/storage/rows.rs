@@ -59,7 +59,7 @@ fn put<T: Serialize>(row: &T, out: Vec<u8>) -> Vec<u8> {
 }
 
 /// An id written as its 16 big-endian bytes: a ULID as a postcard varint takes 19.
-mod fixed_id {
+pub(super) mod fixed_id {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(id: &u128, s: S) -> Result<S::Ok, S::Error> {

@@ -121,6 +121,9 @@ pub const APP_DAILY: TableDefinition<(u64, u128), (u64, u64)> = TableDefinition:
 /// - 1: the first layout.
 /// - 2: messages, deliveries and attempts stored without the ids their key holds (`rows.rs`).
 ///   A version 1 file is upgraded by writing 2 into `meta`: its records still read.
-pub const SCHEMA_VERSION: u64 = 2;
+/// - 3: a message create's Idempotency-Key answer remembered by reference
+///   (`codec::RememberedAnswer::Message`). Version 1 and 2 files are upgraded by writing 3:
+///   their records still read.
+pub const SCHEMA_VERSION: u64 = 3;
 /// The oldest layout this build opens (upgrading it).
 pub const SCHEMA_VERSION_OLDEST: u64 = 1;
