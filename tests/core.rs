@@ -350,6 +350,17 @@ async fn a_message_create_remembers_its_idempotency_key_in_its_own_commit() {
         assert_eq!(body["payload"], json!({"i": 0}));
     }
 
+    // The answer is read back from the message: once its content is expunged, no copy of the
+    // payload is kept for the key either.
+    let (s, _) = server.delete(&format!("{msgs}/{}/content", ids[1])).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let r = send("auto_1".into(), json!({"i": 1})).await.unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["id"].as_str(), &body["payload"]),
+        (Some(ids[1].as_str()), &json!({"expired": true}))
+    );
+
     // The answer is rendered again as the first request asked for it (`with_content=false`).
     let mut without = Vec::new();
     for _ in 0..2 {
