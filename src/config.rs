@@ -15,10 +15,6 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-/// Longest `idempotency_ttl_ms`: the shortest time a message is kept (one day of
-/// `payloadRetentionPeriod`).
-pub const IDEMPOTENCY_TTL_MAX_MS: u64 = 24 * 3_600_000;
-
 /// Every setting of a running Herald. Field names are the `herald.toml` keys and, upper-cased
 /// with a `HERALD_` prefix, the environment variables.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,8 +82,8 @@ pub struct Config {
 
     /// Default payload retention of a message, in days (Svix: 90).
     pub retention_days: u16,
-    /// How long an Idempotency-Key's first answer is replayed (Svix: 12 h); at most a day, the
-    /// shortest a message is kept, since a message create's answer is read back from its message.
+    /// How long an Idempotency-Key's first answer is replayed (Svix: 12 h). A message create's
+    /// answer is its message, so it is replayed no longer than the message is kept.
     pub idempotency_ttl_ms: u64,
     /// Largest answer remembered for an Idempotency-Key; a larger one is answered but not kept,
     /// so a retry with that key runs again. A message create's answer is remembered by
@@ -307,14 +303,6 @@ impl Config {
                 "retention_days must be at least 1".into(),
             ));
         }
-        // A message create's remembered answer is its message, which retention may remove a day
-        // after it was sent (`payloadRetentionPeriod` 1): the key must be gone by then, or a
-        // retry with it would make the message again.
-        if self.idempotency_ttl_ms > IDEMPOTENCY_TTL_MAX_MS {
-            return Err(ConfigError::Invalid(format!(
-                "idempotency_ttl_ms must be at most {IDEMPOTENCY_TTL_MAX_MS} (one day)"
-            )));
-        }
         Ok(())
     }
 
@@ -336,17 +324,6 @@ mod tests {
         assert_eq!(c.attempts_max(), 8);
         assert_eq!(c.response_body_max_bytes, 16 * 1024);
         assert_eq!(c.deliveries_in_flight_max, 512);
-    }
-
-    #[test]
-    fn an_idempotency_key_cannot_outlive_the_shortest_retention() {
-        let mut c = Config {
-            idempotency_ttl_ms: IDEMPOTENCY_TTL_MAX_MS,
-            ..Config::default()
-        };
-        c.validate().unwrap();
-        c.idempotency_ttl_ms += 1;
-        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -341,6 +341,14 @@ pub struct Message {
     pub retention_days: u16,
 }
 
+impl Message {
+    /// When retention may remove the message (once nothing of it is pending): `retention_days`
+    /// after it was sent. Nothing that points at the message may be kept past this.
+    pub fn retained_until(&self) -> Micros {
+        self.created_at + self.retention_days as i64 * 86_400_000_000
+    }
+}
+
 /// Delivery lanes; higher lanes are served first and lower lanes never starve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Priority {

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::model::*;
 use crate::routing;
-use crate::storage::{Read, RememberedAnswer};
+use crate::storage::Read;
 
 #[derive(Clone, Debug, Default)]
 pub struct MessageInput {
@@ -48,9 +48,8 @@ pub struct AttemptFilter {
 /// A create that carries an Idempotency-Key (every POST of the official SDKs does). Its answer
 /// is remembered in the message's own commit, and a key already answered is found in that same
 /// transaction, so a message and its remembered answer are durable together, and two creates
-/// racing with one key make one message.
-/// The answer is remembered by reference (`RememberedAnswer::Message`), and rendered again from
-/// the message when replayed.
+/// racing with one key make one message. The answer is remembered by reference to the message
+/// (`Service::remembered_message`) and rendered again from it when replayed.
 pub struct Remember {
     /// The key's scope (`Service::idempotency_key`).
     pub key: [u8; 32],
@@ -211,12 +210,8 @@ impl Service {
                 };
                 let (msg, deliveries) = w.ingest_message(msg, &route)?;
                 if let Some(r) = remember {
-                    let answer = RememberedAnswer::Message {
-                        app: msg.app_id.0,
-                        msg: msg.id.0,
-                        with_content: r.with_content,
-                    };
-                    w.put_idempotent_response(&r.key, &service.remembered(answer))?;
+                    let record = service.remembered_message(&msg, r.with_content);
+                    w.put_idempotent_response(&r.key, &record)?;
                 }
                 Ok(Ok((Created::New(msg), deliveries)))
             })

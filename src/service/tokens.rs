@@ -173,16 +173,38 @@ impl Service {
         status: u16,
         body: Vec<u8>,
     ) -> Option<IdempotentResponse> {
-        (body.len() <= self.config.idempotency_body_max_bytes)
-            .then(|| self.remembered(RememberedAnswer::Sent { status, body }))
+        (body.len() <= self.config.idempotency_body_max_bytes).then(|| IdempotentResponse {
+            expires_ms: now_millis() + self.config.idempotency_ttl_ms,
+            answer: RememberedAnswer::Sent { status, body },
+        })
     }
 
-    /// The record of `answer` remembered now, for `idempotency_ttl_ms`.
-    pub(super) fn remembered(&self, answer: RememberedAnswer) -> IdempotentResponse {
-        IdempotentResponse {
-            expires_ms: now_millis() + self.config.idempotency_ttl_ms,
-            answer,
-        }
+    /// The record of a message create's answer, remembered now: a reference to `msg`, replayed
+    /// for `idempotency_ttl_ms` but never past the time retention may remove the message, so a
+    /// retry with the key cannot find the message gone and make it again.
+    pub(super) fn remembered_message(
+        &self,
+        msg: &Message,
+        with_content: bool,
+    ) -> IdempotentResponse {
+        reference(
+            msg,
+            with_content,
+            now_millis() + self.config.idempotency_ttl_ms,
+        )
+    }
+}
+
+/// A reference to `msg` as a remembered answer, kept until `expires_ms` or until the message
+/// may be removed, whichever is first.
+fn reference(msg: &Message, with_content: bool, expires_ms: u64) -> IdempotentResponse {
+    IdempotentResponse {
+        expires_ms: expires_ms.min((msg.retained_until() / 1000).max(0) as u64),
+        answer: RememberedAnswer::Message {
+            app: msg.app_id.0,
+            msg: msg.id.0,
+            with_content,
+        },
     }
 }
 
@@ -197,8 +219,8 @@ pub enum Replay {
 }
 
 /// The answer remembered under `key`, if it has not expired. A message create's answer is
-/// read back from its message; should that message be gone (a retention period shorter than
-/// `idempotency_ttl_ms`), the key is treated as expired.
+/// read back from its message, which outlives the record (`remembered_message`); were it gone
+/// all the same, the key is treated as expired.
 pub(super) fn replay(
     r: &impl Read,
     key: &[u8; 32],
@@ -219,4 +241,50 @@ pub(super) fn replay(
             .message(AppId(app), MessageId(msg))?
             .map(|m| Replay::Message(m, with_content)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    fn message(created_ms: u64, retention_days: u16) -> Message {
+        Message {
+            id: MessageId(2),
+            app_id: AppId(1),
+            event_type: "a.b".into(),
+            event_id: None,
+            channels: None,
+            payload: Some("{}".into()),
+            created_at: created_ms as i64 * 1000,
+            retention_days,
+        }
+    }
+
+    /// However long keys are configured to live, a remembered message create expires no later
+    /// than retention may remove its message: a retry then runs again rather than finding the
+    /// message gone.
+    #[test]
+    fn a_remembered_message_create_never_outlives_its_message() {
+        let now = 1_790_000_000_000;
+        let short = message(now, 1);
+        assert_eq!(
+            reference(&short, true, now + 3 * DAY_MS).expires_ms,
+            now + DAY_MS
+        );
+        let long = message(now, 90);
+        assert_eq!(
+            reference(&long, true, now + DAY_MS / 2).expires_ms,
+            now + DAY_MS / 2
+        );
+        assert_eq!(
+            reference(&long, false, 0).answer,
+            RememberedAnswer::Message {
+                app: 1,
+                msg: 2,
+                with_content: false
+            }
+        );
+    }
 }

@@ -56,7 +56,7 @@ impl Writer<'_> {
                 examined += 1;
                 out.next_message = Some(msg_id.saturating_add(1));
                 if let Some(m) = self.message(AppId(app_id), MessageId(msg_id))? {
-                    let expires = m.created_at + m.retention_days as i64 * 86_400_000_000;
+                    let expires = m.retained_until();
                     let settled = self
                         .message_deliveries(m.id)?
                         .iter()
