@@ -342,6 +342,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message with an id, an application and an event type, sent now with `{}` as its
+    /// payload, no event id or channels, and the default retention (90 days).
+    pub fn plain(id: MessageId, app_id: AppId, event_type: impl Into<String>) -> Message {
+        Message {
+            id,
+            app_id,
+            event_type: event_type.into(),
+            event_id: None,
+            channels: None,
+            payload: Some("{}".into()),
+            created_at: now_micros(),
+            retention_days: 90,
+        }
+    }
+
     /// When retention may remove the message (once nothing of it is pending): `retention_days`
     /// after it was sent. Nothing that points at the message may be kept past this.
     pub fn retained_until(&self) -> Micros {

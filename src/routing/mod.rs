@@ -111,14 +111,9 @@ mod tests {
 
     fn message(event_type: &str, channels: Option<&[&str]>) -> Message {
         Message {
-            id: MessageId(1),
-            app_id: AppId(1),
-            event_type: event_type.into(),
-            event_id: None,
             channels: channels.map(|t| t.iter().map(|s| s.to_string()).collect()),
-            payload: Some("{}".into()),
             created_at: 0,
-            retention_days: 90,
+            ..Message::plain(MessageId(1), AppId(1), event_type)
         }
     }
 

@@ -251,14 +251,9 @@ mod tests {
 
     fn message(created_ms: u64, retention_days: u16) -> Message {
         Message {
-            id: MessageId(2),
-            app_id: AppId(1),
-            event_type: "a.b".into(),
-            event_id: None,
-            channels: None,
-            payload: Some("{}".into()),
             created_at: created_ms as i64 * 1000,
             retention_days,
+            ..Message::plain(MessageId(2), AppId(1), "a.b")
         }
     }
 

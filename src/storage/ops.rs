@@ -539,14 +539,8 @@ mod tests {
     /// A message of `app` for the writer to ingest (it assigns the id).
     fn message(app: AppId) -> Message {
         Message {
-            id: MessageId(0),
-            app_id: app,
-            event_type: "a.b".into(),
-            event_id: None,
-            channels: None,
-            payload: Some("{}".into()),
-            created_at: now_micros(),
             retention_days: 30,
+            ..Message::plain(MessageId(0), app, "a.b")
         }
     }
 

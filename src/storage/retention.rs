@@ -160,14 +160,9 @@ mod tests {
 
     fn message(app: AppId, retention_days: u16) -> Message {
         Message {
-            id: MessageId(0),
-            app_id: app,
-            event_type: "a.b".into(),
             event_id: Some(format!("e-{}", ulid::Ulid::new())),
-            channels: None,
-            payload: Some("{}".into()),
-            created_at: now_micros(),
             retention_days,
+            ..Message::plain(MessageId(0), app, "a.b")
         }
     }
 
