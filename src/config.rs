@@ -46,6 +46,26 @@ pub struct Config {
     /// Largest page a list call may ask for (Svix: 250).
     pub page_limit_max: usize,
 
+    /// Largest string, list or map one template, condition or unique key may build while it
+    /// is evaluated (default: `payload_max_bytes`). A tenant's template that would build more is
+    /// stopped: refused when its trigger is saved if the event type's example shows it, else its
+    /// attempt fails with the reason.
+    pub template_value_max_bytes: Option<usize>,
+    /// Largest body a template may render (default: `payload_max_bytes`).
+    pub template_output_max_bytes: Option<usize>,
+    /// All one evaluation may build together (default: 8 x `payload_max_bytes`), so a loop of
+    /// values each under the value bound cannot add up to gigabytes.
+    pub template_memory_max_bytes: Option<usize>,
+    /// Wall-clock time one template render may take: previews, trigger saves, deliveries.
+    pub template_render_ms: u64,
+    /// Time the conditions and unique keys of all the triggers matching one new message may
+    /// take together while it is stored. They run in the writer, which every tenant's writes
+    /// wait for, so this is kept small; a condition stopped by it counts as false.
+    pub routing_budget_ms: u64,
+    /// Trigger previews and trigger saves (which render against the event type's example)
+    /// evaluated at once; more wait. They run off the API's workers.
+    pub template_previews_max: usize,
+
     /// Deliveries being attempted at once, across all endpoints.
     pub deliveries_in_flight_max: usize,
     /// Deliveries being attempted at once against one endpoint, so a slow receiver cannot take
@@ -120,6 +140,12 @@ impl Default for Config {
             url_max_len: 65_536,
             headers_per_endpoint_max: 32,
             page_limit_max: 250,
+            template_value_max_bytes: None,
+            template_output_max_bytes: None,
+            template_memory_max_bytes: None,
+            template_render_ms: 100,
+            routing_budget_ms: 5,
+            template_previews_max: 2,
             deliveries_in_flight_max: 512,
             endpoint_concurrency_max: 64,
             connect_timeout_ms: 5_000,
@@ -234,6 +260,22 @@ impl Config {
         Ok(config)
     }
 
+    /// The bounds of one template evaluation, from the `template_*` settings.
+    pub fn template_limits(&self) -> crate::routing::template::Limits {
+        crate::routing::template::Limits {
+            value_max_bytes: self
+                .template_value_max_bytes
+                .unwrap_or(self.payload_max_bytes),
+            output_max_bytes: self
+                .template_output_max_bytes
+                .unwrap_or(self.payload_max_bytes),
+            memory_max_bytes: self
+                .template_memory_max_bytes
+                .unwrap_or(self.payload_max_bytes.saturating_mul(8)),
+            render_ms: self.template_render_ms,
+        }
+    }
+
     /// Checks relations between settings that types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
@@ -245,6 +287,8 @@ impl Config {
             ("writer_batch_max", self.writer_batch_max),
             ("writer_queue_max", self.writer_queue_max),
             ("headers_per_endpoint_max", self.headers_per_endpoint_max),
+            ("template_previews_max", self.template_previews_max),
+            ("template_render_ms", self.template_render_ms as usize),
             (
                 "login_attempts_per_minute",
                 self.login_attempts_per_minute as usize,

@@ -95,7 +95,18 @@ async fn try_attempt(
         }
     }
 
-    let sent = match build_body(&message, shaping.as_ref()) {
+    let built = match shaping {
+        None => build_body(&message, None, &engine.config.template_limits()),
+        // A tenant's template renders on the blocking pool, not on this thread, which drives
+        // every outbound connection; its own bounds (template_render_ms, ...) stop it.
+        Some(shaping) => {
+            let (msg, limits) = (message.clone(), engine.config.template_limits());
+            tokio::task::spawn_blocking(move || build_body(&msg, Some(&shaping), &limits))
+                .await
+                .unwrap_or_else(|e| Err((AttemptError::Template, format!("template: {e}"))))
+        }
+    };
+    let sent = match built {
         Ok((body, content_type)) => {
             engine
                 .outbound
@@ -193,6 +204,7 @@ async fn try_attempt(
 fn build_body(
     message: &Message,
     shaping: Option<&(Trigger, App)>,
+    limits: &template::Limits,
 ) -> Result<(Vec<u8>, &'static str), (AttemptError, String)> {
     let Some(payload) = &message.payload else {
         return Err((
@@ -207,7 +219,13 @@ fn build_body(
     let parsed: serde_json::Value =
         serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
     let fields = template::merge_fields(&parsed, message, app);
-    match template::body(source, trigger.content_type, &fields) {
+    match template::body(
+        source,
+        trigger.content_type,
+        &fields,
+        limits,
+        limits.deadline(),
+    ) {
         Ok(body) => Ok((body.into_bytes(), trigger.content_type.mime())),
         Err(e) => Err((
             AttemptError::Template,

@@ -14,12 +14,19 @@ use crate::model::{App, Endpoint, Message, NewDelivery, Priority, Trigger};
 /// one per enabled trigger whose event types and condition match. A condition or unique key
 /// that fails to evaluate never fails the ingest: the condition counts as false (and is
 /// logged), the unique key as absent.
+///
+/// Routing runs in the writer, which every tenant waits for, so all the conditions and unique
+/// keys of one message share one deadline, `budget` from now (setting `routing_budget_ms`);
+/// one that is stopped by it, or by another bound of `limits`, counts as failed.
 pub fn route(
     msg: &Message,
     app: &App,
     endpoints: &[Endpoint],
     triggers: &[Trigger],
+    limits: &template::Limits,
+    budget: std::time::Duration,
 ) -> Vec<NewDelivery> {
+    let deadline = std::time::Instant::now() + budget;
     let mut out: Vec<NewDelivery> = endpoints
         .iter()
         .filter(|ep| !ep.options.subscription_disabled && subscription_matches(ep, msg))
@@ -47,7 +54,7 @@ pub fn route(
         let null = serde_json::Value::Null;
         let fields = template::merge_fields(payload.as_ref().unwrap_or(&null), msg, app);
         if let Some(condition) = &t.condition {
-            match template::condition(condition, &fields) {
+            match template::condition(condition, &fields, limits, deadline) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
@@ -56,7 +63,7 @@ pub fn route(
                 }
             }
         }
-        let unique_key = t.unique_key.as_ref().and_then(|k| match template::unique_key(k, &fields) {
+        let unique_key = t.unique_key.as_ref().and_then(|k| match template::unique_key(k, &fields, limits, deadline) {
             Ok(key) if !key.is_empty() => Some(key),
             Ok(_) => None,
             Err(e) => {
@@ -99,6 +106,14 @@ pub fn subscribed(ep: &Endpoint, msg: &Message) -> bool {
 mod tests {
     use super::*;
     use crate::model::*;
+
+    const LIMITS: template::Limits = template::Limits {
+        value_max_bytes: 1 << 20,
+        output_max_bytes: 1 << 20,
+        memory_max_bytes: 8 << 20,
+        render_ms: 1_000,
+    };
+    const BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
     fn endpoint(types: Option<&[&str]>, channels: Option<&[&str]>, disabled: bool) -> Endpoint {
         Endpoint {
@@ -158,7 +173,7 @@ mod tests {
             &["order.*"],
             Some(r#"payload.status in ["FULFILLED", "FAILED_PERMANENTLY"]"#),
         );
-        let routes = route(&msg, &app(), &[ep.clone()], &[t.clone()]);
+        let routes = route(&msg, &app(), &[ep.clone()], &[t.clone()], &LIMITS, BUDGET);
         assert_eq!(routes.len(), 1);
         assert_eq!(routes[0].trigger_id, Some(TriggerId(9)));
         assert_eq!(routes[0].priority, Priority::High);
@@ -167,20 +182,20 @@ mod tests {
 
         msg.payload = Some(r#"{"id": 7, "status": "NEW"}"#.into());
         assert!(
-            route(&msg, &app(), &[ep.clone()], &[t.clone()]).is_empty(),
+            route(&msg, &app(), &[ep.clone()], &[t.clone()], &LIMITS, BUDGET).is_empty(),
             "condition false"
         );
         let broken = trigger(&["order.*"], Some("payload.status =="));
         assert!(
-            route(&msg, &app(), &[ep.clone()], &[broken]).is_empty(),
+            route(&msg, &app(), &[ep.clone()], &[broken], &LIMITS, BUDGET).is_empty(),
             "a broken condition never fails routing"
         );
         let mut off = t.clone();
         off.enabled = false;
-        assert!(route(&msg, &app(), &[ep.clone()], &[off]).is_empty());
+        assert!(route(&msg, &app(), &[ep.clone()], &[off], &LIMITS, BUDGET).is_empty());
         let mut disabled = ep.clone();
         disabled.disabled = true;
-        assert!(route(&msg, &app(), &[disabled], &[t]).is_empty());
+        assert!(route(&msg, &app(), &[disabled], &[t], &LIMITS, BUDGET).is_empty());
     }
 
     #[test]
@@ -229,7 +244,14 @@ mod tests {
         b.id = EndpointId(11);
         let mut c = endpoint(None, None, false);
         c.id = EndpointId(12);
-        let routes = route(&message("x", None), &app(), &[a, b, c], &[]);
+        let routes = route(
+            &message("x", None),
+            &app(),
+            &[a, b, c],
+            &[],
+            &LIMITS,
+            BUDGET,
+        );
         let ids: Vec<_> = routes.iter().map(|r| r.endpoint_id).collect();
         assert_eq!(ids, vec![EndpointId(10), EndpointId(12)]);
     }

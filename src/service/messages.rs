@@ -145,6 +145,8 @@ impl Service {
         let retention_days = input.retention_days.unwrap_or(self.config.retention_days);
         let app = app.to_string();
         let service = self.clone();
+        let limits = self.config.template_limits();
+        let budget = std::time::Duration::from_millis(self.config.routing_budget_ms);
         let created = self
             .store
             .write_or_shed(move |w| {
@@ -206,7 +208,7 @@ impl Service {
                     retention_days,
                 };
                 let route = |m: &Message, endpoints: &[Endpoint], triggers: &[Trigger]| {
-                    routing::route(m, &app, endpoints, triggers)
+                    routing::route(m, &app, endpoints, triggers, &limits, budget)
                 };
                 let (msg, deliveries) = w.ingest_message(msg, &route)?;
                 if let Some(r) = remember {

@@ -162,6 +162,8 @@ pub struct Parts {
     logins: users::LoginThrottle,
     /// Bearer tokens already looked up; see `tokens::TokenCache`.
     tokens: tokens::TokenCache,
+    /// Trigger previews and saves rendering at once (`template_previews_max`).
+    renders: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -177,6 +179,7 @@ impl Service {
             allow_http: config.allow_http_destinations,
         };
         let logins = users::LoginThrottle::new(config.login_attempts_per_minute);
+        let renders = tokio::sync::Semaphore::new(config.template_previews_max);
         Service(Arc::new(Parts {
             store,
             config,
@@ -186,6 +189,7 @@ impl Service {
             metrics,
             logins,
             tokens: tokens::TokenCache::default(),
+            renders,
         }))
     }
 

@@ -180,8 +180,14 @@ pub struct SentBody {
 }
 
 /// The body of a delivery, built as the delivery side builds it (with the trigger's current
-/// template); `None` when the payload is gone or the template does not render.
-fn sent_body(msg: &Message, shaping: Option<(&Trigger, &App)>) -> Option<SentBody> {
+/// template); `None` when the payload is gone or the template does not render within
+/// `limits` by `deadline` (one deadline for a whole page, however many deliveries it shows).
+fn sent_body(
+    msg: &Message,
+    shaping: Option<(&Trigger, &App)>,
+    limits: &crate::routing::template::Limits,
+    deadline: std::time::Instant,
+) -> Option<SentBody> {
     let payload = msg.payload.as_ref()?;
     match shaping {
         None => Some(SentBody {
@@ -193,8 +199,14 @@ fn sent_body(msg: &Message, shaping: Option<(&Trigger, &App)>) -> Option<SentBod
             let parsed: serde_json::Value =
                 serde_json::from_str(payload).unwrap_or(serde_json::Value::Null);
             let fields = crate::routing::template::merge_fields(&parsed, msg, app);
-            let body =
-                crate::routing::template::body(source, trigger.content_type, &fields).ok()?;
+            let body = crate::routing::template::body(
+                source,
+                trigger.content_type,
+                &fields,
+                limits,
+                deadline,
+            )
+            .ok()?;
             Some(SentBody {
                 bytes: body.into_bytes(),
                 content_type: trigger.content_type.mime(),
@@ -397,8 +409,10 @@ impl Service {
         msg: &str,
     ) -> Result<MessageDetail> {
         let (app, msg) = (app.to_string(), msg.to_string());
+        let limits = self.config.template_limits();
         self.store
             .read(move |r| {
+                let deadline = limits.deadline();
                 let found =
                     find_app(r, caller, &app).and_then(|a| Ok((find_message(r, a.id, &msg)?, a)));
                 let (message, app) = match found {
@@ -427,7 +441,12 @@ impl Service {
                         Some(t) => r.trigger(app.id, t)?.filter(|t| t.template.is_some()),
                         None => None,
                     };
-                    let body = sent_body(&message, trigger.as_ref().map(|t| (t, &app)));
+                    let body = sent_body(
+                        &message,
+                        trigger.as_ref().map(|t| (t, &app)),
+                        &limits,
+                        deadline,
+                    );
                     let mine = attempts
                         .iter()
                         .filter(|a| a.delivery_id == d.id)
@@ -535,7 +554,8 @@ mod tests {
             created_at: 1_700_000_001_100_000,
         };
         let started = a.created_at - a.duration_ms as i64 * 1000;
-        let body = sent_body(&msg, None).unwrap();
+        let limits = crate::routing::template::Limits::default();
+        let body = sent_body(&msg, None, &limits, limits.deadline()).unwrap();
         let h: HashMap<_, _> = request_headers(
             &msg,
             started,

@@ -147,6 +147,8 @@ impl Service {
         app: &str,
         input: TriggerInput,
     ) -> Result<Trigger> {
+        let found = self.get_app(caller, app).await?;
+        self.check_against_examples(&found, &input).await?;
         let app = app.to_string();
         self.store
             .write(move |w| {
@@ -199,6 +201,8 @@ impl Service {
         id: &str,
         input: TriggerInput,
     ) -> Result<TriggerView> {
+        let found = self.get_app(caller, app).await?;
+        self.check_against_examples(&found, &input).await?;
         let (app, id) = (app.to_string(), id.to_string());
         self.store
             .write(move |w| {
@@ -317,30 +321,151 @@ impl Service {
             created_at: now_micros(),
             retention_days: 1,
         };
-        let fields = merge_fields(&payload, &msg, &app);
-        let condition = match &input.condition {
-            Some(c) => template::condition(c, &fields).map_err(|e| e.to_string()),
-            None => Ok(true),
-        };
-        let body = match &input.template {
-            Some(t) => template::body(t, input.content_type, &fields).map_err(|e| e.to_string()),
-            None => Ok(crate::service::validate::compact_json(&payload_text)),
-        };
-        let unique_key = input
-            .unique_key
-            .as_ref()
-            .map(|k| template::unique_key(k, &fields).map_err(|e| e.to_string()));
-        let content_type = if input.template.is_some() {
-            input.content_type
-        } else {
-            ContentType::Json
-        };
-        Ok(Preview {
-            condition,
-            body,
-            content_type,
-            unique_key,
+        let input = input.clone();
+        self.render_off_workers(move |limits| {
+            let fields = merge_fields(&payload, &msg, &app);
+            let deadline = limits.deadline();
+            let condition = match &input.condition {
+                Some(c) => {
+                    template::condition(c, &fields, limits, deadline).map_err(|e| e.to_string())
+                }
+                None => Ok(true),
+            };
+            let deadline = limits.deadline();
+            let body = match &input.template {
+                Some(t) => template::body(t, input.content_type, &fields, limits, deadline)
+                    .map_err(|e| e.to_string()),
+                None => Ok(crate::service::validate::compact_json(&payload_text)),
+            };
+            let deadline = limits.deadline();
+            let unique_key = input.unique_key.as_ref().map(|k| {
+                template::unique_key(k, &fields, limits, deadline).map_err(|e| e.to_string())
+            });
+            let content_type = if input.template.is_some() {
+                input.content_type
+            } else {
+                ContentType::Json
+            };
+            Preview {
+                condition,
+                body,
+                content_type,
+                unique_key,
+            }
         })
+        .await
+    }
+
+    /// Runs a tenant's template work on the blocking pool, never on the API's async workers,
+    /// and at most `template_previews_max` at once (each is bounded by the template limits).
+    async fn render_off_workers<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&template::Limits) -> T + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .renders
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Unavailable)?;
+        let limits = self.config.template_limits();
+        tokio::task::spawn_blocking(move || work(&limits))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("template evaluation: {e}")))
+    }
+
+    /// Refuses a trigger whose condition, template or unique key breaks a bound on the example
+    /// of an event type it matches (422 naming the field and the bound): a trigger that would
+    /// fail every delivery is better refused when it is saved. Errors that are the template's
+    /// own (a field the example lacks) are not refused: real messages may have it.
+    async fn check_against_examples(&self, app: &App, input: &TriggerInput) -> Result<()> {
+        /// Event types a pattern is tried against, so a save stays quick.
+        const EXAMPLES_MAX: usize = 8;
+        let patterns = input.event_types.clone();
+        let examples: Vec<(String, String)> = self
+            .store
+            .read(move |r| {
+                let mut out = Vec::new();
+                for pattern in &patterns {
+                    let names: Vec<String> = if pattern == "*" || pattern.ends_with(".*") {
+                        r.event_types(None, None, EXAMPLES_MAX * 4, false)?
+                            .items
+                            .into_iter()
+                            .map(|et| et.name)
+                            .filter(|n| template::event_type_matches(pattern, n))
+                            .take(EXAMPLES_MAX)
+                            .collect()
+                    } else {
+                        vec![pattern.clone()]
+                    };
+                    for name in names {
+                        if let Some(et) = r.event_type(&name)?
+                            && let Some(example) = super::endpoints::example_payload(&et, 0)
+                        {
+                            out.push((name, example));
+                        }
+                    }
+                }
+                out.truncate(EXAMPLES_MAX);
+                Ok(out)
+            })
+            .await?;
+        if examples.is_empty()
+            || (input.condition.is_none() && input.template.is_none() && input.unique_key.is_none())
+        {
+            return Ok(());
+        }
+        let (app, input) = (app.clone(), input.clone());
+        let problems = self
+            .render_off_workers(move |limits| {
+                let mut p = Problems::default();
+                for (name, example) in &examples {
+                    let payload: serde_json::Value =
+                        serde_json::from_str(example).unwrap_or(serde_json::Value::Null);
+                    let msg = Message {
+                        payload: Some(example.clone()),
+                        ..Message::plain(MessageId(ulid::Ulid::new().0), app.id, name.as_str())
+                    };
+                    let fields = merge_fields(&payload, &msg, &app);
+                    let bound = |r: std::result::Result<(), template::TemplateError>| match r {
+                        Err(e) if e.is_bound() => Some(format!("on the example of '{name}': {e}")),
+                        _ => None,
+                    };
+                    if let Some(c) = &input.condition
+                        && let Some(e) = bound(
+                            template::condition(c, &fields, limits, limits.deadline()).map(|_| ()),
+                        )
+                    {
+                        p.add("condition", e);
+                    }
+                    if let Some(t) = &input.template
+                        && let Some(e) = bound(
+                            template::body(
+                                t,
+                                input.content_type,
+                                &fields,
+                                limits,
+                                limits.deadline(),
+                            )
+                            .map(|_| ()),
+                        )
+                    {
+                        p.add("template", e);
+                    }
+                    if let Some(k) = &input.unique_key
+                        && let Some(e) = bound(
+                            template::unique_key(k, &fields, limits, limits.deadline()).map(|_| ()),
+                        )
+                    {
+                        p.add("uniqueKey", e);
+                    }
+                    if !p.0.is_empty() {
+                        break;
+                    }
+                }
+                p.finish()
+            })
+            .await?;
+        problems
     }
 
     /// The merge fields a template may use for an event type.
