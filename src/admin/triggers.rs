@@ -720,6 +720,11 @@ async fn preview_fragment(
     let input_ok = input(&values).ok();
     let (preview, preview_error, merge_fields) =
         preview_of(&state, &session, &app, &values, input_ok.as_ref()).await;
+    // A template a bound stopped is refused, as the API's preview refuses it.
+    let refused = preview.is_none()
+        && input_ok.is_some()
+        && !values.preview_type.is_empty()
+        && !preview_error.is_empty();
     let fragment = PreviewFragment {
         preview,
         preview_error,
@@ -729,5 +734,10 @@ async fn preview_fragment(
     let html = fragment
         .render()
         .map_err(|e| super::AdminError::Internal(e.to_string()))?;
-    Ok(Html(html).into_response())
+    let status = if refused {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Html(html)).into_response())
 }

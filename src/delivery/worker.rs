@@ -97,13 +97,13 @@ async fn try_attempt(
 
     let built = match shaping {
         None => build_body(&message, None, &engine.config.template_limits()),
-        // A tenant's template renders on the blocking pool, not on this thread, which drives
+        // A tenant's template renders on a render thread, not on this one, which drives
         // every outbound connection; its own bounds (template_render_ms, ...) stop it.
         Some(shaping) => {
             let (msg, limits) = (message.clone(), engine.config.template_limits());
-            tokio::task::spawn_blocking(move || build_body(&msg, Some(&shaping), &limits))
+            template::pool::run(move || build_body(&msg, Some(&shaping), &limits))
                 .await
-                .unwrap_or_else(|e| Err((AttemptError::Template, format!("template: {e}"))))
+                .unwrap_or_else(|| Err((AttemptError::Template, "the template failed".into())))
         }
     };
     let sent = match built {

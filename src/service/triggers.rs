@@ -324,40 +324,54 @@ impl Service {
         let input = input.clone();
         self.render_off_workers(move |limits| {
             let fields = merge_fields(&payload, &msg, &app);
-            let deadline = limits.deadline();
             let condition = match &input.condition {
-                Some(c) => {
-                    template::condition(c, &fields, limits, deadline).map_err(|e| e.to_string())
-                }
+                Some(c) => template::condition(c, &fields, limits, limits.deadline()),
                 None => Ok(true),
             };
-            let deadline = limits.deadline();
             let body = match &input.template {
-                Some(t) => template::body(t, input.content_type, &fields, limits, deadline)
-                    .map_err(|e| e.to_string()),
+                Some(t) => {
+                    template::body(t, input.content_type, &fields, limits, limits.deadline())
+                }
                 None => Ok(crate::service::validate::compact_json(&payload_text)),
             };
-            let deadline = limits.deadline();
-            let unique_key = input.unique_key.as_ref().map(|k| {
-                template::unique_key(k, &fields, limits, deadline).map_err(|e| e.to_string())
-            });
+            let unique_key = input
+                .unique_key
+                .as_ref()
+                .map(|k| template::unique_key(k, &fields, limits, limits.deadline()));
+            // A template's own errors are what a preview is for; a bound that stopped it is a
+            // refusal, as saving the trigger would be.
+            let mut p = Problems::default();
+            for (field, e) in [
+                ("condition", condition.as_ref().err()),
+                ("template", body.as_ref().err()),
+                (
+                    "uniqueKey",
+                    unique_key.as_ref().and_then(|k| k.as_ref().err()),
+                ),
+            ] {
+                if let Some(e) = e.filter(|e| e.is_bound()) {
+                    p.add(field, e.to_string());
+                }
+            }
+            p.finish()?;
             let content_type = if input.template.is_some() {
                 input.content_type
             } else {
                 ContentType::Json
             };
-            Preview {
-                condition,
-                body,
+            Ok(Preview {
+                condition: condition.map_err(|e| e.to_string()),
+                body: body.map_err(|e| e.to_string()),
                 content_type,
-                unique_key,
-            }
+                unique_key: unique_key.map(|k| k.map_err(|e| e.to_string())),
+            })
         })
-        .await
+        .await?
     }
 
-    /// Runs a tenant's template work on the blocking pool, never on the API's async workers,
-    /// and at most `template_previews_max` at once (each is bounded by the template limits).
+    /// Runs a tenant's template work on the render threads (`template::pool`), never on the
+    /// API's async workers; at most `template_previews_max` wait or run at once (each is
+    /// bounded by the template limits).
     async fn render_off_workers<T: Send + 'static>(
         &self,
         work: impl FnOnce(&template::Limits) -> T + Send + 'static,
@@ -368,9 +382,9 @@ impl Service {
             .await
             .map_err(|_| ServiceError::Unavailable)?;
         let limits = self.config.template_limits();
-        tokio::task::spawn_blocking(move || work(&limits))
+        template::pool::run(move || work(&limits))
             .await
-            .map_err(|e| ServiceError::Internal(format!("template evaluation: {e}")))
+            .ok_or_else(|| ServiceError::Internal("template evaluation failed".into()))
     }
 
     /// Refuses a trigger whose condition, template or unique key breaks a bound on the example
@@ -415,57 +429,49 @@ impl Service {
             return Ok(());
         }
         let (app, input) = (app.clone(), input.clone());
-        let problems = self
-            .render_off_workers(move |limits| {
-                let mut p = Problems::default();
-                for (name, example) in &examples {
-                    let payload: serde_json::Value =
-                        serde_json::from_str(example).unwrap_or(serde_json::Value::Null);
-                    let msg = Message {
-                        payload: Some(example.clone()),
-                        ..Message::plain(MessageId(ulid::Ulid::new().0), app.id, name.as_str())
-                    };
-                    let fields = merge_fields(&payload, &msg, &app);
-                    let bound = |r: std::result::Result<(), template::TemplateError>| match r {
-                        Err(e) if e.is_bound() => Some(format!("on the example of '{name}': {e}")),
-                        _ => None,
-                    };
-                    if let Some(c) = &input.condition
-                        && let Some(e) = bound(
-                            template::condition(c, &fields, limits, limits.deadline()).map(|_| ()),
-                        )
-                    {
-                        p.add("condition", e);
-                    }
-                    if let Some(t) = &input.template
-                        && let Some(e) = bound(
-                            template::body(
-                                t,
-                                input.content_type,
-                                &fields,
-                                limits,
-                                limits.deadline(),
-                            )
-                            .map(|_| ()),
-                        )
-                    {
-                        p.add("template", e);
-                    }
-                    if let Some(k) = &input.unique_key
-                        && let Some(e) = bound(
-                            template::unique_key(k, &fields, limits, limits.deadline()).map(|_| ()),
-                        )
-                    {
-                        p.add("uniqueKey", e);
-                    }
-                    if !p.0.is_empty() {
-                        break;
-                    }
+        self.render_off_workers(move |limits| {
+            let mut p = Problems::default();
+            for (name, example) in &examples {
+                let payload: serde_json::Value =
+                    serde_json::from_str(example).unwrap_or(serde_json::Value::Null);
+                let msg = Message {
+                    payload: Some(example.clone()),
+                    ..Message::plain(MessageId(ulid::Ulid::new().0), app.id, name.as_str())
+                };
+                let fields = merge_fields(&payload, &msg, &app);
+                let bound = |r: std::result::Result<(), template::TemplateError>| match r {
+                    Err(e) if e.is_bound() => Some(format!("on the example of '{name}': {e}")),
+                    _ => None,
+                };
+                if let Some(c) = &input.condition
+                    && let Some(e) = bound(
+                        template::condition(c, &fields, limits, limits.deadline()).map(|_| ()),
+                    )
+                {
+                    p.add("condition", e);
                 }
-                p.finish()
-            })
-            .await?;
-        problems
+                if let Some(t) = &input.template
+                    && let Some(e) = bound(
+                        template::body(t, input.content_type, &fields, limits, limits.deadline())
+                            .map(|_| ()),
+                    )
+                {
+                    p.add("template", e);
+                }
+                if let Some(k) = &input.unique_key
+                    && let Some(e) = bound(
+                        template::unique_key(k, &fields, limits, limits.deadline()).map(|_| ()),
+                    )
+                {
+                    p.add("uniqueKey", e);
+                }
+                if !p.0.is_empty() {
+                    break;
+                }
+            }
+            p.finish()
+        })
+        .await?
     }
 
     /// The merge fields a template may use for an event type.

@@ -16,6 +16,7 @@
 //! a tenant's source that has not been through `rewrite`.
 
 mod bounded;
+pub mod pool;
 mod rewrite;
 
 use std::sync::{Arc, Mutex};
@@ -182,6 +183,10 @@ fn rewritten(kind: Kind, source: &str) -> Result<Arc<str>, TemplateError> {
 fn failed(scope: &bounded::Scope, e: minijinja::Error) -> TemplateError {
     match scope.tripped() {
         Some(reason) => TemplateError::Bound(reason),
+        // Fuel is a bound too: the count of steps, as the others bound what each step does.
+        None if e.kind() == minijinja::ErrorKind::OutOfFuel => {
+            TemplateError::Bound(format!("it ran more than its {FUEL} steps"))
+        }
         None => render_error(e),
     }
 }

@@ -1,0 +1,142 @@
+//! The real `herald` binary as a child process, for tests that measure Herald alone: its
+//! resident memory and CPU time from `/proc`, and whether it is still the same process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+pub struct HeraldProcess {
+    pub child: Child,
+    pub db: PathBuf,
+    pub port: u16,
+}
+
+impl HeraldProcess {
+    /// Starts `herald serve` on `db`, delivering to loopback over plain http, with the given
+    /// `HERALD_*` settings, and waits until it answers its health check.
+    pub async fn start(db: &Path, env: &[(&str, &str)]) -> HeraldProcess {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--db"])
+            .arg(db)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--allow-destination",
+                "127.0.0.0/8",
+                "--allow-http-destinations",
+            ])
+            .env("HERALD_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("herald starts");
+        let me = HeraldProcess {
+            child,
+            db: db.to_path_buf(),
+            port,
+        };
+        let client = reqwest::Client::new();
+        super::eventually(Duration::from_secs(30), || async {
+            client
+                .get(me.url("/api/v1/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        me
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it never exited or restarted).
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
+
+    /// Resident memory now, in bytes (`VmRSS`).
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// CPU time used so far, user and system (`/proc/PID/stat`), in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        ticks as f64 / clock_ticks_per_second()
+    }
+
+    /// Stops it with SIGTERM and waits.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `herald token create` on a stopped database: an admin token, or one scoped to `app`.
+pub fn create_token(db: &Path, app: Option<&str>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["token", "create", "--db"]).arg(db);
+    if let Some(app) = app {
+        cmd.args(["--app", app]);
+    }
+    let out = cmd.output().expect("herald token create runs");
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output();
+    out.ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
