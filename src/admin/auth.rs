@@ -34,17 +34,12 @@ struct LoginPage {
     no_users: bool,
 }
 
-/// Only a path of this dashboard may be where a login returns to.
+/// Where a login returns to: a plain local path (`super::local_path`), and not the API or the
+/// login form itself; anything else returns to `/`.
 fn safe_next(next: &str) -> String {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.starts_with("/api")
-        && !next.starts_with("/login");
-    if ok {
-        next.to_string()
-    } else {
-        "/".to_string()
+    match super::local_path(next) {
+        Some(p) if !p.starts_with("/api") && !p.starts_with("/login") => p.to_string(),
+        _ => "/".to_string(),
     }
 }
 
@@ -311,7 +306,9 @@ mod tests {
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
         assert_eq!(safe_next("/login"), "/");
+        assert_eq!(safe_next("/api/v1/app"), "/");
         assert_eq!(safe_next(""), "/");
     }
 }

@@ -1,0 +1,203 @@
+//! What an outside probe of the dashboard, the portal and the API found ("Hostile tenants"),
+//! each proved over HTTP the way the probe met it: where a login may send a browser, a portal
+//! link opened beside an operator's session, links built from the request's `Host`, what a
+//! failed login logs, controls shown to a read-only portal, keep-alive connections after an
+//! answer given before the body was read, a tenant changing its application's uid, and dates
+//! out of every range.
+
+mod common;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// What a page answered: status, body, `Location` and every `Set-Cookie`.
+struct Page {
+    status: StatusCode,
+    body: String,
+    location: Option<String>,
+    cookies: Vec<String>,
+}
+
+/// A browser without JavaScript: cookies kept, redirects not followed.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(s: &TestServer) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: s.base.trim_end_matches("/api/v1").to_string(),
+        }
+    }
+
+    async fn page(response: reqwest::Response) -> Page {
+        let header = |name| {
+            response
+                .headers()
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let location = header("location").pop();
+        let cookies = header("set-cookie");
+        Page {
+            status: response.status(),
+            location,
+            cookies,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let r = self.client.get(format!("{}{path}", self.base));
+        Browser::page(r.send().await.unwrap()).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let r = self.client.post(format!("{}{path}", self.base)).form(form);
+        Browser::page(r.send().await.unwrap()).await
+    }
+
+    /// Logs in; answers the session's CSRF token.
+    async fn login(&self, user: &str) -> String {
+        let form = self.get("/login").await;
+        let csrf = csrf_of(&form.body);
+        let done = self
+            .post(
+                "/login",
+                &[("csrf", &csrf), ("username", user), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "logged in");
+        csrf_of(&self.get("/overview").await.body)
+    }
+
+    /// Opens a portal link as a browser does: the entrance page, then where it forwards.
+    async fn enter_portal(&self, url: &str) -> Page {
+        let entrance = self.get(&url[url.find("/portal/").unwrap()..]).await;
+        assert_eq!(entrance.status, StatusCode::OK, "{}", entrance.body);
+        let marker = "url=";
+        let at = entrance.body.find(marker).expect("the entrance forwards") + marker.len();
+        let to = entrance.body[at..]
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&amp;", "&");
+        let next = self.get(&to).await;
+        match next.location {
+            Some(location) if next.status == StatusCode::SEE_OTHER => self.get(&location).await,
+            _ => next,
+        }
+    }
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_of(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+fn encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+async fn portal_link(s: &TestServer, app: &str, read_only: bool) -> String {
+    let (status, access) = s
+        .post(
+            &format!("/auth/app-portal-access/{app}"),
+            json!({"readOnly": read_only}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{access}");
+    access["url"].as_str().unwrap().to_string()
+}
+
+// ---- 1. where a login returns to ----------------------------------------------------------
+
+#[tokio::test]
+async fn a_login_returns_only_to_a_plain_local_path() {
+    let s = start_server_with(|c| c.login_attempts_per_minute = 100).await;
+    s.service.add_user("ops", PASSWORD).await.unwrap();
+    let b = Browser::new(&s);
+    let hostile = [
+        "/\t/evil.example/",
+        "/%09/evil.example/",
+        "/\r\n/evil.example/",
+        "/%0d%0aSet-Cookie:%20a=b",
+        "/\0",
+        "//evil.example",
+        "/\\evil.example",
+        "/%2F/evil.example",
+        "/%2f%2fevil.example",
+        "/%5Cevil.example",
+        "/x\\y",
+        "https://evil.example/",
+        "evil.example",
+        "",
+    ];
+
+    // The login form itself: each target is refused when the form is posted.
+    for next in hostile {
+        let form = b.get(&format!("/login?next={}", encoded(next))).await;
+        assert_eq!(form.status, StatusCode::OK, "{next:?}");
+        assert!(
+            !form.body.contains("evil.example"),
+            "{next:?} is not carried in the form"
+        );
+        let csrf = csrf_of(&form.body);
+        let done = b
+            .post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "ops"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(done.location.as_deref(), Some("/"), "{next:?}");
+        // Logged in now: the login page forwards at once, by the same rule.
+        let again = b.get(&format!("/login?next={}", encoded(next))).await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(again.location.as_deref(), Some("/"), "{next:?}");
+        let csrf = csrf_of(&b.get("/overview").await.body);
+        assert_eq!(
+            b.post("/logout", &[("csrf", &csrf)]).await.status,
+            StatusCode::SEE_OTHER
+        );
+    }
+
+    // A plain path of the dashboard is where it returns to.
+    let form = b.get("/login?next=%2Fqueue%3Fstate%3Dfailed").await;
+    let csrf = csrf_of(&form.body);
+    let done = b
+        .post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "ops"),
+                ("password", PASSWORD),
+                ("next", "/queue?state=failed"),
+            ],
+        )
+        .await;
+    assert_eq!(done.location.as_deref(), Some("/queue?state=failed"));
+    s.stop().await;
+}
