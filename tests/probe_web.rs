@@ -201,3 +201,88 @@ async fn a_login_returns_only_to_a_plain_local_path() {
     assert_eq!(done.location.as_deref(), Some("/queue?state=failed"));
     s.stop().await;
 }
+
+// ---- 8. dates out of range -------------------------------------------------------------------
+
+#[tokio::test]
+async fn dates_out_of_range_are_refused_naming_the_field() {
+    let s = start_server().await;
+    s.service.add_user("ops", PASSWORD).await.unwrap();
+    let receiver = Receiver::start().await;
+    let (app, ep) = s.setup("order.created", &receiver.url()).await;
+    let recent = "2025-01-01T00:00:00Z";
+    let far = [
+        "-262000-01-01T00:00:00",
+        "+262000-01-01T00:00:00",
+        "-9999-01-01T00:00:00",
+        "+10000-01-01T00:00:00",
+        "9999999-01-01T00:00:00Z",
+    ];
+    let check = |status: StatusCode, answer: &Value, place: &str, field: &str, what: &str| {
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {answer}");
+        assert_eq!(
+            answer["detail"][0]["loc"],
+            json!([place, field]),
+            "{what}: {answer}"
+        );
+    };
+    for date in far {
+        for action in ["recover", "replay-missing"] {
+            let path = format!("/app/{app}/endpoint/{ep}/{action}");
+            let (status, answer) = s.post(&path, json!({"since": date})).await;
+            check(
+                status,
+                &answer,
+                "body",
+                "since",
+                &format!("{action} since {date}"),
+            );
+            let (status, answer) = s.post(&path, json!({"since": recent, "until": date})).await;
+            check(
+                status,
+                &answer,
+                "body",
+                "until",
+                &format!("{action} until {date}"),
+            );
+        }
+        let q = encoded(date);
+        for (path, field) in [
+            (format!("/app/{app}/endpoint/{ep}/stats?since={q}"), "since"),
+            (format!("/app/{app}/endpoint/{ep}/stats?until={q}"), "until"),
+            (format!("/app/{app}/msg?before={q}"), "before"),
+            (format!("/app/{app}/msg?after={q}"), "after"),
+            (
+                format!("/app/{app}/attempt/endpoint/{ep}?after={q}"),
+                "after",
+            ),
+            (format!("/app/{app}/endpoint/{ep}/msg?before={q}"), "before"),
+        ] {
+            let (status, answer) = s.get(&path).await;
+            check(status, &answer, "query", field, &path);
+        }
+    }
+    // The dashboard's fields go through the same conversion: a page saying so, not a crash.
+    let b = Browser::new(&s);
+    let csrf = b.login("ops").await;
+    for date in far {
+        let done = b
+            .post(
+                &format!("/apps/{app}/endpoints/{ep}/recover"),
+                &[("csrf", &csrf), ("since", date)],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::BAD_REQUEST, "{date}");
+        let queue = b.get(&format!("/queue?since={}", encoded(date))).await;
+        assert_eq!(queue.status, StatusCode::OK, "{date}");
+    }
+    // Still serving.
+    let (status, _) = s
+        .post(
+            &format!("/app/{app}/endpoint/{ep}/recover"),
+            json!({"since": recent}),
+        )
+        .await;
+    assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    s.stop().await;
+}
