@@ -202,6 +202,70 @@ async fn a_login_returns_only_to_a_plain_local_path() {
     s.stop().await;
 }
 
+// ---- 4. what a failed login logs -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_refused_login_logs_nothing_that_was_typed() {
+    logs();
+    let s = start_server_with(|c| c.login_attempts_per_minute = 2).await;
+    s.service.add_user("ops", PASSWORD).await.unwrap();
+    let port = s
+        .base
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/api/v1");
+    // People type their password into the username field.
+    let typed_name = format!("Typed-Password-{port}-In-Username");
+    let typed_password = format!("typed-password-{port}");
+    let b = Browser::new(&s);
+    let mut statuses = Vec::new();
+    for name in [
+        typed_name.as_str(),
+        typed_name.as_str(),
+        typed_name.as_str(),
+        "ops",
+    ] {
+        let form = b.get("/login").await;
+        let csrf = csrf_of(&form.body);
+        let done = b
+            .post(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", name),
+                    ("password", &typed_password),
+                ],
+            )
+            .await;
+        statuses.push(done.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::UNAUTHORIZED
+        ]
+    );
+    // A bearer token that is not one, on the API.
+    let (status, _) = s
+        .request(reqwest::Method::GET, "/app", None, Some(&typed_password))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let logged = logs();
+    assert!(
+        logged.contains("dashboard login refused"),
+        "the refusal is logged"
+    );
+    assert!(logged.contains("login throttled"));
+    for secret in [&typed_name, &typed_password] {
+        assert!(!logged.contains(secret.as_str()), "{secret} was logged");
+    }
+    s.stop().await;
+}
+
 // ---- 8. dates out of range -------------------------------------------------------------------
 
 #[tokio::test]

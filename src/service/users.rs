@@ -211,7 +211,8 @@ impl Service {
         addr: Option<IpAddr>,
     ) -> Result<NewSession> {
         if let Err(wait_s) = self.logins.check(username, addr) {
-            tracing::warn!(username, ?addr, "login throttled");
+            // What was typed as the username is not logged: people type passwords there.
+            tracing::warn!(?addr, "login throttled");
             return Err(ServiceError::BadRequest {
                 code: "too_many_attempts",
                 detail: format!("Too many login attempts. Try again in {wait_s} s."),
@@ -234,7 +235,7 @@ impl Service {
                     .await
             }
             _ => {
-                tracing::warn!(username, ?addr, "dashboard login refused");
+                tracing::warn!(?addr, "dashboard login refused");
                 Err(ServiceError::Unauthorized)
             }
         }
