@@ -266,6 +266,106 @@ async fn a_refused_login_logs_nothing_that_was_typed() {
     s.stop().await;
 }
 
+// ---- 7. a tenant and its application's uid ----------------------------------------------------
+
+#[tokio::test]
+async fn only_an_admin_changes_an_applications_uid() {
+    let s = start_server().await;
+    let (status, mine) = s
+        .post("/app", json!({"name": "Mine", "uid": "tenant-a"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mine = mine["id"].as_str().unwrap().to_string();
+    let (status, _) = s
+        .post("/app", json!({"name": "Theirs", "uid": "tenant-b"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let scoped = s
+        .service
+        .create_token("scoped", Some(&mine))
+        .await
+        .unwrap()
+        .text;
+    let call = |method: reqwest::Method, body: Value| {
+        let (s, scoped, mine) = (&s, &scoped, &mine);
+        async move {
+            s.request(method, &format!("/app/{mine}"), Some(body), Some(scoped))
+                .await
+        }
+    };
+    use reqwest::Method;
+    for (method, body) in [
+        (Method::PUT, json!({"name": "Mine", "uid": "tenant-b"})),
+        (Method::PUT, json!({"name": "Mine", "uid": "tenant-c"})),
+        (Method::PUT, json!({"name": "Mine"})),
+        (Method::PATCH, json!({"uid": "tenant-b"})),
+        (Method::PATCH, json!({"uid": "tenant-c"})),
+        (Method::PATCH, json!({"uid": null})),
+    ] {
+        let (status, answer) = call(method.clone(), body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {body}: {answer}");
+        assert_eq!(answer["code"], "insufficient_access", "{answer}");
+        assert!(
+            answer["detail"].as_str().unwrap().contains("uid"),
+            "{answer}"
+        );
+    }
+    // Its own uid, sent again or left out of a PATCH, is fine; so are the other fields.
+    let (status, answer) = call(Method::PUT, json!({"name": "Mine 2", "uid": "tenant-a"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = call(Method::PATCH, json!({"name": "Mine 3"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["uid"], "tenant-a");
+    // An admin changes it.
+    let (status, _) = s
+        .request(
+            Method::PATCH,
+            &format!("/app/{mine}"),
+            Some(json!({"uid": "tenant-b"})),
+            Some(&s.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, answer) = s
+        .request(
+            Method::PATCH,
+            &format!("/app/{mine}"),
+            Some(json!({"uid": "tenant-c"})),
+            Some(&s.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["uid"], "tenant-c");
+
+    // The portal's form: the uid is shown, not editable; a forged one is refused.
+    let b = Browser::new(&s);
+    let url = portal_link(&s, &mine, false).await;
+    assert_eq!(b.enter_portal(&url).await.status, StatusCode::OK);
+    let form = b.get(&format!("/apps/{mine}/edit")).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let uid_input = form.body.split(r#"id="uid""#).nth(1).unwrap();
+    assert!(uid_input.split('>').next().unwrap().contains("readonly"));
+    let csrf = csrf_of(&form.body);
+    let saved = b
+        .post(
+            &format!("/apps/{mine}"),
+            &[("csrf", &csrf), ("name", "Mine 4"), ("uid", "tenant-b")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::FORBIDDEN, "{}", saved.body);
+    assert!(!saved.body.contains("exists"));
+    let saved = b
+        .post(
+            &format!("/apps/{mine}"),
+            &[("csrf", &csrf), ("name", "Mine 4"), ("uid", "tenant-c")],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, app) = s.get(&format!("/app/{mine}")).await;
+    assert_eq!(app["name"], "Mine 4");
+    s.stop().await;
+}
+
 // ---- 8. dates out of range -------------------------------------------------------------------
 
 #[tokio::test]

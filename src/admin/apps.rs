@@ -288,6 +288,8 @@ struct FormPage {
     cancel: String,
     name: String,
     uid: String,
+    /// Only an operator changes a uid (`AppInput::validate_uid_change`): shown, not editable.
+    uid_locked: bool,
     throttle_rate: String,
     metadata: String,
     errors: Errors,
@@ -304,6 +306,7 @@ async fn new_form(State(state): State<AdminState>, Authed { session }: Authed) -
         cancel: "/apps".into(),
         name: String::new(),
         uid: String::new(),
+        uid_locked: false,
         throttle_rate: String::new(),
         metadata: String::new(),
         errors: Errors::default(),
@@ -330,6 +333,7 @@ async fn edit_form(
         cancel: app_path(app.id),
         name: app.name.clone(),
         uid: app.uid.clone().unwrap_or_default(),
+        uid_locked: session.caller != Caller::Admin,
         throttle_rate: app.throttle_rate.map(|r| r.to_string()).unwrap_or_default(),
         metadata: app
             .metadata
@@ -400,6 +404,7 @@ async fn form_again(
             cancel,
             name: form.text("name"),
             uid: form.text("uid"),
+            uid_locked: session.caller != Caller::Admin,
             throttle_rate: form.text("throttleRate"),
             metadata: form.text("metadata"),
             errors,

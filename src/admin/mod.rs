@@ -135,6 +135,7 @@ impl From<ServiceError> for AdminError {
             | ServiceError::BadRequest { detail, .. }
             | ServiceError::PayloadTooLarge(detail) => AdminError::BadRequest(detail),
             ServiceError::Unauthorized => AdminError::Forbidden("Not allowed.".into()),
+            ServiceError::AdminOnly(detail) => AdminError::Forbidden(format!("{detail}.")),
             ServiceError::Unavailable | ServiceError::Busy => AdminError::Unavailable,
             ServiceError::Internal(cause) => AdminError::Internal(cause),
         }

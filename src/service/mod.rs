@@ -71,6 +71,10 @@ pub enum ServiceError {
     Unauthorized,
     #[error("only an admin token may do this")]
     Forbidden,
+    /// Refused to a scoped caller, saying what only an admin may do (a tenant is told why,
+    /// where `Forbidden` pages are simply not found).
+    #[error("{0}")]
+    AdminOnly(&'static str),
     /// A transient condition (writer restarting): the client should retry.
     #[error("temporarily unavailable")]
     Unavailable,
