@@ -129,6 +129,9 @@ impl Herald {
         for<'a> admin::session::ClientAddr:
             axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
     {
+        if let Ok(addr) = listener.local_addr() {
+            self.service.listening_on(addr);
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = run_delivery(self.engine.clone(), stopped(stop_rx.clone()))?;
         let upkeep = ops::spawn(

@@ -286,12 +286,7 @@ async fn forms_without_the_csrf_token_are_refused() {
 async fn the_setup_link_creates_the_first_user_once() {
     let s = start_server().await;
     let base = root(&s);
-    let link = s
-        .service
-        .setup_link(None)
-        .await
-        .unwrap()
-        .expect("no user yet");
+    let link = s.service.setup_link().await.unwrap().expect("no user yet");
     let path = &link[link.find("/setup/").unwrap()..];
     let c = browser();
     let (status, page, _) = get(&c, &format!("{base}{path}")).await;
@@ -330,7 +325,7 @@ async fn the_setup_link_creates_the_first_user_once() {
     let (status, _, _) = get(&other, &format!("{base}{path}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
-        s.service.setup_link(None).await.unwrap().is_none(),
+        s.service.setup_link().await.unwrap().is_none(),
         "a user exists"
     );
     s.stop().await;

@@ -202,6 +202,93 @@ async fn a_login_returns_only_to_a_plain_local_path() {
     s.stop().await;
 }
 
+// ---- 3. absolute links ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn links_never_come_from_the_requests_host_header() {
+    let s = start_server().await;
+    s.service.add_user("ops", PASSWORD).await.unwrap();
+    let listen = s
+        .base
+        .trim_end_matches("/api/v1")
+        .trim_start_matches("http://")
+        .to_string();
+    let receiver = Receiver::start().await;
+    let (app, _) = s.setup("order.created", &receiver.url()).await;
+
+    let (status, access) = {
+        let r = s
+            .client
+            .post(s.url(&format!("/auth/app-portal-access/{app}")))
+            .bearer_auth(&s.token)
+            .header("host", "evil.example")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, StatusCode::OK);
+    let url = access["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("http://{listen}/portal/access/")),
+        "{url}"
+    );
+
+    let b = Browser::new(&s);
+    let csrf = b.login("ops").await;
+    let made = b
+        .client
+        .post(format!("{}/apps/{app}/portal-link", b.base))
+        .header("host", "evil.example")
+        .form(&[("csrf", csrf.as_str()), ("expiry", "3600")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::OK);
+    let page = made.text().await.unwrap();
+    assert!(page.contains(&format!("http://{listen}/portal/access/")));
+    assert!(!page.contains("evil.example"));
+    let overview = b
+        .client
+        .get(format!("{}/overview", b.base))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(overview.contains(&format!("http://{listen}/api/v1")));
+    assert!(!overview.contains("evil.example"));
+
+    // Said once, at warn, with what to set.
+    let warned: Vec<String> = logs()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("public_url") && l.contains(&listen))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    s.stop().await;
+
+    // With public_url, links use it.
+    let s = start_server_with(|c| c.public_url = Some("https://herald.example.com/".into())).await;
+    let (app, _) = s.setup("order.created", &receiver.url()).await;
+    let url = portal_link(&s, &app, false).await;
+    assert!(
+        url.starts_with("https://herald.example.com/portal/access/hpl_"),
+        "{url}"
+    );
+    s.stop().await;
+
+    // The setup link, made before any request: the listen address too.
+    let s = start_server().await;
+    let listen = s.base.trim_end_matches("/api/v1").to_string();
+    let link = s.service.setup_link().await.unwrap().unwrap();
+    assert!(link.starts_with(&format!("{listen}/setup/")), "{link}");
+    s.stop().await;
+}
+
 // ---- 4. what a failed login logs -------------------------------------------------------------
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use super::chart::{Svg, sparkline};
@@ -453,7 +453,6 @@ async fn update(
 async fn portal_link(
     State(state): State<AdminState>,
     Path(app): Path<String>,
-    headers: HeaderMap,
     Posted { session, form }: Posted,
 ) -> PageResult {
     let expiry: u64 = match form.text("expiry").as_str() {
@@ -462,10 +461,9 @@ async fn portal_link(
         _ => 3_600,
     };
     let read_only = form.checked("read_only");
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let access = match state
         .service
-        .create_portal_link(session.caller, &app, Some(expiry), read_only, host)
+        .create_portal_link(session.caller, &app, Some(expiry), read_only)
         .await
     {
         Ok(a) => a,

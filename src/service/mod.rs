@@ -166,6 +166,10 @@ pub struct Parts {
     logins: users::LoginThrottle,
     /// Bearer tokens already looked up; see `tokens::TokenCache`.
     tokens: tokens::TokenCache,
+    /// The address the server listens on (`Service::listening_on`), for links when no
+    /// `public_url` is set, and whether the operator was told so.
+    listening: std::sync::OnceLock<std::net::SocketAddr>,
+    told_public_url: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
@@ -190,6 +194,8 @@ impl Service {
             metrics,
             logins,
             tokens: tokens::TokenCache::default(),
+            listening: std::sync::OnceLock::new(),
+            told_public_url: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -243,7 +243,7 @@ impl Service {
 
     /// While no user exists: makes a new one-time setup link (replacing any earlier one) and
     /// answers its URL; `None` once a user exists.
-    pub async fn setup_link(&self, request_host: Option<&str>) -> Result<Option<String>> {
+    pub async fn setup_link(&self) -> Result<Option<String>> {
         let token = random_token("");
         let hash = digest(&token);
         let now = now_micros();
@@ -263,7 +263,7 @@ impl Service {
                 Ok(true)
             })
             .await?;
-        Ok(made.then(|| format!("{}{SETUP_PATH}{token}", self.public_base(request_host))))
+        Ok(made.then(|| format!("{}{SETUP_PATH}{token}", self.public_base())))
     }
 
     /// Whether a setup link still works (unused, unexpired, and no user exists yet).
