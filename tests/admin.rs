@@ -352,6 +352,19 @@ async fn two_tenants(s: &TestServer, receiver: &Receiver) -> Vec<(String, String
     out
 }
 
+/// Opens the portal link at `path`: its entrance page forwards to a second, same-site step,
+/// which starts the session and answers where the portal is.
+async fn enter_portal(c: &reqwest::Client, base: &str, path: &str) -> String {
+    let (status, page, _) = get(c, &format!("{base}{path}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let marker = "url=";
+    let start = page.find(marker).expect("the entrance forwards") + marker.len();
+    let step = page[start..].split('"').next().unwrap();
+    let (status, _, location) = get(c, &format!("{base}{step}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    location.expect("into the portal")
+}
+
 #[tokio::test]
 async fn a_portal_link_sees_one_application_and_nothing_else() {
     let s = start_server().await;
@@ -400,10 +413,10 @@ async fn a_portal_link_sees_one_application_and_nothing_else() {
     let path = &url[url.find("/portal/access/").unwrap()..];
 
     let c = browser();
-    let (status, page, _) = get(&c, &format!("{base}{path}")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(
-        page.contains(&format!("/apps/{mine}")),
+    let location = enter_portal(&c, &base, path).await;
+    assert_eq!(
+        location,
+        format!("/apps/{mine}"),
         "forwards into the portal"
     );
     let (status, page, _) = get(&c, &format!("{base}/apps/{mine}")).await;
@@ -499,12 +512,7 @@ async fn a_read_only_portal_link_looks_but_does_not_change() {
     assert_eq!(st, StatusCode::OK);
     let url = access["url"].as_str().unwrap();
     let c = browser();
-    let (status, _, _) = get(
-        &c,
-        &format!("{base}{}", &url[url.find("/portal/").unwrap()..]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    enter_portal(&c, &base, &url[url.find("/portal/").unwrap()..]).await;
     let (status, page, _) = get(&c, &format!("{base}/apps/{mine}/endpoints/{my_ep}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Read-only link"));

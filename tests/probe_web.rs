@@ -202,6 +202,64 @@ async fn a_login_returns_only_to_a_plain_local_path() {
     s.stop().await;
 }
 
+// ---- 2. a portal link beside an operator's session ------------------------------------------
+
+#[tokio::test]
+async fn a_portal_link_never_replaces_an_operators_session() {
+    let s = start_server().await;
+    s.service.add_user("ops", PASSWORD).await.unwrap();
+    let receiver = Receiver::start().await;
+    let (app, _) = s.setup("order.created", &receiver.url()).await;
+    let url = portal_link(&s, &app, false).await;
+    let path = &url[url.find("/portal/").unwrap()..];
+
+    let operator = Browser::new(&s);
+    operator.login("ops").await;
+    let refused = operator.get(path).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("logged in") && refused.body.contains("operator"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("Log out") || refused.body.contains("log out"));
+    assert!(
+        !refused
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("herald_session=")),
+        "{:?}",
+        refused.cookies
+    );
+    // The entrance's second step refuses too, whatever it carries.
+    let refused = operator.get(&format!("{path}?enter=guess")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let overview = operator.get("/overview").await;
+    assert_eq!(overview.status, StatusCode::OK, "still the operator");
+    assert!(overview.body.contains("ops"));
+
+    // A link arriving from another site carries none of the browser's SameSite=Strict cookies,
+    // so its first answer cannot know who is logged in: it starts no session, and forwards
+    // to a same-site step that can see.
+    let fresh = Browser::new(&s);
+    let entrance = fresh.get(path).await;
+    assert_eq!(entrance.status, StatusCode::OK);
+    assert!(
+        !entrance
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("herald_session=")),
+        "{:?}",
+        entrance.cookies
+    );
+    // A tenant without an operator's session gets in.
+    let portal = fresh.enter_portal(&url).await;
+    assert_eq!(portal.status, StatusCode::OK);
+    assert!(portal.body.contains(&format!("/apps/{app}")));
+    assert!(!portal.body.contains("Webhook queue"), "the portal's pages");
+    s.stop().await;
+}
+
 // ---- 3. absolute links ---------------------------------------------------------------------
 
 #[tokio::test]
