@@ -411,6 +411,122 @@ async fn a_refused_login_logs_nothing_that_was_typed() {
     s.stop().await;
 }
 
+// ---- 5. a read-only portal's pages -----------------------------------------------------------
+
+/// The `<form>` tags of a page that post, by their action.
+fn post_forms(html: &str) -> Vec<String> {
+    html.match_indices("<form")
+        .filter_map(|(at, _)| {
+            let tag = html[at..].split('>').next().unwrap().to_lowercase();
+            tag.contains(r#"method="post""#).then(|| {
+                tag.split(r#"action=""#)
+                    .nth(1)
+                    .map_or("", |a| a.split('"').next().unwrap())
+                    .to_string()
+            })
+        })
+        .collect()
+}
+
+/// The dashboard paths a page links to.
+fn links(html: &str) -> Vec<String> {
+    html.split(r#"href=""#)
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|href| href.replace("&amp;", "&"))
+        .filter(|href| href.starts_with('/') && !href.starts_with("//"))
+        .filter(|href| !href.starts_with("/static/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_read_only_portal_is_shown_no_control_it_cannot_use() {
+    let s = start_server().await;
+    let receiver = Receiver::start_with(Behaviour {
+        then: 500,
+        ..Behaviour::default()
+    })
+    .await;
+    let (app, ep) = s.setup("order.created", &receiver.url()).await;
+    let (status, trigger) = s
+        .post(
+            &format!("/app/{app}/trigger"),
+            json!({"endpointId": ep, "eventTypes": ["order.created"], "condition": "true"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{trigger}");
+    let msg = s.send(&app, "order.created", json!({"n": 1})).await;
+    let msg = msg["id"].as_str().unwrap().to_string();
+    // The deliveries use every attempt: the application has an open alert to acknowledge.
+    eventually(Duration::from_secs(20), || async {
+        let (_, alerts) = s.get("/alert").await;
+        alerts["data"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+
+    let b = Browser::new(&s);
+    let url = portal_link(&s, &app, true).await;
+    assert_eq!(b.enter_portal(&url).await.status, StatusCode::OK);
+
+    // Every page the portal links to, and the forms a read-only link has no business seeing.
+    let mut todo: VecDeque<String> = [
+        "/".to_string(),
+        format!("/apps/{app}"),
+        format!("/apps/{app}/edit"),
+        format!("/apps/{app}/endpoints/new"),
+        format!("/apps/{app}/endpoints/{ep}"),
+        format!("/apps/{app}/endpoints/{ep}/edit"),
+        format!("/apps/{app}/triggers/new"),
+        format!("/apps/{app}/messages/{msg}"),
+        "/queue".to_string(),
+        format!("/queue?endpoint={ep}"),
+        format!("/messages/find?q={msg}"),
+        "/alerts".to_string(),
+        "/alerts?all=1".to_string(),
+        "/event-types".to_string(),
+        "/event-types/order.created".to_string(),
+    ]
+    .into();
+    let mut seen = BTreeSet::new();
+    let mut shown = Vec::new();
+    while let Some(path) = todo.pop_front() {
+        if !seen.insert(path.clone()) || seen.len() > 400 {
+            continue;
+        }
+        let page = b.get(&path).await;
+        if let Some(location) = page.location {
+            todo.push_back(location);
+            continue;
+        }
+        let forms: Vec<String> = post_forms(&page.body)
+            .into_iter()
+            .filter(|action| action != "/logout")
+            .collect();
+        assert!(forms.is_empty(), "{path} shows forms that post: {forms:?}");
+        assert!(!page.body.contains("data-preview"), "{path} posts previews");
+        if page.status == StatusCode::OK {
+            shown.push((path.clone(), page.body.clone()));
+            todo.extend(links(&page.body));
+        }
+    }
+    let shown_paths: Vec<&str> = shown.iter().map(|(p, _)| p.as_str()).collect();
+    let alerts = shown.iter().find(|(p, _)| p == "/alerts").expect("/alerts");
+    assert!(alerts.1.contains("Delivery failed"), "the alert is listed");
+    for page in [
+        format!("/apps/{app}"),
+        format!("/apps/{app}/endpoints/{ep}"),
+        format!("/apps/{app}/messages/{msg}"),
+        format!("/apps/{app}/triggers/{}", trigger["id"].as_str().unwrap()),
+        format!("/queue?endpoint={ep}"),
+    ] {
+        assert!(
+            shown_paths.contains(&page.as_str()),
+            "{page} in {shown_paths:?}"
+        );
+    }
+    s.stop().await;
+}
+
 // ---- 7. a tenant and its application's uid ----------------------------------------------------
 
 #[tokio::test]

@@ -318,6 +318,7 @@ async fn edit_form(
     Authed { session }: Authed,
     Path(app): Path<String>,
 ) -> PageResult {
+    session.may_change()?;
     let app = state.service.get_app(session.caller, &app).await?;
     render(FormPage {
         layout: Layout::new(
