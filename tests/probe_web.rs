@@ -527,6 +527,178 @@ async fn a_read_only_portal_is_shown_no_control_it_cannot_use() {
     s.stop().await;
 }
 
+// ---- 6. keep-alive after an early answer -----------------------------------------------------
+
+/// A keep-alive HTTP/1.1 client written by hand, as the SDKs' pools use a connection.
+struct Raw {
+    stream: tokio::net::TcpStream,
+    read: Vec<u8>,
+}
+
+struct RawAnswer {
+    status: u16,
+    head: String,
+}
+
+impl RawAnswer {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    }
+}
+
+const RAW_WAIT: Duration = Duration::from_secs(10);
+
+impl Raw {
+    async fn connect(s: &TestServer) -> Raw {
+        let addr = s
+            .base
+            .trim_start_matches("http://")
+            .trim_end_matches("/api/v1");
+        Raw {
+            stream: tokio::net::TcpStream::connect(addr).await.unwrap(),
+            read: Vec::new(),
+        }
+    }
+
+    /// Sends a request; its `Content-Length` is the body's unless `headers` declare one.
+    async fn send(&mut self, method: &str, path: &str, headers: &[&str], body: &[u8]) {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-length:"))
+        {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        for h in headers {
+            request.push_str(h);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    async fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(RAW_WAIT, self.stream.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("the connection is not reset");
+        self.read.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    async fn answer(&mut self) -> RawAnswer {
+        let end = loop {
+            if let Some(at) = self.read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            assert!(self.fill().await > 0, "closed before an answer");
+        };
+        let head = String::from_utf8(self.read[..end].to_vec()).unwrap();
+        let mut answer = RawAnswer {
+            status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+            head,
+        };
+        let length: usize = answer
+            .header("content-length")
+            .expect("answers have a length")
+            .parse()
+            .unwrap();
+        while self.read.len() < end + length {
+            assert!(self.fill().await > 0, "closed inside an answer");
+        }
+        self.read.drain(..end + length);
+        answer.head.make_ascii_lowercase();
+        answer
+    }
+
+    /// The server closed its side after the last answer, in order (no reset, nothing more).
+    async fn closed_cleanly(&mut self) -> bool {
+        self.fill().await == 0 && self.read.is_empty()
+    }
+
+    /// After answer `a`: when it says `Connection: close`, the server closes in order; when it
+    /// does not, the connection answers the next request. Answers whether it closed.
+    async fn closes_or_serves_on(&mut self, a: &RawAnswer) -> bool {
+        if a.header("connection").as_deref() == Some("close") {
+            assert!(self.closed_cleanly().await, "closed in order: {}", a.head);
+            return true;
+        }
+        self.send("GET", "/api/v1/health", &[], b"").await;
+        assert_eq!(
+            self.answer().await.status,
+            200,
+            "kept alive after {}",
+            a.head
+        );
+        false
+    }
+}
+
+#[tokio::test]
+async fn an_answer_before_the_body_is_read_says_the_connection_closes() {
+    let s = start_server_with(|c| c.request_body_max_bytes = 1024).await;
+    let auth = format!("Authorization: Bearer {}", s.token);
+    let json = "Content-Type: application/json";
+    let app = br#"{"name": "kept alive"}"#;
+
+    // Answers that read their body keep the connection usable, failures included.
+    let mut c = Raw::connect(&s).await;
+    c.send("POST", "/api/v1/app", &[&auth, json], app).await;
+    let a = c.answer().await;
+    assert_eq!(a.status, 201, "{}", a.head);
+    assert_eq!(a.header("connection"), None, "{}", a.head);
+    c.send("POST", "/api/v1/app", &[&auth, json], br#"{"name": 7}"#)
+        .await;
+    assert_eq!(c.answer().await.status, 422);
+    c.send("GET", "/api/v1/app", &[&auth], b"").await;
+    assert_eq!(c.answer().await.status, 200);
+
+    // Refused before the body is read (one declared larger than the limit is refused once
+    // what arrived passes the limit, the rest still to come): the answer says the connection
+    // closes, and it does.
+    let part = format!(r#"{{"name": "{}"#, "x".repeat(1500));
+    let form = "Content-Type: application/x-www-form-urlencoded";
+    let declared = format!("Content-Length: {}", 1024 * 1024);
+    let unread: [(&str, Vec<&str>, &[u8], u16); 4] = [
+        ("/api/v1/app", vec![json], app, 401),
+        (
+            "/api/v1/app",
+            vec![&auth, json, &declared],
+            part.as_bytes(),
+            413,
+        ),
+        ("/api/v1/nowhere", vec![&auth, json], app, 404),
+        ("/apps", vec![form], b"name=x&csrf=y", 403),
+    ];
+    for (path, headers, body, status) in unread {
+        let mut c = Raw::connect(&s).await;
+        c.send("GET", "/api/v1/health", &[], b"").await;
+        let first = c.answer().await;
+        assert_eq!(first.header("connection"), None, "{}", first.head);
+        c.send("POST", path, &headers, body).await;
+        let a = c.answer().await;
+        assert_eq!(a.status, status, "{path}: {}", a.head);
+        assert!(c.closes_or_serves_on(&a).await, "{path}: {}", a.head);
+    }
+    // A body that arrived whole before its refusal: closed in order, or kept usable.
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(2000));
+    let mut c = Raw::connect(&s).await;
+    c.send("POST", "/api/v1/app", &[&auth, json], big.as_bytes())
+        .await;
+    let a = c.answer().await;
+    assert_eq!(a.status, 413);
+    c.closes_or_serves_on(&a).await;
+    s.stop().await;
+}
+
 // ---- 7. a tenant and its application's uid ----------------------------------------------------
 
 #[tokio::test]
