@@ -114,7 +114,7 @@ fn start(state: &AdminState, headers: &HeaderMap, new: &NewSession, to: &str) ->
     let secure = session::secure(state, headers);
     let max_age = ((new.view.expires_at - crate::model::now_micros()) / 1_000_000).max(1);
     with_cookies(
-        Redirect::to(to).into_response(),
+        Redirect::to(super::local_path(to).unwrap_or("/")).into_response(),
         [
             set_cookie(SESSION_COOKIE, &new.token, max_age, secure),
             set_cookie(LOGIN_COOKIE, "", 0, secure),
