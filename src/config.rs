@@ -113,8 +113,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
 
     /// The address people reach Herald at (e.g. `https://herald.example.com`), used in the
-    /// setup link and in tenant portal links; default `http://{listen}`. An `https` address
-    /// also marks the dashboard's cookies `Secure`.
+    /// setup link, in tenant portal links and in the dashboard's examples; default
+    /// `http://{listen}` (never a request's `Host` header, which any client chooses). An
+    /// `https` address also marks the dashboard's cookies `Secure`.
     pub public_url: Option<String>,
     /// How long a dashboard login lasts.
     pub session_ttl_ms: u64,

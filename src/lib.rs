@@ -25,6 +25,7 @@ pub mod service;
 pub mod signing;
 pub mod storage;
 pub mod tls;
+mod unread_body;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -114,7 +115,9 @@ impl Herald {
         let dashboard = admin::router(self.service.clone())
             .route("/api", axum::routing::any(no_such_api_route))
             .route("/api/{*rest}", axum::routing::any(no_such_api_route));
-        api::router(self.service.clone()).fallback_service(dashboard)
+        api::router(self.service.clone())
+            .fallback_service(dashboard)
+            .layer(axum::middleware::from_fn(unread_body::close_if_unread))
     }
 
     /// Serves HTTP on `listener` and runs delivery until `shutdown` resolves; then stops
@@ -129,6 +132,9 @@ impl Herald {
         for<'a> admin::session::ClientAddr:
             axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
     {
+        if let Ok(addr) = listener.local_addr() {
+            self.service.listening_on(addr);
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = run_delivery(self.engine.clone(), stopped(stop_rx.clone()))?;
         let upkeep = ops::spawn(

@@ -199,6 +199,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {listen}"))?;
     let address = listener.local_addr()?;
+    herald.service().listening_on(address);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%address, db = %db.display(), "Herald is listening: API at {scheme}://{address}/api/v1");
     log_dashboard(&herald, &format!("{scheme}://{address}")).await?;
@@ -227,11 +228,7 @@ async fn log_dashboard(herald: &Herald, base: &str) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| base.to_string());
     let public = public.trim_end_matches('/');
-    match herald
-        .service()
-        .setup_link(Some(base.split("://").nth(1).unwrap_or(base)))
-        .await?
-    {
+    match herald.service().setup_link().await? {
         Some(link) => {
             tracing::info!(
                 "dashboard at {public}/ has no user yet: open this one-time link to create the first one (valid 24 h): {link}"

@@ -23,6 +23,28 @@ pub fn now_millis() -> Millis {
     chrono::Utc::now().timestamp_millis().max(0) as u64
 }
 
+/// The earliest and the latest time a request may name: the years 0000 to 9999, what RFC 3339
+/// can write. A time beyond them is refused where it is read, so no window, difference or
+/// conversion of a requested time can overflow.
+pub const TIME_MIN: Micros = -62_167_219_200 * 1_000_000;
+pub const TIME_MAX: Micros = 253_402_300_800 * 1_000_000 - 1;
+
+/// A time a request names, or `None` when it is not one or lies outside `TIME_MIN..=TIME_MAX`:
+/// RFC 3339; a date-time without an offset, taken as UTC (older SDKs send those); or the
+/// dashboard's `datetime-local` value (to the minute). Every time in a query, a body or a form
+/// becomes `Micros` here and nowhere else.
+pub fn parse_time(s: &str) -> Option<Micros> {
+    let s = s.trim();
+    let utc = match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t.naive_utc(),
+        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|format| chrono::NaiveDateTime::parse_from_str(s, format).ok())?,
+    };
+    let us = utc.and_utc().timestamp_micros();
+    (TIME_MIN..=TIME_MAX).contains(&us).then_some(us)
+}
+
 /// Declares an id type: a ULID (time-ordered, 128 bits) shown with a Svix-style prefix.
 macro_rules! id_type {
     ($name:ident, $prefix:literal) => {
@@ -686,5 +708,33 @@ mod tests {
         let late = ulid::Ulid::from_parts(1_001, 0).0;
         assert!(id_floor_at_millis(1_001) > early);
         assert_eq!(id_floor_at_millis(1_001), late);
+    }
+
+    #[test]
+    fn times_from_requests_are_parsed_within_years_0000_to_9999() {
+        let t = |s| parse_time(s);
+        assert_eq!(t("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(t("1970-01-01T00:00:01.5+00:00"), Some(1_500_000));
+        assert_eq!(t("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(t("1970-01-01T00:00:02"), Some(2_000_000));
+        assert_eq!(t("1970-01-01T00:00:02.25"), Some(2_250_000));
+        assert_eq!(t(" 1970-01-01T00:01 "), Some(60_000_000));
+        assert_eq!(t("1970-01-01 00:01"), Some(60_000_000));
+        assert_eq!(t("0000-01-01T00:00:00Z"), Some(TIME_MIN));
+        assert_eq!(t("9999-12-31T23:59:59.999999Z"), Some(TIME_MAX));
+        for out in [
+            "9999-12-31T23:59:59-01:00",
+            "+10000-01-01T00:00:00",
+            "-0001-12-31T23:59:59",
+            "-9999-01-01T00:00:00",
+            "-262000-01-01T00:00:00",
+            "+262000-01-01T00:00:00",
+            "9999999-01-01T00:00:00Z",
+            "99999999999999999999",
+            "yesterday",
+            "",
+        ] {
+            assert_eq!(t(out), None, "{out}");
+        }
     }
 }

@@ -286,12 +286,7 @@ async fn forms_without_the_csrf_token_are_refused() {
 async fn the_setup_link_creates_the_first_user_once() {
     let s = start_server().await;
     let base = root(&s);
-    let link = s
-        .service
-        .setup_link(None)
-        .await
-        .unwrap()
-        .expect("no user yet");
+    let link = s.service.setup_link().await.unwrap().expect("no user yet");
     let path = &link[link.find("/setup/").unwrap()..];
     let c = browser();
     let (status, page, _) = get(&c, &format!("{base}{path}")).await;
@@ -330,7 +325,7 @@ async fn the_setup_link_creates_the_first_user_once() {
     let (status, _, _) = get(&other, &format!("{base}{path}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
-        s.service.setup_link(None).await.unwrap().is_none(),
+        s.service.setup_link().await.unwrap().is_none(),
         "a user exists"
     );
     s.stop().await;
@@ -355,6 +350,19 @@ async fn two_tenants(s: &TestServer, receiver: &Receiver) -> Vec<(String, String
     }
     receiver.wait_for(2, Duration::from_secs(10)).await;
     out
+}
+
+/// Opens the portal link at `path`: its entrance page forwards to a second, same-site step,
+/// which starts the session and answers where the portal is.
+async fn enter_portal(c: &reqwest::Client, base: &str, path: &str) -> String {
+    let (status, page, _) = get(c, &format!("{base}{path}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let marker = "url=";
+    let start = page.find(marker).expect("the entrance forwards") + marker.len();
+    let step = page[start..].split('"').next().unwrap();
+    let (status, _, location) = get(c, &format!("{base}{step}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    location.expect("into the portal")
 }
 
 #[tokio::test]
@@ -405,10 +413,10 @@ async fn a_portal_link_sees_one_application_and_nothing_else() {
     let path = &url[url.find("/portal/access/").unwrap()..];
 
     let c = browser();
-    let (status, page, _) = get(&c, &format!("{base}{path}")).await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(
-        page.contains(&format!("/apps/{mine}")),
+    let location = enter_portal(&c, &base, path).await;
+    assert_eq!(
+        location,
+        format!("/apps/{mine}"),
         "forwards into the portal"
     );
     let (status, page, _) = get(&c, &format!("{base}/apps/{mine}")).await;
@@ -504,12 +512,7 @@ async fn a_read_only_portal_link_looks_but_does_not_change() {
     assert_eq!(st, StatusCode::OK);
     let url = access["url"].as_str().unwrap();
     let c = browser();
-    let (status, _, _) = get(
-        &c,
-        &format!("{base}{}", &url[url.find("/portal/").unwrap()..]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    enter_portal(&c, &base, &url[url.find("/portal/").unwrap()..]).await;
     let (status, page, _) = get(&c, &format!("{base}/apps/{mine}/endpoints/{my_ep}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Read-only link"));

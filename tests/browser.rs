@@ -252,7 +252,7 @@ async fn the_dashboard_in_a_real_browser() {
     let shots = Shots::new();
 
     // ---- first start: the setup link creates the first user --------------------------------
-    let link = s.service.setup_link(None).await.unwrap().unwrap();
+    let link = s.service.setup_link().await.unwrap().unwrap();
     c.goto(&format!("{base}{}", &link[link.find("/setup/").unwrap()..]))
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use super::chart::{Svg, sparkline};
@@ -288,6 +288,8 @@ struct FormPage {
     cancel: String,
     name: String,
     uid: String,
+    /// Only an operator changes a uid (`AppInput::validate_uid_change`): shown, not editable.
+    uid_locked: bool,
     throttle_rate: String,
     metadata: String,
     errors: Errors,
@@ -304,6 +306,7 @@ async fn new_form(State(state): State<AdminState>, Authed { session }: Authed) -
         cancel: "/apps".into(),
         name: String::new(),
         uid: String::new(),
+        uid_locked: false,
         throttle_rate: String::new(),
         metadata: String::new(),
         errors: Errors::default(),
@@ -315,6 +318,7 @@ async fn edit_form(
     Authed { session }: Authed,
     Path(app): Path<String>,
 ) -> PageResult {
+    session.may_change()?;
     let app = state.service.get_app(session.caller, &app).await?;
     render(FormPage {
         layout: Layout::new(
@@ -330,6 +334,7 @@ async fn edit_form(
         cancel: app_path(app.id),
         name: app.name.clone(),
         uid: app.uid.clone().unwrap_or_default(),
+        uid_locked: session.caller != Caller::Admin,
         throttle_rate: app.throttle_rate.map(|r| r.to_string()).unwrap_or_default(),
         metadata: app
             .metadata
@@ -400,6 +405,7 @@ async fn form_again(
             cancel,
             name: form.text("name"),
             uid: form.text("uid"),
+            uid_locked: session.caller != Caller::Admin,
             throttle_rate: form.text("throttleRate"),
             metadata: form.text("metadata"),
             errors,
@@ -448,7 +454,6 @@ async fn update(
 async fn portal_link(
     State(state): State<AdminState>,
     Path(app): Path<String>,
-    headers: HeaderMap,
     Posted { session, form }: Posted,
 ) -> PageResult {
     let expiry: u64 = match form.text("expiry").as_str() {
@@ -457,10 +462,9 @@ async fn portal_link(
         _ => 3_600,
     };
     let read_only = form.checked("read_only");
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let access = match state
         .service
-        .create_portal_link(session.caller, &app, Some(expiry), read_only, host)
+        .create_portal_link(session.caller, &app, Some(expiry), read_only)
         .await
     {
         Ok(a) => a,

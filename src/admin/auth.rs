@@ -13,7 +13,8 @@ use super::session::{
     self, Authed, CSRF_FIELD, FORM_BODY_MAX, LOGIN_COOKIE, SESSION_COOKIE, same_token, set_cookie,
 };
 use super::{AdminError, AdminState, Layout, PageResult, app_path, render_status};
-use crate::service::{NewSession, ServiceError};
+use crate::model::SessionOwner;
+use crate::service::{NewSession, PORTAL_ACCESS_PATH, ServiceError, SessionView};
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -34,17 +35,12 @@ struct LoginPage {
     no_users: bool,
 }
 
-/// Only a path of this dashboard may be where a login returns to.
+/// Where a login returns to: a plain local path (`super::local_path`), and not the API or the
+/// login form itself; anything else returns to `/`.
 fn safe_next(next: &str) -> String {
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.starts_with("/api")
-        && !next.starts_with("/login");
-    if ok {
-        next.to_string()
-    } else {
-        "/".to_string()
+    match super::local_path(next) {
+        Some(p) if !p.starts_with("/api") && !p.starts_with("/login") => p.to_string(),
+        _ => "/".to_string(),
     }
 }
 
@@ -118,7 +114,7 @@ fn start(state: &AdminState, headers: &HeaderMap, new: &NewSession, to: &str) ->
     let secure = session::secure(state, headers);
     let max_age = ((new.view.expires_at - crate::model::now_micros()) / 1_000_000).max(1);
     with_cookies(
-        Redirect::to(to).into_response(),
+        Redirect::to(super::local_path(to).unwrap_or("/")).into_response(),
         [
             set_cookie(SESSION_COOKIE, &new.token, max_age, secure),
             set_cookie(LOGIN_COOKIE, "", 0, secure),
@@ -264,18 +260,62 @@ async fn setup(
 #[template(path = "portal_welcome.html")]
 struct PortalWelcome {
     layout: Layout,
+    /// The entrance's second step, carrying the `herald_login` cookie's value.
     to: String,
+    /// Forward there at once; not when a second step came without its cookie (cookies off,
+    /// or a link that skipped the first step), which waits for a click instead of looping.
+    forward: bool,
 }
 
-/// The portal link: starts a portal session and forwards into it. The forward is a page of
-/// its own (not a redirect) because the link usually arrives from another site (an e-mail, a
-/// customer's own app), and browsers withhold `SameSite=Strict` cookies from a redirect that
-/// began on another site; the next, same-site navigation carries the cookie.
+/// The operator logged in in this browser, if any: their session is never replaced by a
+/// portal session.
+async fn operator_here(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<Option<String>, AdminError> {
+    let Some(token) = session::cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    Ok(match state.service.session(token).await? {
+        Some(SessionView {
+            owner: SessionOwner::User(name),
+            ..
+        }) => Some(name),
+        _ => None,
+    })
+}
+
+/// The portal link, in two steps. The link usually arrives from another site (an e-mail, a
+/// customer's own app), and browsers send no `SameSite=Strict` cookie with such a request: the
+/// first step cannot see whether an operator is logged in here, so it starts no session; it
+/// sets the `herald_login` cookie and forwards (a page, not a redirect: a redirect begun on
+/// another site stays cross-site) to the second step, a same-site request that carries the
+/// browser's cookies and the login cookie's value. That step refuses while an operator is
+/// logged in (a portal session would silently end theirs), else starts the portal session.
 async fn portal_access(
     State(state): State<AdminState>,
     headers: HeaderMap,
     Path(token): Path<String>,
+    query: super::Query,
 ) -> PageResult {
+    if let Some(name) = operator_here(&state, &headers).await? {
+        return Err(AdminError::Forbidden(format!(
+            "You are logged in to this dashboard as the operator {name}, and opening a tenant \
+             portal link here would end that session, so it was not opened. Log out first, or \
+             open the link in another browser profile or a private window."
+        )));
+    }
+    let sent = super::q(&query, "enter");
+    let cookie = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if sent.is_empty() || cookie.is_empty() || !same_token(cookie, sent) {
+        let (nonce, set) = login_token(&state, &headers);
+        let page = PortalWelcome {
+            layout: Layout::bare("Webhook portal"),
+            to: format!("{PORTAL_ACCESS_PATH}{token}?enter={nonce}"),
+            forward: sent.is_empty(),
+        };
+        return Ok(with_cookies(render_status(StatusCode::OK, page)?, set));
+    }
     let new = state
         .service
         .open_portal_link(&token)
@@ -289,16 +329,7 @@ async fn portal_access(
     let Some(app) = new.view.portal_app() else {
         return Err(AdminError::NotFound);
     };
-    let secure = session::secure(&state, &headers);
-    let max_age = ((new.view.expires_at - crate::model::now_micros()) / 1_000_000).max(1);
-    let page = PortalWelcome {
-        layout: Layout::bare("Webhook portal"),
-        to: app_path(app),
-    };
-    Ok(with_cookies(
-        render_status(StatusCode::OK, page)?,
-        [set_cookie(SESSION_COOKIE, &new.token, max_age, secure)],
-    ))
+    Ok(start(&state, &headers, &new, &app_path(app)))
 }
 
 #[cfg(test)]
@@ -311,7 +342,9 @@ mod tests {
         assert_eq!(safe_next("https://evil.example"), "/");
         assert_eq!(safe_next("//evil.example"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
         assert_eq!(safe_next("/login"), "/");
+        assert_eq!(safe_next("/api/v1/app"), "/");
         assert_eq!(safe_next(""), "/");
     }
 }

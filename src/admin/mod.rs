@@ -135,6 +135,7 @@ impl From<ServiceError> for AdminError {
             | ServiceError::BadRequest { detail, .. }
             | ServiceError::PayloadTooLarge(detail) => AdminError::BadRequest(detail),
             ServiceError::Unauthorized => AdminError::Forbidden("Not allowed.".into()),
+            ServiceError::AdminOnly(detail) => AdminError::Forbidden(format!("{detail}.")),
             ServiceError::Unavailable | ServiceError::Busy => AdminError::Unavailable,
             ServiceError::Internal(cause) => AdminError::Internal(cause),
         }
@@ -200,9 +201,27 @@ pub fn render_status(status: StatusCode, t: impl Template) -> PageResult {
     Ok((status, Html(html)).into_response())
 }
 
-/// Redirect after a successful post (303, so the browser GETs the page).
+/// Redirect after a successful post (303, so the browser GETs the page). Every redirect of the
+/// dashboard goes through `local_path`; a target that is not one goes to `/`.
 pub fn see_other(to: &str) -> PageResult {
-    Ok(Redirect::to(to).into_response())
+    Ok(Redirect::to(local_path(to).unwrap_or("/")).into_response())
+}
+
+/// `to` when it is a plain path of this site: one leading `/` (`//host` and `/\host` are
+/// other sites to browsers), no backslash or control character (browsers drop tabs and
+/// newlines from URLs, so `/\t/host` is `//host`; CR LF would split the header), and the same
+/// once percent-decoded, since some browsers and proxies decode before they look.
+pub fn local_path(to: &str) -> Option<&str> {
+    let plain = |p: &str| {
+        let mut chars = p.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && !p.chars().any(|c| c == '\\' || c.is_control())
+    };
+    let decoded = percent_encoding::percent_decode_str(to)
+        .decode_utf8()
+        .ok()?;
+    (plain(to) && plain(&decoded)).then_some(to)
 }
 
 // ---- the frame of every page --------------------------------------------------------------
@@ -412,4 +431,40 @@ pub type Query = axum::extract::Query<std::collections::HashMap<String, String>>
 /// The value of a query parameter, or "".
 pub fn q<'a>(query: &'a Query, name: &str) -> &'a str {
     query.0.get(name).map(String::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_plain_local_paths_are_redirect_targets() {
+        for ok in [
+            "/",
+            "/queue?state=failed&app=a%2Fb",
+            "/apps/app_1?done=headers#headers",
+        ] {
+            assert_eq!(local_path(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "queue",
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example/",
+            "/%09/evil.example/",
+            "/\r\nSet-Cookie: a=b",
+            "/%0d%0aSet-Cookie:%20a=b",
+            "/%2F/evil.example",
+            "/%2f%2fevil.example",
+            "/%5Cevil.example",
+            "/x\\y",
+            "/\u{85}x",
+            "/%C2%85x",
+            "/%FF",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -54,11 +54,7 @@ struct OverviewPage {
     curl: String,
 }
 
-async fn overview(
-    State(state): State<AdminState>,
-    Authed { session }: Authed,
-    headers: axum::http::HeaderMap,
-) -> PageResult {
+async fn overview(State(state): State<AdminState>, Authed { session }: Authed) -> PageResult {
     let o = state.service.overview(session.caller).await?;
     let now = now_micros();
     let alerts = state
@@ -259,11 +255,7 @@ async fn overview(
         quiet,
         curl: format!(
             "curl -H \"Authorization: Bearer $TOKEN\" {}/api/v1/app/APP_ID/msg \\\n  -d '{{\"eventType\": \"order.created\", \"payload\": {{\"orderId\": 1001}}}}'",
-            state.service.public_base(
-                headers
-                    .get(axum::http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            )
+            state.service.public_base()
         ),
     };
     render(page)

@@ -371,18 +371,10 @@ pub fn datetime_local(us: Micros) -> String {
         .to_string()
 }
 
-/// Reads a `datetime-local` value (taken as UTC) or an RFC 3339 time.
+/// Reads a `datetime-local` value (taken as UTC) or an RFC 3339 time, within the years 0000 to
+/// 9999 (`model::parse_time`, as the API).
 pub fn parse_datetime(s: &str) -> Option<Micros> {
-    let s = s.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
-    }
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, format) {
-            return Some(t.and_utc().timestamp_micros());
-        }
-    }
-    None
+    crate::model::parse_time(s)
 }
 
 #[cfg(test)]

@@ -200,6 +200,7 @@ async fn read(
     responses(
         (status = 200, description = "Updated", body = ApplicationOut),
         (status = 201, description = "Created", body = ApplicationOut),
+        (status = 403, description = "Only an admin token may change the `uid`", body = HttpErrorOut),
         (status = 404, description = "No such application for this token (only an admin token creates one)", body = HttpErrorOut),
         (status = 409, description = "Another application has this `uid`", body = HttpErrorOut),
         (status = 413, description = "The request body is too large", body = HttpErrorOut),
@@ -235,6 +236,7 @@ async fn update(
     request_body = ApplicationPatch,
     responses(
         (status = 200, description = "Patched", body = ApplicationOut),
+        (status = 403, description = "Only an admin token may change the `uid`", body = HttpErrorOut),
         (status = 404, description = "No such application for this token", body = HttpErrorOut),
         (status = 409, description = "Another application has this `uid`", body = HttpErrorOut),
         (status = 413, description = "The request body is too large", body = HttpErrorOut),

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, HttpErrorOut, HttpValidationError};
-use super::extract::parse_time;
+use super::extract::checked_time;
 use super::extract::{Auth, Body, OptionalBody, QueryArgs};
 use super::messages::MessageOut;
 use super::openapi::{AppPath, EndpointPath, Ordering, Pagination};
@@ -858,13 +858,7 @@ impl TaskOut {
 }
 
 pub fn body_time(value: &str, field: &str) -> Result<crate::model::Micros, ApiError> {
-    parse_time(value).ok_or_else(|| {
-        ApiError::invalid(
-            &["body", field],
-            format!("'{value}' is not an RFC 3339 date-time"),
-            "value_error",
-        )
-    })
+    checked_time(value, &["body", field])
 }
 
 /// Recover failed messages

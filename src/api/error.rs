@@ -127,6 +127,9 @@ impl From<ServiceError> for ApiError {
                 "insufficient_access",
                 "This token may not do this",
             ),
+            ServiceError::AdminOnly(detail) => {
+                ApiError::status(StatusCode::FORBIDDEN, "insufficient_access", detail)
+            }
             ServiceError::Busy => ApiError::status(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",

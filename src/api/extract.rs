@@ -236,28 +236,24 @@ impl QueryArgs {
         (!items.is_empty()).then_some(items)
     }
 
-    /// An RFC 3339 time; one without an offset is taken as UTC (older SDKs send those).
+    /// A time (`model::parse_time`: RFC 3339, or without an offset taken as UTC); one out of
+    /// the years 0000 to 9999 is refused like one that does not parse.
     pub fn time(&self, name: &str) -> Result<Option<Micros>, ApiError> {
         self.str(name)
-            .map(|s| {
-                parse_time(s).ok_or_else(|| {
-                    ApiError::invalid(
-                        &["query", name],
-                        format!("'{s}' is not an RFC 3339 date-time"),
-                        "value_error",
-                    )
-                })
-            })
+            .map(|s| checked_time(s, &["query", name]))
             .transpose()
     }
 }
 
-pub fn parse_time(s: &str) -> Option<Micros> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_micros());
-    }
-    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-    Some(naive.and_utc().timestamp_micros())
+/// A time from the request at `loc`, or the 422 that names it.
+pub fn checked_time(value: &str, loc: &[&str]) -> Result<Micros, ApiError> {
+    crate::model::parse_time(value).ok_or_else(|| {
+        ApiError::invalid(
+            loc,
+            format!("'{value}' is not an RFC 3339 date-time of the years 0000 to 9999"),
+            "value_error",
+        )
+    })
 }
 
 /// The authenticated caller, put in the request by the auth middleware.

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -63,18 +62,10 @@ async fn app_portal_access(
     State(s): State<Service>,
     Auth(caller): Auth,
     Path(app): Path<String>,
-    headers: HeaderMap,
     OptionalBody(body): OptionalBody<AppPortalAccessIn>,
 ) -> Result<Json<AppPortalAccessOut>, ApiError> {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let access = s
-        .create_portal_link(
-            caller,
-            &app,
-            body.expiry,
-            body.read_only.unwrap_or(false),
-            host,
-        )
+        .create_portal_link(caller, &app, body.expiry, body.read_only.unwrap_or(false))
         .await?;
     Ok(Json(AppPortalAccessOut {
         url: access.url,

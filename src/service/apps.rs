@@ -41,6 +41,18 @@ impl AppInput {
         p.check(validate::metadata(&self.metadata), "metadata");
         p.finish()
     }
+
+    /// Only an admin changes an application's uid (sets, replaces or removes it): uids are
+    /// unique across every tenant, so a tenant free to pick one would learn from the conflict
+    /// which uids other tenants have. Sending its current uid again is fine.
+    pub(super) fn validate_uid_change(&self, caller: Caller, current: &App) -> Result<()> {
+        if caller != Caller::Admin && self.uid != current.uid {
+            return Err(ServiceError::AdminOnly(
+                "Only an operator (an admin token) may change an application's uid",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Service {
@@ -169,6 +181,7 @@ impl Service {
             .await?;
         match existing {
             Ok(old) => {
+                input.validate_uid_change(caller, &old)?;
                 let mut new = old.clone();
                 new.name = input.name;
                 new.uid = input.uid;
@@ -217,6 +230,7 @@ impl Service {
             metadata: metadata.unwrap_or_else(|| old.metadata.clone()),
         };
         input.validate()?;
+        input.validate_uid_change(caller, &old)?;
         let mut new = old.clone();
         new.name = input.name;
         new.uid = input.uid;

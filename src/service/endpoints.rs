@@ -705,10 +705,10 @@ impl Service {
     ) -> Result<EndpointStats> {
         let now = now_micros();
         let until = until.unwrap_or(now);
-        let since = since.unwrap_or(until - 28 * 86_400 * 1_000_000);
+        let since = since.unwrap_or(until.saturating_sub(28 * 86_400 * 1_000_000));
         if until > now + 60_000_000
             || since > until
-            || until - since > (28 * 86_400 + 300) * 1_000_000
+            || until.saturating_sub(since) > (28 * 86_400 + 300) * 1_000_000
         {
             return Err(ServiceError::BadRequest {
                 code: "invalid_range",

@@ -458,7 +458,7 @@ fn window_ids(since: Micros, until: Option<Micros>) -> Result<std::ops::RangeInc
             "must not be after until (or now)",
         ));
     }
-    if until - since > RECOVER_WINDOW_MAX_US {
+    if until.saturating_sub(since) > RECOVER_WINDOW_MAX_US {
         return Err(ServiceError::invalid(
             "since",
             "must be at most 14 days before until",

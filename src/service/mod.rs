@@ -71,6 +71,10 @@ pub enum ServiceError {
     Unauthorized,
     #[error("only an admin token may do this")]
     Forbidden,
+    /// Refused to a scoped caller, saying what only an admin may do (a tenant is told why,
+    /// where `Forbidden` pages are simply not found).
+    #[error("{0}")]
+    AdminOnly(&'static str),
     /// A transient condition (writer restarting): the client should retry.
     #[error("temporarily unavailable")]
     Unavailable,
@@ -164,6 +168,10 @@ pub struct Parts {
     tokens: tokens::TokenCache,
     /// Trigger previews and saves rendering at once (`template_previews_max`).
     renders: tokio::sync::Semaphore,
+    /// The address the server listens on (`Service::listening_on`), for links when no
+    /// `public_url` is set, and whether the operator was told so.
+    listening: std::sync::OnceLock<std::net::SocketAddr>,
+    told_public_url: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
@@ -190,6 +198,8 @@ impl Service {
             logins,
             tokens: tokens::TokenCache::default(),
             renders,
+            listening: std::sync::OnceLock::new(),
+            told_public_url: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

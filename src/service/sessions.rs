@@ -103,19 +103,38 @@ fn view(session: Session) -> SessionView {
 }
 
 impl Service {
-    /// Where people reach this Herald: `public_url`, else the address the request came to,
-    /// else the listening address.
-    pub fn public_base(&self, request_host: Option<&str>) -> String {
+    /// Records the address the server listens on (once; the first one stays).
+    pub fn listening_on(&self, addr: std::net::SocketAddr) {
+        let _ = self.listening.set(addr);
+    }
+
+    /// Where people reach this Herald, the base of every absolute link it makes (portal and
+    /// setup links, the dashboard's examples): `public_url`, else the address it listens on.
+    /// Never a request's `Host` header: any client sends any `Host`, and a link made from it
+    /// would send a tenant, or the first user, wherever that client chose. Without
+    /// `public_url` the first link made says, once, how to set it.
+    pub fn public_base(&self) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
         let scheme = if self.config.tls_cert.is_some() {
             "https"
         } else {
             "http"
         };
-        match (&self.config.public_url, request_host) {
-            (Some(url), _) => url.trim_end_matches('/').to_string(),
-            (None, Some(host)) => format!("{scheme}://{host}"),
-            (None, None) => format!("{scheme}://{}", self.config.listen),
+        let listen = self.listening.get().copied().unwrap_or(self.config.listen);
+        let base = format!("{scheme}://{listen}");
+        if !self
+            .told_public_url
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "public_url is not set, so links Herald makes (portal and setup links, the \
+                 dashboard's examples) use its listen address {base}; set public_url in \
+                 herald.toml or HERALD_PUBLIC_URL to the address people reach Herald at"
+            );
         }
+        base
     }
 
     /// Whether the dashboard is reached over https (its cookies are then `Secure`): Herald
@@ -200,7 +219,6 @@ impl Service {
         app: &str,
         expiry_s: Option<u64>,
         read_only: bool,
-        request_host: Option<&str>,
     ) -> Result<PortalAccess> {
         require_admin(caller)?;
         let expiry = expiry_s.unwrap_or(self.config.portal_link_expiry_default_s);
@@ -233,10 +251,7 @@ impl Service {
             })
             .await??;
         Ok(PortalAccess {
-            url: format!(
-                "{}{PORTAL_ACCESS_PATH}{token}",
-                self.public_base(request_host)
-            ),
+            url: format!("{}{PORTAL_ACCESS_PATH}{token}", self.public_base()),
             token,
         })
     }

@@ -211,7 +211,8 @@ impl Service {
         addr: Option<IpAddr>,
     ) -> Result<NewSession> {
         if let Err(wait_s) = self.logins.check(username, addr) {
-            tracing::warn!(username, ?addr, "login throttled");
+            // What was typed as the username is not logged: people type passwords there.
+            tracing::warn!(?addr, "login throttled");
             return Err(ServiceError::BadRequest {
                 code: "too_many_attempts",
                 detail: format!("Too many login attempts. Try again in {wait_s} s."),
@@ -234,7 +235,7 @@ impl Service {
                     .await
             }
             _ => {
-                tracing::warn!(username, ?addr, "dashboard login refused");
+                tracing::warn!(?addr, "dashboard login refused");
                 Err(ServiceError::Unauthorized)
             }
         }
@@ -242,7 +243,7 @@ impl Service {
 
     /// While no user exists: makes a new one-time setup link (replacing any earlier one) and
     /// answers its URL; `None` once a user exists.
-    pub async fn setup_link(&self, request_host: Option<&str>) -> Result<Option<String>> {
+    pub async fn setup_link(&self) -> Result<Option<String>> {
         let token = random_token("");
         let hash = digest(&token);
         let now = now_micros();
@@ -262,7 +263,7 @@ impl Service {
                 Ok(true)
             })
             .await?;
-        Ok(made.then(|| format!("{}{SETUP_PATH}{token}", self.public_base(request_host))))
+        Ok(made.then(|| format!("{}{SETUP_PATH}{token}", self.public_base())))
     }
 
     /// Whether a setup link still works (unused, unexpired, and no user exists yet).

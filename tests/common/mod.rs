@@ -436,3 +436,35 @@ pub fn verify_signature(secret: &str, r: &Received) -> bool {
         .split(' ')
         .any(|s| s == expected)
 }
+
+/// Every line Herald logs in this test process (debug and up), captured from the first call
+/// on. One subscriber serves the whole process and tests run in parallel: look for text only
+/// your test produces (its server's port, a value it made up).
+pub fn logs() -> String {
+    static CAPTURED: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    let buffer = CAPTURED.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = LogSink(buffer.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("herald=debug"))
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .try_init();
+        buffer
+    });
+    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+}
+
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
