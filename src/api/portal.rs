@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::CarriesSecret;
 use super::error::{ApiError, HttpErrorOut, HttpValidationError};
 use super::extract::{Auth, OptionalBody};
 use super::openapi::AppPath;
@@ -65,7 +66,7 @@ async fn app_portal_access(
     Path(app): Path<String>,
     headers: HeaderMap,
     OptionalBody(body): OptionalBody<AppPortalAccessIn>,
-) -> Result<Json<AppPortalAccessOut>, ApiError> {
+) -> Result<CarriesSecret<Json<AppPortalAccessOut>>, ApiError> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let access = s
         .create_portal_link(
@@ -76,8 +77,8 @@ async fn app_portal_access(
             host,
         )
         .await?;
-    Ok(Json(AppPortalAccessOut {
+    Ok(CarriesSecret(Json(AppPortalAccessOut {
         url: access.url,
         token: access.token,
-    }))
+    })))
 }
