@@ -289,6 +289,11 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Jobs sent to the writer and not yet taken into a batch.
+    pub fn jobs_waiting(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     pub fn writer_stats(&self) -> &WriterStats {
         &self.stats
     }
