@@ -326,15 +326,18 @@ async fn bootstrap_token(herald: &Herald, db: &std::path::Path) -> anyhow::Resul
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut file = create_private(path)?;
     file.write_all(bytes)?;
     Ok(())
+}
+
+/// An empty file at `path` that only its owner may read, made so or tightened before anything
+/// is written to it (`storage::open_private`); a file already there loses its contents.
+fn create_private(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let file = herald::storage::open_private(path, herald::storage::Create::IfMissing)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.set_len(0)?;
+    Ok(file)
 }
 
 async fn backup(
@@ -389,7 +392,7 @@ async fn backup_from_server(url: &str, token: &str, out: &std::path::Path) -> an
         response.text().await.unwrap_or_default()
     );
     let partial = PathBuf::from(format!("{}.partial", out.display()));
-    let mut file = tokio::fs::File::create(&partial).await?;
+    let mut file = tokio::fs::File::from_std(create_private(&partial)?);
     let mut bytes = 0u64;
     while let Some(chunk) = response.chunk().await? {
         file.write_all(&chunk).await?;

@@ -15,7 +15,7 @@ use super::{
     see_other,
 };
 use crate::model::*;
-use crate::service::{EventTypeInput, ListParams, ServiceError};
+use crate::service::{EventTypeInput, EventTypePatch, ListParams, ServiceError};
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -382,20 +382,23 @@ async fn update(
     Posted { session, form }: Posted,
 ) -> PageResult {
     let current = state.service.get_event_type(&name).await?;
+    // A patch of what the form shows: whether it is archived and its feature flags stay as
+    // they are when the save is written, not as they were when the form was read.
+    let edited = input(&form, current.name.clone(), false, None);
+    let patch = EventTypePatch {
+        description: Some(edited.description),
+        deprecated: Some(edited.deprecated),
+        schemas_json: Some(edited.schemas_json),
+        group_name: Some(edited.group_name),
+        example_json: Some(edited.example_json),
+        ..Default::default()
+    };
     let result = state
         .service
-        .put_event_type(
-            session.caller,
-            input(
-                &form,
-                current.name.clone(),
-                current.archived,
-                current.feature_flags.clone(),
-            ),
-        )
+        .patch_event_type(session.caller, &current.name, patch)
         .await;
     match result {
-        Ok((et, _)) => see_other(&format!("{}?done=saved", path(&et.name))),
+        Ok(et) => see_other(&format!("{}?done=saved", path(&et.name))),
         Err(e) => {
             form_error(
                 &state,
@@ -427,20 +430,14 @@ async fn restore(
     Path(name): Path<String>,
     Posted { session, .. }: Posted,
 ) -> PageResult {
-    let et = state.service.get_event_type(&name).await?;
     state
         .service
-        .put_event_type(
+        .patch_event_type(
             session.caller,
-            EventTypeInput {
-                name: et.name.clone(),
-                description: et.description,
-                archived: false,
-                deprecated: et.deprecated,
-                schemas_json: et.schemas_json,
-                group_name: et.group_name,
-                feature_flags: et.feature_flags,
-                example_json: et.example_json,
+            &name,
+            EventTypePatch {
+                archived: Some(false),
+                ..Default::default()
             },
         )
         .await?;

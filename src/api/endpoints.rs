@@ -15,7 +15,7 @@ use super::extract::checked_time;
 use super::extract::{Auth, Body, OptionalBody, QueryArgs};
 use super::messages::MessageOut;
 use super::openapi::{AppPath, EndpointPath, Ordering, Pagination};
-use super::{ListResponse, descending, list_params, time};
+use super::{CarriesSecret, ListResponse, descending, list_params, time};
 use crate::model::{BasicAuth, ClientCert, Endpoint, EndpointOptions};
 use crate::service::{EndpointInput, EndpointPatch, Service, TaskOutcome};
 
@@ -601,11 +601,11 @@ async fn rotate(
     Auth(caller): Auth,
     Path((app, endpoint)): Path<(String, String)>,
     OptionalBody(b): OptionalBody<SecretRotateIn>,
-) -> Result<Json<SecretOut>, ApiError> {
+) -> Result<CarriesSecret<Json<SecretOut>>, ApiError> {
     let key = s
         .rotate_secret(caller, &app, &endpoint, b.key, b.grace_period_seconds)
         .await?;
-    Ok(Json(SecretOut { key }))
+    Ok(CarriesSecret(Json(SecretOut { key })))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -305,18 +305,16 @@ async fn patch(
     Path(name): Path<String>,
     Body(b): Body<EventTypePatch>,
 ) -> Result<Json<EventTypeOut>, ApiError> {
-    let old = s.get_event_type(&name).await?;
-    let input = EventTypeInput {
-        name,
-        description: b.description.unwrap_or(old.description),
-        archived: b.archived.unwrap_or(old.archived),
-        deprecated: b.deprecated.unwrap_or(old.deprecated),
-        schemas_json: b.schemas.map_or(old.schemas_json, json_text),
-        group_name: b.group_name.unwrap_or(old.group_name),
-        feature_flags: b.feature_flags.unwrap_or(old.feature_flags),
-        example_json: b.example.map_or(old.example_json, json_text),
+    let patch = crate::service::EventTypePatch {
+        description: b.description,
+        archived: b.archived,
+        deprecated: b.deprecated,
+        schemas_json: b.schemas.map(json_text),
+        group_name: b.group_name,
+        feature_flags: b.feature_flags,
+        example_json: b.example.map(json_text),
     };
-    let (et, _) = s.put_event_type(caller, input).await?;
+    let et = s.patch_event_type(caller, &name, patch).await?;
     Ok(Json(EventTypeOut::new(et, true)))
 }
 

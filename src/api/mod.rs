@@ -168,8 +168,29 @@ fn remembers_itself(path: &str) -> bool {
 #[derive(Clone, Copy)]
 pub(crate) struct IdempotencyScope(pub [u8; 32]);
 
+/// An answer that carries a secret (a portal link's token, a new signing key). The
+/// idempotency middleware never remembers it: that table is kept for hours and copied into
+/// every backup, and a secret must not live anywhere but where its rules keep it (a portal
+/// token only as a hash; a signing key only in its endpoint). So a retry with the same key
+/// runs again: a portal link is minted afresh (the lost one expires on its own), a rotation
+/// rotates again (the key the lost answer carried keeps signing through its grace period).
+pub(crate) struct CarriesSecret<T>(pub T);
+
+/// The mark `CarriesSecret` leaves on a response for the middleware.
+#[derive(Clone, Copy)]
+struct SecretAnswer;
+
+impl<T: IntoResponse> IntoResponse for CarriesSecret<T> {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response.extensions_mut().insert(SecretAnswer);
+        response
+    }
+}
+
 /// Replays the first 2xx answer to a POST carrying the same Idempotency-Key (and the same
-/// credentials and URI); a failed answer is not remembered, so a retry runs again.
+/// credentials and URI); a failed answer is not remembered, so a retry runs again, and neither
+/// is one that carries a secret (`CarriesSecret`).
 async fn idempotency(State(service): State<Service>, mut req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -187,7 +208,7 @@ async fn idempotency(State(service): State<Service>, mut req: Request, next: Nex
         Err(e) => return ApiError::from(e).into_response(),
     }
     let response = next.run(req).await;
-    if !response.status().is_success() {
+    if !response.status().is_success() || response.extensions().get::<SecretAnswer>().is_some() {
         return response;
     }
     let (parts, body) = response.into_parts();

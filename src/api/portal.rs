@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::CarriesSecret;
 use super::error::{ApiError, HttpErrorOut, HttpValidationError};
 use super::extract::{Auth, OptionalBody};
 use super::openapi::AppPath;
@@ -63,12 +64,12 @@ async fn app_portal_access(
     Auth(caller): Auth,
     Path(app): Path<String>,
     OptionalBody(body): OptionalBody<AppPortalAccessIn>,
-) -> Result<Json<AppPortalAccessOut>, ApiError> {
+) -> Result<CarriesSecret<Json<AppPortalAccessOut>>, ApiError> {
     let access = s
         .create_portal_link(caller, &app, body.expiry, body.read_only.unwrap_or(false))
         .await?;
-    Ok(Json(AppPortalAccessOut {
+    Ok(CarriesSecret(Json(AppPortalAccessOut {
         url: access.url,
         token: access.token,
-    }))
+    })))
 }

@@ -28,7 +28,39 @@ pub struct AppInput {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A PATCH of an application: `None` keeps a field, `Some(None)` clears a nullable one.
+struct AppPatch {
+    name: Option<String>,
+    uid: Option<Option<String>>,
+    throttle_rate: Option<Option<u16>>,
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+impl AppPatch {
+    /// The whole input this patch makes of `app`.
+    fn over(self, app: &App) -> AppInput {
+        AppInput {
+            name: self.name.unwrap_or_else(|| app.name.clone()),
+            uid: self.uid.unwrap_or_else(|| app.uid.clone()),
+            throttle_rate: self.throttle_rate.unwrap_or(app.throttle_rate),
+            metadata: self.metadata.unwrap_or_else(|| app.metadata.clone()),
+        }
+    }
+}
+
 impl AppInput {
+    /// `app` with these fields, updated now.
+    fn over(self, app: &App) -> App {
+        App {
+            name: self.name,
+            uid: self.uid,
+            throttle_rate: self.throttle_rate,
+            metadata: self.metadata,
+            updated_at: now_micros(),
+            ..app.clone()
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<()> {
         let mut p = Problems::default();
         p.check(validate::text(&self.name, true), "name");
@@ -174,37 +206,48 @@ impl Service {
         input: AppInput,
     ) -> Result<(App, bool)> {
         input.validate()?;
-        let key = id_or_uid.to_string();
-        let existing = self
-            .store
-            .read(move |r| Ok(find_app(r, caller, &key)))
-            .await?;
-        match existing {
-            Ok(old) => {
-                input.validate_uid_change(caller, &old)?;
-                let mut new = old.clone();
-                new.name = input.name;
-                new.uid = input.uid;
-                new.throttle_rate = input.throttle_rate;
-                new.metadata = input.metadata;
-                new.updated_at = now_micros();
-                let app = new.clone();
-                self.store.write(move |w| w.update_app(&old, &new)).await?;
-                Ok((app, false))
-            }
-            // Unknown: an id names nothing to create; a uid names the application to create, so
-            // a second PUT to the same path updates it rather than making another.
-            Err(ServiceError::NotFound(what)) if caller == Caller::Admin => {
-                if AppId::parse(id_or_uid).is_some() {
-                    return Err(ServiceError::NotFound(what));
+        // Found and replaced in one job, so a delete committed meanwhile is seen (nothing is
+        // brought back) and no other change is overwritten with what an earlier read saw. An
+        // unknown uid is created; should another PUT create it first, this one updates it.
+        let mut attempts = 2;
+        loop {
+            let key = id_or_uid.to_string();
+            let fields = input.clone();
+            let replaced = self
+                .store
+                .write(move |w| {
+                    let old = match find_app(w, caller, &key) {
+                        Ok(app) => app,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    if let Err(e) = fields.validate_uid_change(caller, &old) {
+                        return Ok(Err(e));
+                    }
+                    let new = fields.over(&old);
+                    w.update_app(&old, &new)?;
+                    Ok(Ok(new))
+                })
+                .await?;
+            match replaced {
+                Ok(app) => return Ok((app, false)),
+                // Unknown: an id names nothing to create; a uid names the application to
+                // create, so a second PUT to the same path updates it rather than making another.
+                Err(ServiceError::NotFound(what)) if caller == Caller::Admin => {
+                    if AppId::parse(id_or_uid).is_some() {
+                        return Err(ServiceError::NotFound(what));
+                    }
+                    let input = AppInput {
+                        uid: input.uid.clone().or_else(|| Some(id_or_uid.to_string())),
+                        ..input.clone()
+                    };
+                    attempts -= 1;
+                    match self.create_app(caller, input, false).await {
+                        Err(ServiceError::Conflict { .. }) if attempts > 0 => continue,
+                        created => return created,
+                    }
                 }
-                let input = AppInput {
-                    uid: input.uid.clone().or_else(|| Some(id_or_uid.to_string())),
-                    ..input
-                };
-                self.create_app(caller, input, false).await
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -218,28 +261,33 @@ impl Service {
         throttle_rate: Option<Option<u16>>,
         metadata: Option<BTreeMap<String, String>>,
     ) -> Result<App> {
-        let key = id_or_uid.to_string();
-        let old = self
-            .store
-            .read(move |r| Ok(find_app(r, caller, &key)))
-            .await??;
-        let input = AppInput {
-            name: name.unwrap_or_else(|| old.name.clone()),
-            uid: uid.unwrap_or_else(|| old.uid.clone()),
-            throttle_rate: throttle_rate.unwrap_or(old.throttle_rate),
-            metadata: metadata.unwrap_or_else(|| old.metadata.clone()),
+        let patch = AppPatch {
+            name,
+            uid,
+            throttle_rate,
+            metadata,
         };
-        input.validate()?;
-        input.validate_uid_change(caller, &old)?;
-        let mut new = old.clone();
-        new.name = input.name;
-        new.uid = input.uid;
-        new.throttle_rate = input.throttle_rate;
-        new.metadata = input.metadata;
-        new.updated_at = now_micros();
-        let app = new.clone();
-        self.store.write(move |w| w.update_app(&old, &new)).await?;
-        Ok(app)
+        let key = id_or_uid.to_string();
+        self.store
+            .write(move |w| {
+                // Read and written in one job: the fields not patched are the current ones,
+                // and a delete committed meanwhile is a 404, not an application made again.
+                let old = match find_app(w, caller, &key) {
+                    Ok(app) => app,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let input = patch.over(&old);
+                if let Err(e) = input
+                    .validate()
+                    .and_then(|()| input.validate_uid_change(caller, &old))
+                {
+                    return Ok(Err(e));
+                }
+                let new = input.over(&old);
+                w.update_app(&old, &new)?;
+                Ok(Ok(new))
+            })
+            .await?
     }
 
     pub async fn delete_app(&self, caller: Caller, id_or_uid: &str) -> Result<()> {

@@ -29,6 +29,40 @@ pub struct EndpointPatch {
     pub concurrency_max: Option<Option<u32>>,
 }
 
+impl EndpointPatch {
+    /// The whole input this patch makes of `ep`: its own fields where given, `ep`'s elsewhere.
+    fn over(self, ep: &Endpoint) -> EndpointInput {
+        EndpointInput {
+            url: self.url.unwrap_or_else(|| ep.url.clone()),
+            description: self.description.unwrap_or_else(|| ep.description.clone()),
+            uid: self.uid.unwrap_or_else(|| ep.uid.clone()),
+            event_types: self.event_types.unwrap_or_else(|| ep.event_types.clone()),
+            channels: self.channels.unwrap_or_else(|| ep.channels.clone()),
+            secret: None,
+            disabled: self.disabled.unwrap_or(ep.disabled),
+            throttle_rate: self.throttle_rate.unwrap_or(ep.throttle_rate),
+            metadata: self.metadata.unwrap_or_else(|| ep.metadata.clone()),
+            headers: ep.headers.clone(),
+            options: EndpointOptions {
+                basic_auth: self
+                    .basic_auth
+                    .unwrap_or_else(|| ep.options.basic_auth.clone()),
+                client_cert: self
+                    .client_cert
+                    .unwrap_or_else(|| ep.options.client_cert.clone()),
+                timeout_ms: self.timeout_ms.unwrap_or(ep.options.timeout_ms),
+                retry_schedule_ms: self
+                    .retry_schedule_ms
+                    .unwrap_or_else(|| ep.options.retry_schedule_ms.clone()),
+                attempts_max: self.attempts_max.unwrap_or(ep.options.attempts_max),
+                concurrency_max: self.concurrency_max.unwrap_or(ep.options.concurrency_max),
+                ..ep.options.clone()
+            },
+            verify: false,
+        }
+    }
+}
+
 /// Counts of an endpoint's deliveries in a time window, by their latest status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EndpointStats {
@@ -447,28 +481,31 @@ impl Service {
         input: EndpointInput,
     ) -> Result<(Endpoint, bool)> {
         self.validate_endpoint(&input)?;
-        let app_key = app.to_string();
-        let ep_key = endpoint.to_string();
-        let existing = self
-            .store
-            .read(move |r| {
-                Ok(find_app(r, caller, &app_key).map(|a| find_endpoint(r, a.id, &ep_key).ok()))
-            })
-            .await??;
-        match existing {
-            // Unknown: an id names nothing to create (it may be another application's); a uid
-            // names the endpoint to create, so a second PUT updates it.
-            None if EndpointId::parse(endpoint).is_some() => {
+        // An unknown uid is created; should another PUT create it first, this one updates it.
+        let mut attempts = 2;
+        loop {
+            let fields = input.clone();
+            match self
+                .replace_endpoint(caller, app, endpoint, |_| fields)
+                .await
+            {
+                // Unknown: an id names nothing to create (it may be another application's); a
+                // uid names the endpoint to create, so a second PUT updates it.
                 Err(ServiceError::NotFound("Endpoint"))
+                    if EndpointId::parse(endpoint).is_none() =>
+                {
+                    let input = EndpointInput {
+                        uid: input.uid.clone().or_else(|| Some(endpoint.to_string())),
+                        ..input.clone()
+                    };
+                    attempts -= 1;
+                    match self.create_endpoint(caller, app, input).await {
+                        Err(ServiceError::Conflict { .. }) if attempts > 0 => continue,
+                        created => return Ok((created?, true)),
+                    }
+                }
+                replaced => return Ok((replaced?, false)),
             }
-            None => {
-                let input = EndpointInput {
-                    uid: input.uid.clone().or_else(|| Some(endpoint.to_string())),
-                    ..input
-                };
-                Ok((self.create_endpoint(caller, app, input).await?, true))
-            }
-            Some(old) => Ok((self.replace_endpoint(old, input).await?, false)),
         }
     }
 
@@ -480,50 +517,39 @@ impl Service {
         endpoint: &str,
         patch: EndpointPatch,
     ) -> Result<Endpoint> {
-        let old = self.get_endpoint(caller, app, endpoint).await?;
-        let input = EndpointInput {
-            url: patch.url.unwrap_or_else(|| old.url.clone()),
-            description: patch.description.unwrap_or_else(|| old.description.clone()),
-            uid: patch.uid.unwrap_or_else(|| old.uid.clone()),
-            event_types: patch.event_types.unwrap_or_else(|| old.event_types.clone()),
-            channels: patch.channels.unwrap_or_else(|| old.channels.clone()),
-            secret: None,
-            disabled: patch.disabled.unwrap_or(old.disabled),
-            throttle_rate: patch.throttle_rate.unwrap_or(old.throttle_rate),
-            metadata: patch.metadata.unwrap_or_else(|| old.metadata.clone()),
-            headers: old.headers.clone(),
-            options: EndpointOptions {
-                basic_auth: patch
-                    .basic_auth
-                    .unwrap_or_else(|| old.options.basic_auth.clone()),
-                client_cert: patch
-                    .client_cert
-                    .unwrap_or_else(|| old.options.client_cert.clone()),
-                timeout_ms: patch.timeout_ms.unwrap_or(old.options.timeout_ms),
-                retry_schedule_ms: patch
-                    .retry_schedule_ms
-                    .unwrap_or_else(|| old.options.retry_schedule_ms.clone()),
-                attempts_max: patch.attempts_max.unwrap_or(old.options.attempts_max),
-                concurrency_max: patch.concurrency_max.unwrap_or(old.options.concurrency_max),
-                ..old.options.clone()
-            },
-            verify: false,
-        };
-        self.validate_endpoint(&input)?;
-        self.replace_endpoint(old, input).await
+        // Validated over what is read now, off the writer; written over what is current in the
+        // write. The fields it does not name are stored ones, so it holds there too.
+        let read = self.get_endpoint(caller, app, endpoint).await?;
+        self.validate_endpoint(&patch.clone().over(&read))?;
+        self.replace_endpoint(caller, app, endpoint, move |current| patch.over(current))
+            .await
     }
 
-    /// Writes `input` over `old`, keeping id, keys and creation time; re-checks event types
-    /// inside the write so a concurrent archive cannot slip through.
-    async fn replace_endpoint(&self, old: Endpoint, input: EndpointInput) -> Result<Endpoint> {
+    /// Finds the endpoint and writes `change(current)` over it in one writer job, keeping id,
+    /// keys, headers and creation time: so a delete committed meanwhile is a 404 (nothing is
+    /// made again), and what Herald changed meanwhile (disabling it after failures or a 410)
+    /// or another edit is not overwritten with what an earlier read saw. Event types are
+    /// checked in the same job, so a concurrent archive cannot slip through.
+    async fn replace_endpoint(
+        &self,
+        caller: Caller,
+        app: &str,
+        endpoint: &str,
+        change: impl FnOnce(&Endpoint) -> EndpointInput + Send + 'static,
+    ) -> Result<Endpoint> {
+        let (app, endpoint) = (app.to_string(), endpoint.to_string());
         self.store
             .write(move |w| {
+                let current = match find_app(w, caller, &app)
+                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
+                {
+                    Ok(ep) => ep,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let input = change(&current);
                 if let Err(e) = check_event_types(w, input.event_types.as_deref())? {
                     return Ok(Err(e));
                 }
-                let Some(current) = w.endpoint(old.id)? else {
-                    return Ok(Err(ServiceError::NotFound("Endpoint")));
-                };
                 let mut new = current.clone();
                 new.url = input.url;
                 new.description = input.description;
@@ -776,6 +802,10 @@ impl Service {
         let (msg, _) = self
             .store
             .write(move |w| {
+                // Deleted since it was read: no message for an endpoint that is gone.
+                if w.endpoint(target)?.is_none() {
+                    return Ok(Err(ServiceError::NotFound("Endpoint")));
+                }
                 let msg = Message {
                     id: MessageId(0),
                     app_id,
@@ -789,9 +819,9 @@ impl Service {
                 let only_target = move |_: &Message, _: &[Endpoint], _: &[Trigger]| {
                     vec![NewDelivery::plain(target, Priority::High)]
                 };
-                w.ingest_message(msg, &only_target)
+                w.ingest_message(msg, &only_target).map(Ok)
             })
-            .await?;
+            .await??;
         self.waker.wake();
         Ok(msg)
     }

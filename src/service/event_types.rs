@@ -22,6 +22,36 @@ pub struct EventTypeInput {
     pub example_json: Option<String>,
 }
 
+/// A PATCH of an event type: `None` keeps a field, `Some(None)` clears a nullable one.
+#[derive(Clone, Debug, Default)]
+pub struct EventTypePatch {
+    pub description: Option<String>,
+    pub archived: Option<bool>,
+    pub deprecated: Option<bool>,
+    pub schemas_json: Option<Option<String>>,
+    pub group_name: Option<Option<String>>,
+    pub feature_flags: Option<Option<Vec<String>>>,
+    pub example_json: Option<Option<String>>,
+}
+
+impl EventTypePatch {
+    /// The whole input this patch makes of `et`.
+    fn over(self, et: &EventType) -> EventTypeInput {
+        EventTypeInput {
+            name: et.name.clone(),
+            description: self.description.unwrap_or_else(|| et.description.clone()),
+            archived: self.archived.unwrap_or(et.archived),
+            deprecated: self.deprecated.unwrap_or(et.deprecated),
+            schemas_json: self.schemas_json.unwrap_or_else(|| et.schemas_json.clone()),
+            group_name: self.group_name.unwrap_or_else(|| et.group_name.clone()),
+            feature_flags: self
+                .feature_flags
+                .unwrap_or_else(|| et.feature_flags.clone()),
+            example_json: self.example_json.unwrap_or_else(|| et.example_json.clone()),
+        }
+    }
+}
+
 impl EventTypeInput {
     fn validate(&self) -> Result<()> {
         let mut p = Problems::default();
@@ -107,6 +137,31 @@ impl Service {
                 Ok((et, created))
             })
             .await?)
+    }
+
+    /// Changes only the given fields of an existing event type (PATCH). Validated over what
+    /// is read now, off the writer (schemas can be large); written over what is current in one
+    /// job, so an archive committed meanwhile stays and an expunged one is a 404, not made again.
+    pub async fn patch_event_type(
+        &self,
+        caller: Caller,
+        name: &str,
+        patch: EventTypePatch,
+    ) -> Result<EventType> {
+        let read = self.get_event_type(name).await?;
+        require_admin(caller)?;
+        patch.clone().over(&read).validate()?;
+        let name = name.to_string();
+        self.store
+            .write(move |w| {
+                let Some(current) = w.event_type(&name)? else {
+                    return Ok(Err(ServiceError::NotFound("Event type")));
+                };
+                let et = patch.over(&current).into_event_type(current.created_at);
+                w.put_event_type(&et)?;
+                Ok(Ok(et))
+            })
+            .await?
     }
 
     pub async fn get_event_type(&self, name: &str) -> Result<EventType> {

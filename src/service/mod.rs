@@ -26,7 +26,7 @@ pub use alerts::AlertPage;
 pub use apps::AppInput;
 pub use endpoints::{EndpointInput, EndpointPatch, EndpointStats, PING_EVENT_TYPE};
 pub use endpoints::{EndpointTest, TestResult, example_payload};
-pub use event_types::EventTypeInput;
+pub use event_types::{EventTypeInput, EventTypePatch};
 pub use messages::{
     AttemptFilter, Created, Destination, EndpointMessage, MessageFilter, MessageInput, Remember,
     TaskOutcome,

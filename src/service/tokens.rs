@@ -92,26 +92,22 @@ impl Service {
 
     /// Makes a token: admin when `app` is `None`, else scoped to that application.
     pub async fn create_token(&self, name: &str, app: Option<&str>) -> Result<NewToken> {
-        let app_id = match app {
-            Some(key) => {
-                let key = key.to_string();
-                Some(
-                    self.store
-                        .read(move |r| Ok(find_app(r, Caller::Admin, &key)))
-                        .await??
-                        .id,
-                )
-            }
-            None => None,
-        };
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let text = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw));
         let h = hash(&text);
         let name = name.to_string();
+        let app = app.map(str::to_owned);
         let token = self
             .store
             .write(move |w| {
+                // Found in the job that writes, so no token is made for an application
+                // deleted meanwhile.
+                let app_id = match app.map(|key| find_app(w, Caller::Admin, &key)) {
+                    Some(Ok(app)) => Some(app.id),
+                    Some(Err(e)) => return Ok(Err(e)),
+                    None => None,
+                };
                 let token = Token {
                     id: TokenId(w.new_id()),
                     name,
@@ -119,9 +115,9 @@ impl Service {
                     created_at: now_micros(),
                 };
                 w.insert_token(&h, &token)?;
-                Ok(token)
+                Ok(Ok(token))
             })
-            .await?;
+            .await??;
         Ok(NewToken { token, text })
     }
 

@@ -20,6 +20,9 @@ use super::{Store, StoreError};
 /// Rows copied per write transaction of the new file: bounds the copy's memory.
 const COPY_CHUNK_ROWS: usize = 50_000;
 
+/// The new file's page cache: redb's default, which `Database::create` used.
+const COPY_CACHE_BYTES: usize = 1024 * 1024 * 1024;
+
 fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
     src: &ReadTransaction,
     dst_db: &Database,
@@ -143,7 +146,9 @@ fn write_backup(src: &ReadTransaction, path: &Path) -> Result<BackupReport, Stor
     let partial = PathBuf::from(format!("{}.partial", path.display()));
     let _ = std::fs::remove_file(&partial);
     let result = (|| {
-        let dst = Database::create(&partial)?;
+        let file = super::open_private(&partial, super::Create::New)
+            .map_err(|e| StoreError::Db(format!("creating {}: {e}", partial.display())))?;
+        let dst = super::database_in(file, COPY_CACHE_BYTES)?;
         let (names, rows) = copy_all(src, &dst)?;
         drop(dst);
         std::fs::rename(&partial, path)

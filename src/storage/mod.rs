@@ -289,16 +289,69 @@ impl Store {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Jobs sent to the writer and not yet taken into a batch.
+    pub fn jobs_waiting(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     pub fn writer_stats(&self) -> &WriterStats {
         &self.stats
     }
 }
 
-/// Opens (or creates) a database file with a bounded page cache.
+/// Opens (or creates) a database file with a bounded page cache, readable by its owner only
+/// (`open_private`).
 pub(crate) fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let file = open_private(path, Create::IfMissing)
+        .map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
+    database_in(file, cache_bytes)
+}
+
+fn database_in(file: std::fs::File, cache_bytes: usize) -> Result<Database, StoreError> {
+    let backend =
+        redb::backends::FileBackend::new(file).map_err(|e| StoreError::Db(e.to_string()))?;
     Ok(Database::builder()
         .set_cache_size(cache_bytes)
-        .create(path)?)
+        .create_with_backend(backend)?)
+}
+
+/// Whether `open_private` may create the file, and whether it may find one already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    IfMissing,
+    /// Fails when the file exists.
+    New,
+}
+
+/// Opens a file for reading and writing that only its owner may read: the database, its
+/// backups and the first-start token file hold signing keys, basic-auth passwords and tokens.
+/// A file it creates has mode 0600 from the `open` that creates it, so there is no moment it is
+/// readable by others; a file found more open than that is tightened through the open handle
+/// before anything is written to it, and a warning says so.
+pub fn open_private(path: &Path, create: Create) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true);
+    match create {
+        Create::IfMissing => options.create(true),
+        Create::New => options.create_new(true),
+    };
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let was = file.metadata()?.permissions().mode() & 0o777;
+        if was & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(
+                file = %path.display(),
+                was = format!("{was:o}"),
+                "the file holds secrets and was readable or writable by others: its mode is now 600"
+            );
+        }
+    }
+    Ok(file)
 }
 
 fn init_tables(db: &Database) -> Result<(), StoreError> {

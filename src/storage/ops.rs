@@ -36,6 +36,15 @@ pub enum AttemptOutcome {
     Abandoned,
 }
 
+/// An update whose `old` is not what is stored: read in an earlier job, it would bring back a
+/// deleted row or undo a change committed since (a PATCH re-enabling an endpoint Herald just
+/// disabled). Read and write in one job; this refuses the write that did not.
+fn stale_update(what: &str) -> StoreError {
+    StoreError::Db(format!(
+        "an {what} update was built on a read of an earlier transaction"
+    ))
+}
+
 impl Writer<'_> {
     // ---- applications -------------------------------------------------------------------
 
@@ -48,8 +57,12 @@ impl Writer<'_> {
         self.put_app(app, None)
     }
 
-    /// Replaces an application, moving its uid index entry when the uid changed.
+    /// Replaces an application, moving its uid index entry when the uid changed. `old` must be
+    /// the application as stored now, read in the same job (`stale_update`).
     pub fn update_app(&mut self, old: &App, new: &App) -> Result<(), StoreError> {
+        if self.app(old.id)?.as_ref() != Some(old) {
+            return Err(stale_update("application"));
+        }
         if new.uid != old.uid
             && let Some(uid) = &new.uid
             && self.app_id_by_uid(uid)?.is_some_and(|id| id != new.id)
@@ -114,7 +127,12 @@ impl Writer<'_> {
         self.put_endpoint(ep, None)
     }
 
+    /// Replaces an endpoint, moving its uid index entry when the uid changed. `old` must be the
+    /// endpoint as stored now, read in the same job (`stale_update`).
     pub fn update_endpoint(&mut self, old: &Endpoint, new: &Endpoint) -> Result<(), StoreError> {
+        if self.endpoint(old.id)?.as_ref() != Some(old) {
+            return Err(stale_update("endpoint"));
+        }
         if new.uid != old.uid
             && let Some(uid) = &new.uid
             && self
@@ -549,6 +567,78 @@ mod tests {
         eps.iter()
             .map(|e| NewDelivery::plain(e.id, Priority::Normal))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn an_update_built_on_a_row_that_changed_or_went_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), &StoreSettings::for_tests()).unwrap();
+        let app = AppId(1);
+        let read = endpoint(10, app);
+        store
+            .write(move |w| w.insert_endpoint(&endpoint(10, app)))
+            .await
+            .unwrap();
+        // Herald disables it after the row was read elsewhere.
+        let disabled = Endpoint {
+            disabled: true,
+            ..read.clone()
+        };
+        let (old, new) = (read.clone(), disabled.clone());
+        store
+            .write(move |w| w.update_endpoint(&old, &new))
+            .await
+            .unwrap();
+        let renamed = Endpoint {
+            description: "renamed".into(),
+            ..read.clone()
+        };
+        let (old, new) = (read.clone(), renamed.clone());
+        assert!(
+            store
+                .write(move |w| w.update_endpoint(&old, &new))
+                .await
+                .is_err()
+        );
+        let stored = store.read(|r| r.endpoint(EndpointId(10))).await.unwrap();
+        assert_eq!(stored, Some(disabled.clone()));
+        // Deleted since: not brought back.
+        let gone = disabled.clone();
+        store
+            .write(move |w| w.delete_endpoint(&gone))
+            .await
+            .unwrap();
+        let (old, new) = (disabled, renamed);
+        assert!(
+            store
+                .write(move |w| w.update_endpoint(&old, &new))
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store.read(|r| r.endpoint(EndpointId(10))).await.unwrap(),
+            None
+        );
+        let stale = App {
+            id: AppId(2),
+            uid: None,
+            name: "gone".into(),
+            throttle_rate: None,
+            metadata: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let new = App {
+            name: "back".into(),
+            ..stale.clone()
+        };
+        assert!(
+            store
+                .write(move |w| w.update_app(&stale, &new))
+                .await
+                .is_err()
+        );
+        assert_eq!(store.read(|r| r.app(AppId(2))).await.unwrap(), None);
     }
 
     #[tokio::test]
