@@ -4,113 +4,34 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::child::{HeraldProcess, create_token, free_port};
 use common::{Receiver, eventually};
 use rand::Rng;
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
 /// Messages acknowledged before the test stops loading.
 const ACKED_MIN: usize = 2_000;
 const KILLS: usize = 4;
 const CLIENTS: usize = 8;
-
-struct Herald {
-    child: Child,
-    db: std::path::PathBuf,
-}
-
-impl Herald {
-    fn start(db: &std::path::Path, port: u16) -> Herald {
-        let child = Command::new(BIN)
-            .args(["serve", "--db"])
-            .arg(db)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--allow-destination",
-                "127.0.0.0/8",
-                "--allow-http-destinations",
-            ])
-            .env("HERALD_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("herald starts");
-        Herald {
-            child,
-            db: db.to_path_buf(),
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn check(&self) -> String {
-        let out = Command::new(BIN)
-            .arg("check")
-            .arg(&self.db)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "herald check failed: {text}");
-        text
-    }
-}
-
-async fn wait_healthy(client: &reqwest::Client, port: u16) {
-    eventually(Duration::from_secs(20), || async {
-        client
-            .get(format!("http://127.0.0.1:{port}/api/v1/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("herald.redb");
     let port = free_port();
-    let out = Command::new(BIN)
-        .args(["token", "create", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = create_token(&db, None);
 
     let receiver = Receiver::start().await;
-    let mut herald = Herald::start(&db, port);
+    let mut herald = HeraldProcess::start_on(&db, port, &[("HERALD_LOG", "warn")]).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    wait_healthy(&client, port).await;
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let post = |path: &str, body: serde_json::Value| {
         client
@@ -189,8 +110,7 @@ async fn kill_9_under_load_loses_no_acknowledged_message() {
             "kill {kill} after {wait:?}: acked so far {}; check:\n{report}",
             acked.lock().unwrap().len()
         );
-        herald = Herald::start(&db, port);
-        wait_healthy(&client, port).await;
+        herald = HeraldProcess::start_on(&db, port, &[("HERALD_LOG", "warn")]).await;
     }
     eventually(Duration::from_secs(60), || async {
         acked.lock().unwrap().len() >= ACKED_MIN

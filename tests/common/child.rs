@@ -17,7 +17,11 @@ impl HeraldProcess {
     /// Starts `herald serve` on `db`, delivering to loopback over plain http, with the given
     /// `HERALD_*` settings, and waits until it answers its health check.
     pub async fn start(db: &Path, env: &[(&str, &str)]) -> HeraldProcess {
-        let port = free_port();
+        HeraldProcess::start_on(db, free_port(), env).await
+    }
+
+    /// As `start`, on a given port (a restart on the address clients already use).
+    pub async fn start_on(db: &Path, port: u16, env: &[(&str, &str)]) -> HeraldProcess {
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--db"])
             .arg(db)
@@ -81,6 +85,25 @@ impl HeraldProcess {
             .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
             .sum();
         ticks as f64 / clock_ticks_per_second()
+    }
+
+    /// Kills it with SIGKILL and waits: nothing is flushed or closed.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// `herald check` on its database (run while it is stopped); panics unless clean.
+    pub fn check(&self) -> String {
+        let out = Command::new(BIN)
+            .arg("check")
+            .arg(&self.db)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "herald check failed: {text}");
+        text
     }
 
     /// Stops it with SIGTERM and waits.
