@@ -62,6 +62,11 @@ pub struct Config {
     /// take together while it is stored. They run in the writer, which every tenant's writes
     /// wait for, so this is kept small; a condition stopped by it counts as false.
     pub routing_budget_ms: u64,
+    /// Writer time one application's triggers may take per second, summed over its messages
+    /// (saved up to two messages' `routing_budget_ms`); past it, that application's message
+    /// creates answer 429 until it has earned more, so a tenant sending many messages with
+    /// costly triggers delays only itself.
+    pub routing_share_ms: u64,
     /// Trigger previews and trigger saves (which render against the event type's example)
     /// evaluated at once; more wait. They run off the API's workers.
     pub template_previews_max: usize,
@@ -146,6 +151,7 @@ impl Default for Config {
             template_memory_max_bytes: None,
             template_render_ms: 100,
             routing_budget_ms: 5,
+            routing_share_ms: 250,
             template_previews_max: 2,
             deliveries_in_flight_max: 512,
             endpoint_concurrency_max: 64,

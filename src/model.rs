@@ -349,6 +349,13 @@ pub struct Trigger {
     pub updated_at: Micros,
 }
 
+impl Trigger {
+    /// Whether routing evaluates a tenant's source for it: an enabled condition or unique key.
+    pub fn evaluates(&self) -> bool {
+        self.enabled && (self.condition.is_some() || self.unique_key.is_some())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,

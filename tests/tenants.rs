@@ -618,3 +618,134 @@ async fn hostile_templates_fail_alone() {
     );
     herald.terminate();
 }
+
+/// A tenant sending many messages at once whose trigger condition takes its whole routing
+/// budget each time: its own creates are refused (429) once its share of the writer is spent,
+/// and another tenant's creates keep their latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_flooding_the_writer_with_costly_conditions_delays_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.redb");
+    let admin = create_token(&db, None);
+    let rx = Receiver::start().await;
+    let herald = HeraldProcess::start(&db, &[]).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let post = |path: &str, body: Value| {
+        client
+            .post(herald.url(&format!("/api/v1{path}")))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/event-type",
+        json!({"name": "order.raw", "description": ""}),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success());
+    let mut hostile_ep = String::new();
+    for uid in ["hostile", "calm"] {
+        assert!(
+            post("/app", json!({"name": uid, "uid": uid}))
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
+        let ep: Value = post(&format!("/app/{uid}/endpoint"), json!({"url": rx.url()}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if uid == "hostile" {
+            hostile_ep = ep["id"].as_str().unwrap().to_string();
+        }
+    }
+    // Each evaluation tests numbers until the message's routing budget stops it.
+    let r = post(
+        "/app/hostile/trigger",
+        json!({"endpointId": hostile_ep, "eventTypes": ["order.raw"],
+               "condition": "range(100000)|select(\"odd\")|list|length > 0"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..16 {
+        let (stop, refused, accepted) = (stop.clone(), refused.clone(), accepted.clone());
+        let (client, url, admin) = (
+            client.clone(),
+            herald.url("/api/v1/app/hostile/msg"),
+            admin.clone(),
+        );
+        flood.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&admin)
+                    .json(&json!({"eventType": "order.raw", "payload": {}}))
+                    .send()
+                    .await
+                    .unwrap();
+                match r.status() {
+                    StatusCode::ACCEPTED => accepted.fetch_add(1, Ordering::Relaxed),
+                    StatusCode::TOO_MANY_REQUESTS => refused.fetch_add(1, Ordering::Relaxed),
+                    other => panic!("hostile create answered {other}"),
+                };
+            }
+        }));
+    }
+    let mut took = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        let r = post(
+            "/app/calm/msg",
+            json!({"eventType": "order.raw", "payload": {"n": took.len()}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::ACCEPTED,
+            "the other tenant is never refused"
+        );
+        took.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    took.sort();
+    let p99 = percentile(&took, 0.99);
+    println!(
+        "writer flood: other tenant's creates: {} at p50 {:?}, p99 {:?}; flooding tenant: {} accepted, {} refused (429)",
+        took.len(),
+        percentile(&took, 0.5),
+        p99,
+        accepted.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    );
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "the flooding tenant was held to its share"
+    );
+    assert!(
+        accepted.load(Ordering::Relaxed) > 0,
+        "and still got some messages in"
+    );
+    assert!(
+        p99 < Duration::from_millis(50),
+        "the other tenant's p99 was {p99:?}"
+    );
+}

@@ -136,7 +136,9 @@ impl From<ServiceError> for AdminError {
             | ServiceError::PayloadTooLarge(detail) => AdminError::BadRequest(detail),
             ServiceError::Unauthorized => AdminError::Forbidden("Not allowed.".into()),
             ServiceError::AdminOnly(detail) => AdminError::Forbidden(format!("{detail}.")),
-            ServiceError::Unavailable | ServiceError::Busy => AdminError::Unavailable,
+            ServiceError::Unavailable | ServiceError::Busy | ServiceError::BusyTenant => {
+                AdminError::Unavailable
+            }
             ServiceError::Internal(cause) => AdminError::Internal(cause),
         }
     }

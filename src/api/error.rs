@@ -135,6 +135,12 @@ impl From<ServiceError> for ApiError {
                 "too_many_requests",
                 "Herald is busy; retry after a moment",
             ),
+            ServiceError::BusyTenant => ApiError::status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "This application's trigger conditions and unique keys have used their share of \
+                 Herald's writer for this second; retry after a moment",
+            ),
             ServiceError::Unavailable => ApiError::status(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

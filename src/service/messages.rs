@@ -182,6 +182,9 @@ impl Service {
                     }
                     (Err(e), _) => return Ok(Err(e)),
                 };
+                if service.writer_share.exhausted(app.id) {
+                    return Ok(Err(ServiceError::BusyTenant));
+                }
                 match w.event_type(&input.event_type)? {
                     Some(et) if !et.archived => {}
                     Some(_) => {
@@ -208,7 +211,15 @@ impl Service {
                     retention_days,
                 };
                 let route = |m: &Message, endpoints: &[Endpoint], triggers: &[Trigger]| {
-                    routing::route(m, &app, endpoints, triggers, &limits, budget)
+                    // Only a tenant's own source is charged: plain routing costs every
+                    // tenant alike and is not what a share protects against.
+                    if !triggers.iter().any(Trigger::evaluates) {
+                        return routing::route(m, &app, endpoints, triggers, &limits, budget);
+                    }
+                    let started = std::time::Instant::now();
+                    let routes = routing::route(m, &app, endpoints, triggers, &limits, budget);
+                    service.writer_share.charge(app.id, started.elapsed());
+                    routes
                 };
                 let (msg, deliveries) = w.ingest_message(msg, &route)?;
                 if let Some(r) = remember {

@@ -15,6 +15,7 @@ mod messages;
 mod overview;
 mod queue;
 mod sessions;
+mod share;
 mod tokens;
 pub mod triggers;
 mod users;
@@ -81,6 +82,10 @@ pub enum ServiceError {
     /// Too much at once: the client should retry after a moment.
     #[error("too busy")]
     Busy,
+    /// This application's triggers used their share of the writer (`routing_share_ms`): its
+    /// own creates wait a moment, no one else's.
+    #[error("this application's triggers are using their share of the writer")]
+    BusyTenant,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -168,6 +173,8 @@ pub struct Parts {
     tokens: tokens::TokenCache,
     /// Trigger previews and saves rendering at once (`template_previews_max`).
     renders: tokio::sync::Semaphore,
+    /// The writer time each application's triggers took (`routing_share_ms`).
+    writer_share: share::WriterShare,
     /// The address the server listens on (`Service::listening_on`), for links when no
     /// `public_url` is set, and whether the operator was told so.
     listening: std::sync::OnceLock<std::net::SocketAddr>,
@@ -188,6 +195,8 @@ impl Service {
         };
         let logins = users::LoginThrottle::new(config.login_attempts_per_minute);
         let renders = tokio::sync::Semaphore::new(config.template_previews_max);
+        let writer_share =
+            share::WriterShare::new(config.routing_share_ms, config.routing_budget_ms);
         Service(Arc::new(Parts {
             store,
             config,
@@ -198,6 +207,7 @@ impl Service {
             logins,
             tokens: tokens::TokenCache::default(),
             renders,
+            writer_share,
             listening: std::sync::OnceLock::new(),
             told_public_url: std::sync::atomic::AtomicBool::new(false),
         }))
