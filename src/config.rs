@@ -151,7 +151,7 @@ impl Default for Config {
             template_memory_max_bytes: None,
             template_render_ms: 100,
             routing_budget_ms: 5,
-            routing_share_ms: 250,
+            routing_share_ms: 100,
             template_previews_max: 2,
             deliveries_in_flight_max: 512,
             endpoint_concurrency_max: 64,
