@@ -137,6 +137,13 @@ impl Herald {
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = run_delivery(self.engine.clone(), stopped(stop_rx.clone()))?;
+        // Background tasks that were running when Herald stopped carry on from their cursors.
+        let service = self.service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service.resume_tasks().await {
+                tracing::error!(error = %e, "background tasks could not be resumed");
+            }
+        });
         let upkeep = ops::spawn(
             self.store.clone(),
             self.config.clone(),

@@ -602,6 +602,48 @@ pub struct Alert {
     pub acknowledged_at: Option<Micros>,
 }
 
+/// What a background task does (Svix's `BackgroundTaskType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskKind {
+    /// Sends again the messages whose delivery to the endpoint failed for good
+    /// (`endpoint.recover`).
+    Recover,
+    /// Sends the messages the endpoint is subscribed to but never had a delivery of
+    /// (`endpoint.replay`).
+    Replay,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskStatus {
+    Running,
+    Finished,
+    Failed,
+}
+
+/// Bulk work a tenant asked for (recover, replay-missing), done in small writer jobs from its
+/// cursor: each chunk's deliveries and the cursor past them commit together, so a restart
+/// carries on where the last commit left off, neither repeating nor skipping a message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackgroundTask {
+    pub id: TaskId,
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    /// The window, inclusive, as ids: the endpoint's attempts for recover, the application's
+    /// messages for replay (ids are time-ordered).
+    pub lo: u128,
+    pub hi: u128,
+    /// Everything before it is done: the next chunk starts here.
+    pub cursor: u128,
+    /// Deliveries queued so far.
+    pub deliveries: u64,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
 /// An API token. Only the SHA-256 of the token text is stored, as the record's key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Token {

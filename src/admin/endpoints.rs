@@ -1265,7 +1265,7 @@ async fn requeue(
     let path = ep_path(app.id, endpoint.id);
     let service = &state.service;
     if form.get("confirm") != Some("yes") {
-        let n = match kind {
+        let estimate = match kind {
             Requeue::Recover => {
                 service
                     .recover_preview(session.caller, &key, &ep, since, None)
@@ -1307,7 +1307,12 @@ async fn requeue(
             &session,
             title.into(),
             text,
-            format!("{n} {}", if n == 1 { one } else { many }),
+            format!(
+                "{}{} {}",
+                if estimate.complete { "" } else { "at least " },
+                estimate.count,
+                if estimate.count == 1 { one } else { many }
+            ),
             format!("{path}/{action}"),
             button,
             false,
@@ -1319,22 +1324,17 @@ async fn requeue(
         )
         .await;
     }
-    let outcome = match kind {
-        Requeue::Recover => {
-            service
-                .recover(session.caller, &key, &ep, since, None)
-                .await?
-        }
-        Requeue::Replay => {
-            service
-                .replay_missing(session.caller, &key, &ep, since, None)
-                .await?
-        }
+    let task = match kind {
+        Requeue::Recover => TaskKind::Recover,
+        Requeue::Replay => TaskKind::Replay,
     };
-    let done = match (outcome.deliveries, kind) {
-        (0, _) => "nothing",
-        (_, Requeue::Recover) => "recovered",
-        (_, Requeue::Replay) => "replayed",
+    service
+        .start_task(session.caller, &key, &ep, task, since, None)
+        .await?;
+    // A background task: it queues them chunk by chunk after this answer.
+    let done = match kind {
+        Requeue::Recover => "recovering",
+        Requeue::Replay => "replaying",
     };
     see_other(&format!("{path}?done={done}"))
 }

@@ -389,12 +389,10 @@ fn notice(code: &str) -> Option<Notice> {
         "verified" => ok("Verified. Deliveries that were waiting go out now."),
         "deleted" => ok("Deleted."),
         "acknowledged" => ok("Acknowledged."),
-        "recovered" => ok("The failed deliveries were queued again."),
-        "replayed" => ok("The missing messages were queued for this endpoint."),
-        "nothing" => Some(Notice {
-            class: "info",
-            text: "Nothing to do: no delivery matched.".into(),
-        }),
+        "recovering" => ok("Recovering: the failed deliveries are queued again in the background."),
+        "replaying" => {
+            ok("Replaying: the missing messages are queued for this endpoint in the background.")
+        }
         _ => None,
     }
 }

@@ -15,9 +15,11 @@ use super::extract::checked_time;
 use super::extract::{Auth, Body, OptionalBody, QueryArgs};
 use super::messages::MessageOut;
 use super::openapi::{AppPath, EndpointPath, Ordering, Pagination};
+use super::tasks::TaskOut;
 use super::{CarriesSecret, ListResponse, descending, list_params, time};
+use crate::model::TaskKind;
 use crate::model::{BasicAuth, ClientCert, Endpoint, EndpointOptions};
-use crate::service::{EndpointInput, EndpointPatch, Service, TaskOutcome};
+use crate::service::{EndpointInput, EndpointPatch, Service};
 
 pub fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -813,58 +815,14 @@ pub struct RecoverIn {
     until: Option<String>,
 }
 
-/// Svix's background-task answer; Herald finishes the task within the request.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[schema(as = RecoverOut)]
-pub struct TaskOut {
-    /// `qtask_...`
-    id: String,
-    #[schema(value_type = BackgroundTaskStatus)]
-    status: &'static str,
-    #[schema(value_type = BackgroundTaskType)]
-    task: &'static str,
-    #[schema(format = DateTime)]
-    updated_at: String,
-}
-
-/// The state of a task; Herald's are finished when answered.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum BackgroundTaskStatus {
-    Running,
-    Finished,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-enum BackgroundTaskType {
-    #[schema(rename = "endpoint.recover")]
-    Recover,
-    #[schema(rename = "endpoint.replay")]
-    Replay,
-}
-
-impl TaskOut {
-    pub fn new(t: TaskOutcome, task: &'static str) -> Self {
-        TaskOut {
-            id: t.id.to_string(),
-            status: if t.finished { "finished" } else { "running" },
-            task,
-            updated_at: time(t.updated_at),
-        }
-    }
-}
-
 pub fn body_time(value: &str, field: &str) -> Result<crate::model::Micros, ApiError> {
     checked_time(value, &["body", field])
 }
 
 /// Recover failed messages
 ///
-/// Sends again every message whose delivery to this endpoint ultimately failed, with its last
-/// attempt in `[since, until]` (at most 10,000).
+/// Sends again every message whose newest delivery to this endpoint failed for good, with its
+/// last attempt in `[since, until]`, as a background task (poll `/background-task/{task_id}`).
 #[utoipa::path(
     post,
     path = "/app/{app}/endpoint/{endpoint}/recover",
@@ -873,10 +831,10 @@ pub fn body_time(value: &str, field: &str) -> Result<crate::model::Micros, ApiEr
     params(EndpointPath),
     request_body = RecoverIn,
     responses(
-        (status = 202, description = "The deliveries are queued", body = TaskOut),
+        (status = 202, description = "The task is recorded and running", body = TaskOut),
         (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
         (status = 413, description = "The request body is too large", body = HttpErrorOut),
-        (status = 422, description = "A time is invalid, or `since` is more than 14 days before `until`", body = HttpValidationError),
+        (status = 422, description = "A time is invalid, `since` is more than 14 days before `until`, or the application has `tasks_running_per_app_max` tasks running", body = HttpValidationError),
     )
 )]
 async fn recover(
@@ -891,18 +849,17 @@ async fn recover(
         .as_deref()
         .map(|u| body_time(u, "until"))
         .transpose()?;
-    let t = s.recover(caller, &app, &endpoint, since, until).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(TaskOut::new(t, "endpoint.recover")),
-    ))
+    let t = s
+        .start_task(caller, &app, &endpoint, TaskKind::Recover, since, until)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(TaskOut::from(&t))))
 }
 
 /// Replay missing messages
 ///
 /// Herald extension (Svix's lib-spec): sends every message created in `[since, until]` that
 /// the endpoint's subscription covers and that was never sent to it, e.g. while it was
-/// disabled or not yet subscribed (at most 10,000).
+/// disabled or not yet subscribed, as a background task (poll `/background-task/{task_id}`).
 #[utoipa::path(
     post,
     path = "/app/{app}/endpoint/{endpoint}/replay-missing",
@@ -911,10 +868,10 @@ async fn recover(
     params(EndpointPath),
     request_body = RecoverIn,
     responses(
-        (status = 202, description = "The deliveries are queued", body = TaskOut),
+        (status = 202, description = "The task is recorded and running", body = TaskOut),
         (status = 404, description = "No such application or endpoint for this token", body = HttpErrorOut),
         (status = 413, description = "The request body is too large", body = HttpErrorOut),
-        (status = 422, description = "A time is invalid, or `since` is more than 14 days before `until`", body = HttpValidationError),
+        (status = 422, description = "A time is invalid, `since` is more than 14 days before `until`, or the application has `tasks_running_per_app_max` tasks running", body = HttpValidationError),
     )
 )]
 async fn replay_missing(
@@ -930,12 +887,9 @@ async fn replay_missing(
         .map(|u| body_time(u, "until"))
         .transpose()?;
     let t = s
-        .replay_missing(caller, &app, &endpoint, since, until)
+        .start_task(caller, &app, &endpoint, TaskKind::Replay, since, until)
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(TaskOut::new(t, "endpoint.replay")),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(TaskOut::from(&t))))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -106,8 +106,11 @@ impl From<ServiceError> for ApiError {
                             } else {
                                 "body"
                             };
+                            // No field: the request as a whole (a cap reached).
+                            let mut loc = vec![place.to_string()];
+                            loc.extend((!f.field.is_empty()).then_some(f.field));
                             ValidationItem {
-                                loc: vec![place.into(), f.field],
+                                loc,
                                 msg: f.msg,
                                 kind: "value_error".into(),
                             }

@@ -22,6 +22,7 @@ mod messages;
 mod metrics;
 mod openapi;
 mod portal;
+mod tasks;
 mod triggers;
 
 use axum::Router;
@@ -53,6 +54,7 @@ pub fn router(service: Service) -> Router {
         .merge(messages::routes().layer(message_limit))
         .merge(triggers::routes().layer(body_limit))
         .merge(alerts::routes().layer(body_limit))
+        .merge(tasks::routes().layer(body_limit))
         .merge(admin::routes().layer(body_limit))
         .merge(portal::routes().layer(body_limit));
     let authed = openapi::authenticated(authed)

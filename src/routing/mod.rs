@@ -90,11 +90,17 @@ pub fn subscription_matches(ep: &Endpoint, msg: &Message) -> bool {
 /// Whether the endpoint's subscription covers the message, enabled or not (replay-missing
 /// asks this of messages that arrived while the endpoint was disabled).
 pub fn subscribed(ep: &Endpoint, msg: &Message) -> bool {
+    covers(ep, &msg.event_type, msg.channels.as_deref())
+}
+
+/// `subscribed`, for a message known by its event type and channels alone (a scan that does
+/// not read payloads).
+pub fn covers(ep: &Endpoint, event_type: &str, channels: Option<&[String]>) -> bool {
     let type_ok = match &ep.event_types {
         None => true,
-        Some(types) => types.iter().any(|t| t == &msg.event_type),
+        Some(types) => types.iter().any(|t| t == event_type),
     };
-    let channel_ok = match (&ep.channels, &msg.channels) {
+    let channel_ok = match (&ep.channels, channels) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(mine), Some(theirs)) => mine.iter().any(|c| theirs.contains(c)),

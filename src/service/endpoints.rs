@@ -139,17 +139,25 @@ impl Service {
             p.add("throttleRate", "must be at least 1");
         }
         p.check(validate::metadata(&input.metadata), "metadata");
-        if input.headers.len() > self.config.headers_per_endpoint_max {
-            p.add(
-                "headers",
-                format!("at most {} headers", self.config.headers_per_endpoint_max),
-            );
-        }
+        p.check(self.headers_fit(input.headers.len()), "headers");
         for (name, value) in &input.headers {
             p.check(validate::header(name, value), "headers");
         }
         validate_options(&input.options, &mut p);
         p.finish()
+    }
+
+    /// Whether an endpoint may carry `n` custom headers (`headers_per_endpoint_max`).
+    fn headers_fit(&self, n: usize) -> Result<(), String> {
+        let max = self.config.headers_per_endpoint_max;
+        if n > max {
+            return Err(super::cap_message(
+                "too many custom headers for one endpoint",
+                max,
+                "headers_per_endpoint_max",
+            ));
+        }
+        Ok(())
     }
 
     /// An endpoint URL: absolute http(s), not too long, and not pointing at an address the
@@ -190,6 +198,7 @@ impl Service {
             None => signing::generate_key(),
         };
         let app = app.to_string();
+        let endpoints_max = self.config.endpoints_per_app_max;
         let ep = self
             .store
             .write(move |w| {
@@ -197,6 +206,15 @@ impl Service {
                     Ok(a) => a,
                     Err(e) => return Ok(Err(e)),
                 };
+                // Counted in the job that inserts, so racing creates cannot pass the cap.
+                if w.app_endpoint_count(app.id)? >= endpoints_max as u64 {
+                    return Ok(Err(ServiceError::cap_reached(
+                        "",
+                        "this application has as many endpoints as it may",
+                        endpoints_max,
+                        "endpoints_per_app_max",
+                    )));
+                }
                 if let Err(e) = check_event_types(w, input.event_types.as_deref())? {
                     return Ok(Err(e));
                 }
@@ -679,7 +697,7 @@ impl Service {
             }
         }
         p.finish()?;
-        let max = self.config.headers_per_endpoint_max;
+        let service = self.clone();
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         self.store
             .write(move |w| {
@@ -704,11 +722,8 @@ impl Service {
                 for name in remove {
                     merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
                 }
-                if merged.len() > max {
-                    return Ok(Err(ServiceError::invalid(
-                        "headers",
-                        format!("at most {max} headers"),
-                    )));
+                if let Err(msg) = service.headers_fit(merged.len()) {
+                    return Ok(Err(ServiceError::invalid("headers", msg)));
                 }
                 let mut new = old.clone();
                 new.headers = merged;
@@ -750,14 +765,16 @@ impl Service {
         self.store
             .read(move |r| {
                 let mut stats = EndpointStats::default();
+                // Ids only (no stored responses are read): at most STATS_ATTEMPTS_MAX of them.
                 let mut seen = std::collections::HashSet::new();
-                for a in r.endpoint_attempts_between(ep.id, lo, hi, STATS_ATTEMPTS_MAX)? {
-                    if !seen.insert(a.delivery_id) {
-                        continue; // counted at its newest attempt
+                let mut count = |_, delivery| {
+                    if !seen.insert(delivery) {
+                        return Ok(true); // counted at its newest attempt
                     }
-                    let status = match r.delivery(a.delivery_id)? {
+                    let status = match r.delivery(delivery)? {
                         Some(d) => MessageStatus::of_delivery(&d),
-                        None => super::messages::attempt_status(&a),
+                        // Gone with its message: its attempts are being removed too.
+                        None => return Ok(true),
                     };
                     match status {
                         MessageStatus::Success => stats.success += 1,
@@ -766,7 +783,9 @@ impl Service {
                         MessageStatus::Fail => stats.fail += 1,
                         MessageStatus::Canceled => stats.canceled += 1,
                     }
-                }
+                    Ok(true)
+                };
+                r.visit_endpoint_attempts(ep.id, (lo, hi), true, STATS_ATTEMPTS_MAX, &mut count)?;
                 Ok(stats)
             })
             .await

@@ -365,120 +365,6 @@ pub(super) fn attempt_matches(a: &Attempt, filter: &AttemptFilter) -> bool {
     status_ok && class_ok
 }
 
-/// The messages `recover` sends again to an endpoint: those whose delivery there failed for
-/// good, with its last attempt in `lo..=hi` (attempt ids), payload still kept; at most
-/// `RECOVER_MAX`. Shared with `recover_preview`, so the count shown is the count re-queued.
-fn recoverable(
-    r: &impl Read,
-    endpoint: EndpointId,
-    lo: u128,
-    hi: u128,
-) -> std::result::Result<Vec<Message>, crate::storage::StoreError> {
-    let attempts = r.endpoint_attempts_between(endpoint, lo, hi, RECOVER_MAX * 8)?;
-    let mut seen = std::collections::HashSet::new();
-    let mut failed = Vec::new();
-    for a in attempts {
-        if failed.len() >= RECOVER_MAX || !seen.insert(a.delivery_id) {
-            continue;
-        }
-        if let Some(d) = r.delivery(a.delivery_id)?
-            && d.state == DeliveryState::Failed
-        {
-            failed.push(d);
-        }
-    }
-    let mut out = Vec::with_capacity(failed.len());
-    for d in failed {
-        if let Some(m) = r.message(d.app_id, d.msg_id)?
-            && m.payload.is_some()
-        {
-            out.push(m);
-        }
-    }
-    Ok(out)
-}
-
-/// The messages `replay_missing` sends to an endpoint: those in the window it is subscribed to
-/// that never had a delivery to it, payload still kept. Shared with `replay_preview`.
-fn missing_messages(
-    r: &impl Read,
-    ep: &Endpoint,
-    query: &crate::storage::PageQuery,
-) -> std::result::Result<Vec<Message>, crate::storage::StoreError> {
-    let missing = |m: &Message| {
-        m.payload.is_some()
-            && routing::subscribed(ep, m)
-            && r.message_deliveries(m.id)
-                .is_ok_and(|ds| ds.iter().all(|d| d.endpoint_id != ep.id))
-    };
-    Ok(r.messages(ep.app_id, query, &missing)?.items)
-}
-
-impl Service {
-    /// How many deliveries `recover` with the same arguments would re-queue now.
-    pub async fn recover_preview(
-        &self,
-        caller: Caller,
-        app: &str,
-        endpoint: &str,
-        since: Micros,
-        until: Option<Micros>,
-    ) -> Result<usize> {
-        let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let (lo, hi) = window_ids(since, until)?.into_inner();
-        Ok(self
-            .store
-            .read(move |r| Ok(recoverable(r, ep.id, lo, hi)?.len()))
-            .await?)
-    }
-
-    /// How many messages `replay_missing` with the same arguments would queue now.
-    pub async fn replay_preview(
-        &self,
-        caller: Caller,
-        app: &str,
-        endpoint: &str,
-        since: Micros,
-        until: Option<Micros>,
-    ) -> Result<usize> {
-        let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let mut query =
-            crate::storage::PageQuery::new(crate::storage::Cursor::First, REPLAY_MAX, false);
-        query.within = window_ids(since, until)?;
-        Ok(self
-            .store
-            .read(move |r| Ok(missing_messages(r, &ep, &query)?.len()))
-            .await?)
-    }
-}
-
-/// Most deliveries one recover call re-queues, so a request's work stays bounded.
-pub const RECOVER_MAX: usize = 10_000;
-/// Most messages one replay-missing call queues.
-pub const REPLAY_MAX: usize = 10_000;
-/// Longest window recover accepts (Svix: 14 days).
-pub const RECOVER_WINDOW_MAX_US: Micros = 14 * 86_400 * 1_000_000 + 300 * 1_000_000;
-
-/// The ids of things made in `[since, until]` (until: now), for recover and replay; the window
-/// may span at most `RECOVER_WINDOW_MAX_US` (Svix: 14 days).
-fn window_ids(since: Micros, until: Option<Micros>) -> Result<std::ops::RangeInclusive<u128>> {
-    let until = until.unwrap_or_else(now_micros);
-    if since > until {
-        return Err(ServiceError::invalid(
-            "since",
-            "must not be after until (or now)",
-        ));
-    }
-    if until.saturating_sub(since) > RECOVER_WINDOW_MAX_US {
-        return Err(ServiceError::invalid(
-            "since",
-            "must be at most 14 days before until",
-        ));
-    }
-    let ms = |us: Micros| (us.max(0) / 1000) as u64;
-    Ok(id_floor_at_millis(ms(since))..=id_floor_at_millis(ms(until) + 1).saturating_sub(1))
-}
-
 /// A message as seen from one endpoint: the status of its latest delivery there.
 #[derive(Clone, Debug)]
 pub struct EndpointMessage {
@@ -496,30 +382,7 @@ pub struct Destination {
     pub next_attempt_ms: Option<Millis>,
 }
 
-/// The result of a background-style task that Herald completes within the request.
-#[derive(Clone, Debug)]
-pub struct TaskOutcome {
-    pub id: TaskId,
-    pub finished: bool,
-    pub deliveries: usize,
-    pub updated_at: Micros,
-}
-
 impl Service {
-    /// The answer of a recover or replay that queued `deliveries` within the request; wakes the
-    /// scheduler when there is something to send.
-    fn finished_task(&self, deliveries: usize) -> TaskOutcome {
-        if deliveries > 0 {
-            self.waker.wake();
-        }
-        TaskOutcome {
-            id: TaskId(ulid::Ulid::new().0),
-            finished: true,
-            deliveries,
-            updated_at: now_micros(),
-        }
-    }
-
     /// Removes a message's payload; it reads as expired afterwards and cannot be resent.
     pub async fn expunge_message_content(
         &self,
@@ -546,6 +409,7 @@ impl Service {
     /// and channel filters do not apply (Svix semantics); the payload must still exist.
     pub async fn resend(&self, caller: Caller, app: &str, msg: &str, endpoint: &str) -> Result<()> {
         let (app, msg, endpoint) = (app.to_string(), msg.to_string(), endpoint.to_string());
+        let max = self.config.resends_per_message_max;
         self.store
             .write(move |w| {
                 let found = find_app(w, caller, &app).and_then(|a| {
@@ -564,37 +428,29 @@ impl Service {
                         detail: "the message payload has expired or was expunged".into(),
                     }));
                 }
-                w.enqueue_manual(&m, ep.id, Priority::High)?;
+                // Refused before anything is written: a refusal in the writer must not roll back
+                // the other jobs of its batch.
+                let refused = || {
+                    ServiceError::cap_reached(
+                        "",
+                        "this message was sent again as often as it may be",
+                        max,
+                        "resends_per_message_max",
+                    )
+                };
+                if w.manual_deliveries(m.id, max)? >= max {
+                    return Ok(Err(refused()));
+                }
+                if w.enqueue_manual((m.app_id, m.id), &ep, Priority::High)?
+                    .is_none()
+                {
+                    return Ok(Err(refused()));
+                }
                 Ok(Ok(()))
             })
             .await??;
         self.waker.wake();
         Ok(())
-    }
-
-    /// Re-queues every delivery to this endpoint that ultimately failed and whose last attempt
-    /// was in `[since, until]`; at most `RECOVER_MAX`.
-    pub async fn recover(
-        &self,
-        caller: Caller,
-        app: &str,
-        endpoint: &str,
-        since: Micros,
-        until: Option<Micros>,
-    ) -> Result<TaskOutcome> {
-        let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let (lo, hi) = window_ids(since, until)?.into_inner();
-        let count = self
-            .store
-            .write(move |w| {
-                let messages = recoverable(w, ep.id, lo, hi)?;
-                for m in &messages {
-                    w.enqueue_manual(m, ep.id, Priority::Normal)?;
-                }
-                Ok(messages.len())
-            })
-            .await?;
-        Ok(self.finished_task(count))
     }
 
     /// Attempts to one endpoint, newest first.
@@ -623,7 +479,8 @@ impl Service {
                 let keep = |a: &Attempt| {
                     attempt_matches(a, &filter)
                         && types.as_ref().is_none_or(|t| {
-                            r.message(a.app_id, a.msg_id)
+                            // The event type only: a payload is not read for a filter.
+                            r.message_head(a.app_id, a.msg_id)
                                 .ok()
                                 .flatten()
                                 .is_some_and(|m| t.contains(&m.event_type))
@@ -817,36 +674,5 @@ impl Service {
             })
             .await??;
         Ok(list_page(page, |m| m.message.id.to_string()))
-    }
-
-    /// Queues, for this endpoint, every message in `[since, until]` that its subscription
-    /// covers and that never had a delivery to it (e.g. sent while it was disabled or not yet
-    /// subscribed); at most `REPLAY_MAX`.
-    pub async fn replay_missing(
-        &self,
-        caller: Caller,
-        app: &str,
-        endpoint: &str,
-        since: Micros,
-        until: Option<Micros>,
-    ) -> Result<TaskOutcome> {
-        let ep = self.get_endpoint(caller, app, endpoint).await?;
-        let mut query =
-            crate::storage::PageQuery::new(crate::storage::Cursor::First, REPLAY_MAX, false);
-        query.within = window_ids(since, until)?;
-        let count = self
-            .store
-            .write(move |w| {
-                let Some(ep) = w.endpoint(ep.id)? else {
-                    return Ok(0);
-                };
-                let missing = missing_messages(w, &ep, &query)?;
-                for m in &missing {
-                    w.enqueue_manual(m, ep.id, Priority::Normal)?;
-                }
-                Ok(missing.len())
-            })
-            .await?;
-        Ok(self.finished_task(count))
     }
 }

@@ -16,6 +16,7 @@ mod overview;
 mod queue;
 mod sessions;
 mod share;
+mod tasks;
 mod tokens;
 pub mod triggers;
 mod users;
@@ -30,7 +31,6 @@ pub use endpoints::{EndpointTest, TestResult, example_payload};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use messages::{
     AttemptFilter, Created, Destination, EndpointMessage, MessageFilter, MessageInput, Remember,
-    TaskOutcome,
 };
 pub use overview::{
     AppActivity, EndpointActivity, FailingEndpoint, OVERVIEW_HOURS, Overview, percentile,
@@ -40,6 +40,7 @@ pub use queue::{
     QueueFilter, QueueItem, QueueListing, StateFilter,
 };
 pub use sessions::{NewSession, PORTAL_ACCESS_PATH, PortalAccess, SessionView};
+pub use tasks::{Estimate, TaskFilter};
 pub use tokens::{NewToken, Replay};
 pub use users::SETUP_PATH;
 
@@ -91,6 +92,12 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A cap reached (per application, endpoint or message): a 422 that names the setting
+    /// which sets it. `field` is the input at fault, or `""` for the request as a whole.
+    pub fn cap_reached(field: &str, what: &str, max: usize, setting: &str) -> ServiceError {
+        ServiceError::invalid(field, cap_message(what, max, setting))
+    }
+
     pub fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ServiceError {
         ServiceError::Invalid(vec![FieldError {
             field: field.into(),
@@ -127,6 +134,11 @@ impl From<StoreError> for ServiceError {
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// How a reached cap is told: what, the limit, and the setting that sets it.
+fn cap_message(what: &str, max: usize, setting: &str) -> String {
+    format!("{what}: the limit is {max} (setting {setting})")
+}
 
 /// A page of a list, with the Svix cursors.
 #[derive(Clone, Debug)]

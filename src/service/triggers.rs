@@ -12,8 +12,6 @@ use crate::storage::Read;
 
 /// Prefix of a built-in trigger's id; the rest is its endpoint's id.
 pub const BUILTIN_PREFIX: &str = "builtin_";
-/// Most triggers one application may have: every ingest evaluates them all.
-pub const TRIGGERS_PER_APP_MAX: usize = 200;
 /// Longest wait before a first attempt (a unique key's window).
 pub const DELAY_MS_MAX: u64 = 24 * 3_600_000;
 
@@ -150,6 +148,7 @@ impl Service {
         let found = self.get_app(caller, app).await?;
         self.check_against_examples(&found, &input).await?;
         let app = app.to_string();
+        let triggers_max = self.config.triggers_per_app_max;
         self.store
             .write(move |w| {
                 let found = find_app(w, caller, &app)
@@ -161,13 +160,14 @@ impl Service {
                 if let Err(e) = input.validate(w)? {
                     return Ok(Err(e));
                 }
-                if w.app_triggers(app.id)?.len() >= TRIGGERS_PER_APP_MAX {
-                    return Ok(Err(ServiceError::BadRequest {
-                        code: "limit_reached",
-                        detail: format!(
-                            "an application may have at most {TRIGGERS_PER_APP_MAX} triggers"
-                        ),
-                    }));
+                // Counted in the job that inserts, so racing creates cannot pass the cap.
+                if w.app_triggers(app.id)?.len() >= triggers_max {
+                    return Ok(Err(ServiceError::cap_reached(
+                        "",
+                        "this application has as many triggers as it may",
+                        triggers_max,
+                        "triggers_per_app_max",
+                    )));
                 }
                 let now = now_micros();
                 let trigger = Trigger {

@@ -92,6 +92,8 @@ fn copy_all(src: &ReadTransaction, dst_db: &Database) -> Result<(Vec<String>, u6
         ENDPOINT_ATTEMPTS,
         ALERTS,
         CURSORS,
+        TASKS,
+        APP_TASKS,
         TOKENS,
         IDEMPOTENCY,
         USERS,

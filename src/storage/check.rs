@@ -81,6 +81,7 @@ impl Store {
         decode_all_keyed::<(u128, u16), Delivery>(&tx, DELIVERIES, &mut report)?;
         decode_all_keyed::<(u128, u128), Attempt>(&tx, ATTEMPTS, &mut report)?;
         decode_all::<u128, Alert>(&tx, ALERTS, &mut report)?;
+        decode_all::<u128, BackgroundTask>(&tx, TASKS, &mut report)?;
         decode_all::<&[u8; 32], Token>(&tx, TOKENS, &mut report)?;
         decode_all::<&str, User>(&tx, USERS, &mut report)?;
         decode_all::<&[u8; 32], Session>(&tx, SESSIONS, &mut report)?;

@@ -45,7 +45,7 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
-use crate::model::{Alert, App, Endpoint, EventType, Token, Trigger};
+use crate::model::{Alert, App, BackgroundTask, Endpoint, EventType, Token, Trigger};
 
 // Messages, deliveries and attempts are stored without their key's fields: `rows.rs`.
 impl Record for App {}
@@ -54,6 +54,7 @@ impl Record for Endpoint {}
 impl Record for Alert {}
 impl Record for Token {}
 impl Record for Trigger {}
+impl Record for BackgroundTask {}
 
 // The dashboard's records.
 impl Record for crate::model::User {}
@@ -133,6 +134,7 @@ pub fn decode_any_record(bytes: &[u8]) -> usize {
         decode_keyed::<Delivery>((2, 0), bytes).is_ok(),
         decode_keyed::<Attempt>((2, 3), bytes).is_ok(),
         decode::<Alert>(bytes).is_ok(),
+        decode::<BackgroundTask>(bytes).is_ok(),
         decode::<Token>(bytes).is_ok(),
         decode::<IdempotentResponse>(bytes).is_ok(),
     ]
@@ -296,6 +298,20 @@ mod tests {
             detail: "8 attempts failed".into(),
             created_at: 1,
             acknowledged_at: None,
+        });
+        round_trip(BackgroundTask {
+            id: TaskId(real_id(7)),
+            app_id: AppId(real_id(1)),
+            endpoint_id: EndpointId(real_id(2)),
+            kind: TaskKind::Replay,
+            status: TaskStatus::Failed,
+            lo: real_id(3),
+            hi: real_id(9),
+            cursor: real_id(5),
+            deliveries: 200,
+            failure: Some("the endpoint was deleted".into()),
+            created_at: 1,
+            updated_at: 2,
         });
         round_trip(Token {
             id: TokenId(6),

@@ -22,6 +22,7 @@ mod retention;
 mod rows;
 mod stats;
 mod tables;
+mod tasks;
 mod triggers;
 mod writer;
 
@@ -41,6 +42,7 @@ pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};
 pub use reads::{DispatchReads, Read};
 pub use retention::Purged;
+pub use rows::MessageHead;
 pub use stats::{
     Counter, EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, QueuePage, QueueQuery, QueueRow,
     day_of, hour_of,
@@ -383,6 +385,8 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
         touch(&tx, tables::ENDPOINT_ATTEMPTS)?;
         touch(&tx, tables::ALERTS)?;
         touch(&tx, tables::CURSORS)?;
+        touch(&tx, tables::TASKS)?;
+        touch(&tx, tables::APP_TASKS)?;
         touch(&tx, tables::TOKENS)?;
         touch(&tx, tables::IDEMPOTENCY)?;
         touch(&tx, tables::USERS)?;

@@ -97,6 +97,7 @@ impl Writer<'_> {
         if let Some(uid) = &app.uid {
             self.table_mut(APP_UIDS)?.remove(uid.as_str())?;
         }
+        self.remove_app_tasks(app.id)?;
         self.table_mut(APPS)?.remove(app.id.0)?;
         Ok(())
     }
@@ -272,30 +273,35 @@ impl Writer<'_> {
     }
 
     /// Queues a new manual delivery of a stored message to one endpoint (resend, recover,
-    /// replay), parked if the endpoint is not ready.
+    /// replay), parked if the endpoint is not ready. Answers `None`, having written nothing,
+    /// when the message already has as many deliveries as their key can number.
     pub fn enqueue_manual(
         &mut self,
-        msg: &Message,
-        endpoint_id: EndpointId,
+        (app_id, msg_id): (AppId, MessageId),
+        endpoint: &Endpoint,
         priority: Priority,
-    ) -> Result<DeliveryId, StoreError> {
-        let next_n = {
-            let t = self.table_mut(DELIVERIES)?;
-            let last = t.range((msg.id.0, 0)..=(msg.id.0, u16::MAX))?.next_back();
-            match last {
-                Some(e) => e?.0.value().1.checked_add(1).ok_or(StoreError::Aborted)?,
-                None => 0,
+    ) -> Result<Option<DeliveryId>, StoreError> {
+        // Read through the batch's open handle (no write yet): a task's chunk queues many.
+        let last = self.tx.with(DELIVERIES, |t| {
+            match t.range((msg_id.0, 0)..=(msg_id.0, u16::MAX))?.next_back() {
+                Some(e) => Ok(Some(e?.0.value().1)),
+                None => Ok(None),
             }
+        })?;
+        let next_n = match last.map(|n| n.checked_add(1)) {
+            Some(Some(n)) => n,
+            Some(None) => return Ok(None),
+            None => 0,
         };
-        let ready = self.endpoint(endpoint_id)?.is_some_and(|e| e.ready());
+        let (endpoint_id, ready) = (endpoint.id, endpoint.ready());
         let now = now_micros();
         let delivery = Delivery {
             id: DeliveryId {
-                msg: msg.id,
+                msg: msg_id,
                 n: next_n,
             },
-            msg_id: msg.id,
-            app_id: msg.app_id,
+            msg_id,
+            app_id,
             endpoint_id,
             priority,
             state: DeliveryState::Pending,
@@ -309,7 +315,7 @@ impl Writer<'_> {
             updated_at: now,
         };
         self.put_delivery(&delivery, None)?;
-        Ok(delivery.id)
+        Ok(Some(delivery.id))
     }
 
     /// Writes a delivery and keeps its indexes in step with it: a pending delivery with a due

@@ -72,27 +72,12 @@ where
     T: ReadableTable<(u128, u128), V>,
     V: Value + 'static,
 {
-    let (lo, hi) = (*query.within.start(), *query.within.end());
-    // Which part of the range to walk, which way, and whether to flip the result.
-    let (from, to, forward, flip) = match (query.cursor, query.descending) {
-        (Cursor::First, false) => (lo, hi, true, false),
-        (Cursor::First, true) => (lo, hi, false, false),
-        (Cursor::After(k), false) => (k.saturating_add(1).max(lo), hi, true, false),
-        (Cursor::After(k), true) => (lo, k.saturating_sub(1).min(hi), false, false),
-        (Cursor::Before(k), false) => (lo, k.saturating_sub(1).min(hi), false, true),
-        (Cursor::Before(k), true) => (k.saturating_add(1).max(lo), hi, true, true),
-    };
-    let empty_cursor_edge = match query.cursor {
-        Cursor::After(k) => (!query.descending && k == u128::MAX) || (query.descending && k == 0),
-        Cursor::Before(k) => (!query.descending && k == 0) || (query.descending && k == u128::MAX),
-        Cursor::First => false,
-    };
-    if from > to || empty_cursor_edge {
+    let Some((from, to, forward, flip)) = plan(query) else {
         return Ok(Page {
             items: Vec::new(),
             done: true,
         });
-    }
+    };
     let range = table.range((prefix, from)..=(prefix, to))?;
     let mut items = Vec::with_capacity(query.limit.min(256) + 1);
     let mut scanned = 0usize;
@@ -132,6 +117,69 @@ where
     } else if scanned >= SCAN_MAX {
         done = false;
     }
+    if flip {
+        items.reverse();
+    }
+    Ok(Page { items, done })
+}
+
+/// Which keys a page walks (`from..=to`), which way, and whether the result is flipped to
+/// display order; `None` when nothing can be on the page.
+fn plan(query: &PageQuery) -> Option<(u128, u128, bool, bool)> {
+    let (lo, hi) = (*query.within.start(), *query.within.end());
+    // Which part of the range to walk, which way, and whether to flip the result.
+    let (from, to, forward, flip) = match (query.cursor, query.descending) {
+        (Cursor::First, false) => (lo, hi, true, false),
+        (Cursor::First, true) => (lo, hi, false, false),
+        (Cursor::After(k), false) => (k.saturating_add(1).max(lo), hi, true, false),
+        (Cursor::After(k), true) => (lo, k.saturating_sub(1).min(hi), false, false),
+        (Cursor::Before(k), false) => (lo, k.saturating_sub(1).min(hi), false, true),
+        (Cursor::Before(k), true) => (k.saturating_add(1).max(lo), hi, true, true),
+    };
+    let empty_cursor_edge = match query.cursor {
+        Cursor::After(k) => (!query.descending && k == u128::MAX) || (query.descending && k == 0),
+        Cursor::Before(k) => (!query.descending && k == 0) || (query.descending && k == u128::MAX),
+        Cursor::First => false,
+    };
+    (from <= to && !empty_cursor_edge).then_some((from, to, forward, flip))
+}
+
+/// `page_by_prefix` for a table keyed by id alone.
+pub(super) fn page_by_id<T, V, R>(
+    table: &T,
+    query: &PageQuery,
+    mut keep: impl FnMut(u128, V::SelfType<'_>) -> Result<Option<R>, StoreError>,
+) -> Result<Page<R>, StoreError>
+where
+    T: ReadableTable<u128, V>,
+    V: Value + 'static,
+{
+    let Some((from, to, forward, flip)) = plan(query) else {
+        return Ok(Page {
+            items: Vec::new(),
+            done: true,
+        });
+    };
+    let range = table.range(from..=to)?;
+    let entries: Box<dyn Iterator<Item = _>> = if forward {
+        Box::new(range)
+    } else {
+        Box::new(range.rev())
+    };
+    let mut items = Vec::new();
+    let mut scanned = 0usize;
+    for entry in entries {
+        let (k, v) = entry?;
+        if let Some(item) = keep(k.value(), v.value())? {
+            items.push(item);
+        }
+        scanned += 1;
+        if items.len() > query.limit || scanned >= SCAN_MAX {
+            break;
+        }
+    }
+    let done = items.len() <= query.limit && scanned < SCAN_MAX;
+    items.truncate(query.limit);
     if flip {
         items.reverse();
     }

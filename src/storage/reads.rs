@@ -559,6 +559,187 @@ pub trait Read {
         Ok(t.get(name)?.map(|v| v.value()))
     }
 
+    // ---- bulk scans (recover, replay-missing, stats): ids and small fields only ---------
+
+    /// Visits the endpoint's attempts with ids in `from..=to` (oldest first, or newest first),
+    /// each as its id and delivery, without decoding the stored response; stops when `visit`
+    /// answers false or after `limit` attempts. Answers how many it passed and the id of the
+    /// last one.
+    fn visit_endpoint_attempts(
+        &self,
+        endpoint: EndpointId,
+        (from, to): (u128, u128),
+        newest_first: bool,
+        limit: usize,
+        visit: &mut dyn FnMut(AttemptId, DeliveryId) -> Result<bool, StoreError>,
+    ) -> Result<(usize, Option<u128>), StoreError> {
+        let mut last = None;
+        if from > to {
+            return Ok((0, last));
+        }
+        let index = self.tx().table(ENDPOINT_ATTEMPTS)?;
+        let attempts = self.tx().table(ATTEMPTS)?;
+        let range = index.range((endpoint.0, from)..=(endpoint.0, to))?;
+        let entries: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut visited = 0;
+        for e in entries.take(limit) {
+            let (k, msg) = e?;
+            visited += 1;
+            let key = (msg.value(), k.value().1);
+            last = Some(key.1);
+            let Some(row) = attempts.get(key)? else {
+                continue; // removed by retention meanwhile
+            };
+            let (delivery, _) = super::rows::decode_attempt_head(key, row.value())?;
+            if !visit(AttemptId(key.1), delivery)? {
+                break;
+            }
+        }
+        Ok((visited, last))
+    }
+
+    /// Whether `msg` has an attempt to `endpoint` made after `after`.
+    fn later_attempt_to(
+        &self,
+        msg: MessageId,
+        endpoint: EndpointId,
+        after: AttemptId,
+    ) -> Result<bool, StoreError> {
+        let Some(lo) = after.0.checked_add(1) else {
+            return Ok(false);
+        };
+        let t = self.tx().table(ATTEMPTS)?;
+        for e in t.range((msg.0, lo)..=(msg.0, u128::MAX))? {
+            let (k, v) = e?;
+            if super::rows::decode_attempt_head(k.value(), v.value())?.1 == endpoint {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Visits the application's messages with ids in `from..=to`, oldest first, without their
+    /// payloads; stops when `visit` answers false or after `limit`. Answers how many it passed
+    /// and the id of the last one.
+    fn visit_message_heads(
+        &self,
+        app: AppId,
+        (from, to): (u128, u128),
+        limit: usize,
+        visit: &mut dyn FnMut(super::rows::MessageHead) -> Result<bool, StoreError>,
+    ) -> Result<(usize, Option<u128>), StoreError> {
+        let mut last = None;
+        if from > to {
+            return Ok((0, last));
+        }
+        let t = self.tx().table(MESSAGES)?;
+        let mut visited = 0;
+        for e in t.range((app.0, from)..=(app.0, to))?.take(limit) {
+            let (k, v) = e?;
+            visited += 1;
+            last = Some(k.value().1);
+            if !visit(super::rows::decode_message_head(k.value(), v.value())?)? {
+                break;
+            }
+        }
+        Ok((visited, last))
+    }
+
+    fn message_head(
+        &self,
+        app: AppId,
+        id: MessageId,
+    ) -> Result<Option<super::rows::MessageHead>, StoreError> {
+        let t = self.tx().table(MESSAGES)?;
+        let key = (app.0, id.0);
+        Ok(t.get(key)?
+            .map(|v| super::rows::decode_message_head(key, v.value()))
+            .transpose()?)
+    }
+
+    /// The newest delivery of a message to one endpoint.
+    fn newest_delivery_to(
+        &self,
+        msg: MessageId,
+        endpoint: EndpointId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        newest_delivery_in(&self.tx().table(DELIVERIES)?, msg, endpoint)
+    }
+
+    /// How many deliveries of a message were made by hand (resend, recover, replay), counted
+    /// up to `upto`. They follow the routed ones, which are all made at ingest, so this counts
+    /// back from the newest.
+    fn manual_deliveries(&self, msg: MessageId, upto: usize) -> Result<usize, StoreError> {
+        manual_deliveries_in(&self.tx().table(DELIVERIES)?, msg, upto)
+    }
+
+    // ---- background tasks ------------------------------------------------------------
+
+    fn task(&self, id: TaskId) -> Result<Option<BackgroundTask>, StoreError> {
+        let t = self.tx().table(TASKS)?;
+        decoded(t.get(id.0)?)
+    }
+
+    /// An application's tasks, paged by id, that `keep` accepts.
+    fn app_tasks(
+        &self,
+        app: AppId,
+        query: &PageQuery,
+        keep: &dyn Fn(&BackgroundTask) -> bool,
+    ) -> Result<Page<BackgroundTask>, StoreError> {
+        let index = self.tx().table(APP_TASKS)?;
+        let tasks = self.tx().table(TASKS)?;
+        page_by_prefix(&index, app.0, query, |id, _| {
+            let task: Option<BackgroundTask> = decoded(tasks.get(id)?)?;
+            Ok(task.filter(|t| keep(t)))
+        })
+    }
+
+    /// Every application's tasks, paged by id, that `keep` accepts.
+    fn tasks(
+        &self,
+        query: &PageQuery,
+        keep: &dyn Fn(&BackgroundTask) -> bool,
+    ) -> Result<Page<BackgroundTask>, StoreError> {
+        let t = self.tx().table(TASKS)?;
+        super::pages::page_by_id(&t, query, |_, v| {
+            let task: BackgroundTask = decode(v)?;
+            Ok(keep(&task).then_some(task))
+        })
+    }
+
+    /// How many of an application's tasks are running.
+    fn running_tasks_of(&self, app: AppId) -> Result<usize, StoreError> {
+        let t = self.tx().table(APP_TASKS)?;
+        let mut n = 0;
+        for e in t.range((app.0, 0)..=(app.0, u128::MAX))? {
+            n += usize::from(e?.1.value());
+        }
+        Ok(n)
+    }
+
+    /// The running tasks of every application, oldest first, at most `limit` (to carry on
+    /// after a restart).
+    fn running_tasks(&self, limit: usize) -> Result<Vec<TaskId>, StoreError> {
+        let t = self.tx().table(APP_TASKS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (k, running) = e?;
+            if running.value() {
+                out.push(TaskId(k.value().1));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn alerts(&self, limit: usize, before: Option<AlertId>) -> Result<Vec<Alert>, StoreError> {
         let t = self.tx().table(ALERTS)?;
         let upper = before.map(|b| b.0.saturating_sub(1)).unwrap_or(u128::MAX);
@@ -568,6 +749,38 @@ pub trait Read {
         }
         Ok(out)
     }
+}
+
+/// `Read::newest_delivery_to` over an open deliveries table.
+fn newest_delivery_in(
+    t: &impl ReadableTable<(u128, u16), &'static [u8]>,
+    msg: MessageId,
+    endpoint: EndpointId,
+) -> Result<Option<Delivery>, StoreError> {
+    for e in t.range((msg.0, 0)..=(msg.0, u16::MAX))?.rev() {
+        let d: Delivery = keyed_entry(e)?;
+        if d.endpoint_id == endpoint {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
+}
+
+/// `Read::manual_deliveries` over an open deliveries table.
+fn manual_deliveries_in(
+    t: &impl ReadableTable<(u128, u16), &'static [u8]>,
+    msg: MessageId,
+    upto: usize,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for e in t.range((msg.0, 0)..=(msg.0, u16::MAX))?.rev() {
+        let d: Delivery = keyed_entry(e)?;
+        if d.trigger_type != TriggerType::Manual || n >= upto {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Deliveries with their messages and endpoints, read for the scheduler's dispatch: each
@@ -659,5 +872,21 @@ impl<'a> Read for Writer<'a> {
     fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError> {
         let key = (id.msg.0, id.n);
         self.tx.with(DELIVERIES, |t| keyed(key, t.get(key)?))
+    }
+
+    /// Through the batch's open handle: a task's chunk asks this of every message it queues.
+    fn newest_delivery_to(
+        &self,
+        msg: MessageId,
+        endpoint: EndpointId,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.tx
+            .with(DELIVERIES, |t| newest_delivery_in(t, msg, endpoint))
+    }
+
+    /// Through the batch's open handle, as `newest_delivery_to`.
+    fn manual_deliveries(&self, msg: MessageId, upto: usize) -> Result<usize, StoreError> {
+        self.tx
+            .with(DELIVERIES, |t| manual_deliveries_in(t, msg, upto))
     }
 }

@@ -115,6 +115,79 @@ impl KeyedRecord for Message {
     }
 }
 
+/// A message without its payload: what a scan over many messages needs (event type and
+/// channels for routing, whether the payload is still kept), read without copying the payload.
+#[derive(Clone, Debug)]
+pub struct MessageHead {
+    pub id: MessageId,
+    pub app_id: AppId,
+    pub event_type: String,
+    pub channels: Option<Vec<String>>,
+    pub has_payload: bool,
+}
+
+/// The leading fields of a version 2 message row, borrowed from the stored bytes.
+#[derive(Deserialize)]
+struct MessageRowHead<'a> {
+    #[serde(borrow)]
+    event_type: &'a str,
+    #[serde(borrow)]
+    _event_id: Option<&'a str>,
+    #[serde(borrow)]
+    channels: Option<Vec<&'a str>>,
+    #[serde(borrow)]
+    payload: Option<&'a str>,
+}
+
+/// Reads a message row's head without copying its payload.
+pub fn decode_message_head(
+    (app, id): (u128, u128),
+    bytes: &[u8],
+) -> Result<MessageHead, CodecError> {
+    let (&version, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if version != ROW_VERSION {
+        let m: Message = decode_keyed((app, id), bytes)?;
+        return Ok(MessageHead {
+            id: m.id,
+            app_id: m.app_id,
+            event_type: m.event_type,
+            channels: m.channels,
+            has_payload: m.payload.is_some(),
+        });
+    }
+    let (head, _): (MessageRowHead, _) = postcard::take_from_bytes(rest)?;
+    Ok(MessageHead {
+        id: MessageId(id),
+        app_id: AppId(app),
+        event_type: head.event_type.to_string(),
+        channels: head
+            .channels
+            .map(|cs| cs.into_iter().map(str::to_string).collect()),
+        has_payload: head.payload.is_some(),
+    })
+}
+
+/// Which delivery an attempt row belongs to and where it went, read from the row's first
+/// fields (n, app, endpoint) without decoding the stored response.
+pub fn decode_attempt_head(
+    (msg, id): (u128, u128),
+    bytes: &[u8],
+) -> Result<(DeliveryId, EndpointId), CodecError> {
+    let (&version, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if version != ROW_VERSION {
+        let a: Attempt = decode_keyed((msg, id), bytes)?;
+        return Ok((a.delivery_id, a.endpoint_id));
+    }
+    let ((n, _app, endpoint), _): ((u16, [u8; 16], [u8; 16]), _) = postcard::take_from_bytes(rest)?;
+    Ok((
+        DeliveryId {
+            msg: MessageId(msg),
+            n,
+        },
+        EndpointId(u128::from_be_bytes(endpoint)),
+    ))
+}
+
 #[derive(Serialize, Deserialize)]
 struct DeliveryRow<'a> {
     #[serde(with = "fixed_id")]
@@ -242,5 +315,63 @@ impl KeyedRecord for Attempt {
             trigger_type: row.trigger_type,
             created_at: row.created_at,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> u128 {
+        id_floor_at_millis(1_790_000_000_000) | n
+    }
+
+    /// The heads read what the whole record holds, from version 2 rows and version 1 records.
+    #[test]
+    fn heads_agree_with_the_whole_records() {
+        for payload in [Some(r#"{"x":1}"#.to_string()), None] {
+            let m = Message {
+                id: MessageId(id(3)),
+                app_id: AppId(id(1)),
+                event_type: "a.b".into(),
+                event_id: Some("evt-1".into()),
+                channels: Some(vec!["eu".into(), "us".into()]),
+                payload,
+                created_at: 7,
+                retention_days: 90,
+            };
+            let whole = postcard::to_extend(&m, vec![WHOLE_VERSION]).unwrap();
+            for bytes in [encode_keyed(&m), whole] {
+                let head = decode_message_head(m.key(), &bytes).unwrap();
+                assert_eq!((head.id, head.app_id), (m.id, m.app_id));
+                assert_eq!(head.event_type, m.event_type);
+                assert_eq!(head.channels, m.channels);
+                assert_eq!(head.has_payload, m.payload.is_some());
+            }
+        }
+        let a = Attempt {
+            id: AttemptId(id(4)),
+            delivery_id: DeliveryId {
+                msg: MessageId(id(3)),
+                n: 300,
+            },
+            msg_id: MessageId(id(3)),
+            app_id: AppId(id(1)),
+            endpoint_id: EndpointId(id(2)),
+            url: "https://example.com".into(),
+            status_code: 503,
+            duration_ms: 12,
+            error: Some(AttemptError::Status),
+            response: "busy".repeat(1000),
+            trigger_type: TriggerType::Scheduled,
+            created_at: 8,
+        };
+        let whole = postcard::to_extend(&a, vec![WHOLE_VERSION]).unwrap();
+        for bytes in [encode_keyed(&a), whole] {
+            assert_eq!(
+                decode_attempt_head(a.key(), &bytes).unwrap(),
+                (a.delivery_id, a.endpoint_id)
+            );
+        }
     }
 }

@@ -73,6 +73,12 @@ pub const ALERTS: TableDefinition<u128, &[u8]> = TableDefinition::new("alerts");
 /// task name -> position (an id): where a background task got to, kept across restarts.
 pub const CURSORS: TableDefinition<&str, u128> = TableDefinition::new("cursors");
 
+/// task id -> `BackgroundTask`: recover and replay-missing, worked through in chunks.
+pub const TASKS: TableDefinition<u128, &[u8]> = TableDefinition::new("tasks");
+/// (app id, task id) -> whether the task is running: an application's tasks in time order,
+/// how many of them run, and which to carry on after a restart, without decoding records.
+pub const APP_TASKS: TableDefinition<(u128, u128), bool> = TableDefinition::new("app_tasks");
+
 /// SHA-256 of the token text -> `Token`. The token itself is never stored.
 pub const TOKENS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("tokens");
 

@@ -1,5 +1,6 @@
-//! The real `herald` binary as a child process, for tests that measure Herald alone: its
-//! resident memory and CPU time from `/proc`, and whether it is still the same process.
+//! The real `herald` binary as a child process on its own database, for tests that kill it
+//! (`kill -9`) or measure Herald alone: its resident memory and CPU time from `/proc`, and
+//! whether it is still the same process.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +12,11 @@ pub struct HeraldProcess {
     pub child: Child,
     pub db: PathBuf,
     pub port: u16,
+    /// The admin token `start_with_token` made or was given (empty otherwise).
+    pub token: String,
+    /// `http://127.0.0.1:PORT/api/v1`
+    pub base: String,
+    pub client: reqwest::Client,
 }
 
 impl HeraldProcess {
@@ -18,6 +24,21 @@ impl HeraldProcess {
     /// `HERALD_*` settings, and waits until it answers its health check.
     pub async fn start(db: &Path, env: &[(&str, &str)]) -> HeraldProcess {
         HeraldProcess::start_on(db, free_port(), env).await
+    }
+
+    /// As `start`, with an admin token for `request`: `token`, or one made first when `None`.
+    pub async fn start_with_token(
+        db: &Path,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> HeraldProcess {
+        let token = match token {
+            Some(t) => t.to_string(),
+            None => create_token(db, None),
+        };
+        let mut me = HeraldProcess::start(db, env).await;
+        me.token = token;
+        me
     }
 
     /// As `start`, on a given port (a restart on the address clients already use).
@@ -42,10 +63,16 @@ impl HeraldProcess {
             child,
             db: db.to_path_buf(),
             port,
+            token: String::new(),
+            base: format!("http://127.0.0.1:{port}/api/v1"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
         };
-        let client = reqwest::Client::new();
         super::eventually(Duration::from_secs(30), || async {
-            client
+            me.client
                 .get(me.url("/api/v1/health"))
                 .send()
                 .await
@@ -71,6 +98,47 @@ impl HeraldProcess {
     /// Resident memory now, in bytes (`VmRSS`).
     pub fn rss_bytes(&self) -> u64 {
         proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.rss_bytes() / 1024
+    }
+
+    /// An API call with the admin token; the answer's status and JSON (or its text as a
+    /// string).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
     }
 
     /// CPU time used so far, user and system (`/proc/PID/stat`), in seconds.

@@ -468,3 +468,30 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// Sets one setting by its `herald.toml` name, as an operator would write it; a name the
+/// build does not know fails the test.
+pub fn set(config: &mut Config, name: &str, value: Value) {
+    let mut all = serde_json::to_value(&*config).unwrap();
+    all[name] = value;
+    *config = serde_json::from_value(all).unwrap_or_else(|e| panic!("setting {name}: {e}"));
+}
+
+/// A loopback URL where every attempt fails at once: the connection is accepted and closed
+/// before any answer. The port stays held for the test process, so nothing else can take it.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    format!("http://127.0.0.1:{port}/gone")
+}
+
+/// The nearest rank percentile of sorted `values` (`p` in 0..=100).
+pub fn percentile<T: Copy>(sorted: &[T], p: usize) -> T {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
