@@ -138,6 +138,7 @@ impl From<ServiceError> for AdminError {
             ServiceError::AdminOnly(detail) => AdminError::Forbidden(format!("{detail}.")),
             ServiceError::Unavailable | ServiceError::Busy => AdminError::Unavailable,
             ServiceError::Internal(cause) => AdminError::Internal(cause),
+            ServiceError::NotStored => AdminError::Internal(ServiceError::NotStored.to_string()),
         }
     }
 }

@@ -83,6 +83,9 @@ pub enum ServiceError {
     Busy,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A fault inside the write (a panic) refused it; nothing of it was stored.
+    #[error("the write failed on an internal error; nothing of it was stored")]
+    NotStored,
 }
 
 impl ServiceError {
@@ -116,6 +119,7 @@ impl From<StoreError> for ServiceError {
                 code: "conflict",
                 detail: format!("A message with this eventId already exists ({id})"),
             },
+            StoreError::Panicked => ServiceError::NotStored,
             StoreError::Db(m) | StoreError::Corrupt(m) => ServiceError::Internal(m),
         }
     }
