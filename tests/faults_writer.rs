@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, eventually, start_server};
-use herald::model::MessageId;
+use herald::model::{AppId, EndpointId, MessageId, Priority};
 use herald::storage::{Read, StoreError, Writer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -214,4 +214,88 @@ async fn a_job_that_fails_after_writing_costs_no_other_job_its_commit() {
         assert_eq!(status, StatusCode::OK, "{got}");
     }
     assert!(metric(&s, "herald_writer_batch_reruns_total").await >= 1.0);
+}
+
+#[tokio::test]
+async fn the_manual_resend_past_the_last_delivery_number_is_refused_alone() {
+    let s = start_server().await;
+    let (_, b) = two_tenants(&s).await;
+    // The endpoint is disabled so that 65,536 deliveries wait parked instead of being sent.
+    let (status, app) = s.post("/app", json!({"name": "Resent"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let a = app["id"].as_str().unwrap().to_string();
+    let (status, ep) = s
+        .post(
+            &format!("/app/{a}/endpoint"),
+            json!({"url": "http://127.0.0.1:9/", "disabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ep}");
+    let ep_id = EndpointId::parse(ep["id"].as_str().unwrap()).unwrap();
+    let (status, msg) = create(&s, &a, 0).await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{msg}");
+    let (app_id, id) = (AppId::parse(&a).unwrap(), msg_id(&msg));
+
+    // Fill the message's delivery numbers up to the last one, in a few large jobs.
+    loop {
+        let last = job(&s, move |w| {
+            let m = w.message(app_id, id)?.unwrap();
+            let mut n = 0;
+            for _ in 0..8_192 {
+                n = w.enqueue_manual(&m, ep_id, Priority::Normal)?.n;
+                if n == u16::MAX {
+                    break;
+                }
+            }
+            Ok(n)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if last == u16::MAX {
+            break;
+        }
+    }
+
+    let held = hold_writer(&s).await;
+    let ahead = create(&s, &b, 1);
+    queued(&s, 1).await;
+    let (client, url, token) = (
+        s.client.clone(),
+        s.url(&format!("/app/{a}/msg/{id}/endpoint/{ep_id}/resend")),
+        s.token.clone(),
+    );
+    let resend = tokio::spawn(async move {
+        let resp = client.post(url).bearer_auth(token).send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    });
+    queued(&s, 2).await;
+    // The same refusal at the storage level, whatever the service checks before.
+    let direct = job(&s, move |w| {
+        let m = w.message(app_id, id)?.unwrap();
+        w.enqueue_manual(&m, ep_id, Priority::Normal)
+    });
+    queued(&s, 3).await;
+    let after = create(&s, &b, 2);
+    queued(&s, 4).await;
+    held.release().await;
+
+    let (status, body) = resend.await.unwrap();
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body["code"].is_string(), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("65536"), "{body}");
+    let err = direct.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("65536"), "{err}");
+    let (status, ahead) = ahead.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{ahead}");
+    let (status, after) = after.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED, "{after}");
+    let deliveries = s
+        .service
+        .store()
+        .read(move |r| r.message_deliveries(id))
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 65_536);
 }

@@ -120,6 +120,10 @@ impl From<StoreError> for ServiceError {
                 detail: format!("A message with this eventId already exists ({id})"),
             },
             StoreError::Panicked => ServiceError::NotStored,
+            StoreError::Limit(detail) => ServiceError::BadRequest {
+                code: "limit_reached",
+                detail,
+            },
             StoreError::Db(m) | StoreError::Corrupt(m) => ServiceError::Internal(m),
         }
     }

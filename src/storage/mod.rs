@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The job panicked; nothing it wrote was committed (the writer lives on).
     #[error("the write job panicked; nothing of it was stored")]
     Panicked,
+    /// The write would pass a limit of what can be stored; the text says which, for people.
+    #[error("{0}")]
+    Limit(String),
     /// The writer is gone (shutting down).
     #[error("writer stopped")]
     Closed,

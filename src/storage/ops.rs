@@ -279,13 +279,25 @@ impl Writer<'_> {
         endpoint_id: EndpointId,
         priority: Priority,
     ) -> Result<DeliveryId, StoreError> {
-        let next_n = {
-            let t = self.table_mut(DELIVERIES)?;
+        // Read through the batch's handle, which writes nothing: a refusal here leaves the job
+        // clean (a job of `recover` may still have queued other messages before it).
+        let last = self.tx.with(DELIVERIES, |t| {
             let last = t.range((msg.id.0, 0)..=(msg.id.0, u16::MAX))?.next_back();
-            match last {
-                Some(e) => e?.0.value().1.checked_add(1).ok_or(StoreError::Aborted)?,
-                None => 0,
-            }
+            Ok(match last {
+                Some(e) => Some(e?.0.value().1),
+                None => None,
+            })
+        })?;
+        let next_n = match last {
+            None => 0,
+            Some(n) => n.checked_add(1).ok_or_else(|| {
+                StoreError::Limit(format!(
+                    "message {} already has {} deliveries, the most one message can have: \
+                     it cannot be sent again",
+                    msg.id,
+                    u16::MAX as u32 + 1
+                ))
+            })?,
         };
         let ready = self.endpoint(endpoint_id)?.is_some_and(|e| e.ready());
         let now = now_micros();
