@@ -2,7 +2,8 @@
 //!
 //! One `Metrics` value (in an `Arc`) is shared by the parts that observe: the service counts
 //! ingested messages, the delivery side counts attempts by outcome and their latency, the
-//! writer reports each batch's size and commit time, and the scrape itself reads the queue
+//! writer reports each batch's size and commit time (and the jobs that panicked or made it run a
+//! batch again), and the scrape itself reads the queue
 //! depth per lane and the deliveries in flight.
 //!
 //! Owns: metric names and buckets. Must never: be a global (several servers run in one test
@@ -28,6 +29,8 @@ pub struct Metrics {
     attempt_seconds: Histogram,
     writer_batch_jobs: Histogram,
     writer_commit_seconds: Histogram,
+    writer_jobs_panicked: Counter,
+    writer_batch_reruns: Counter,
     queue_depth: Family<Labels, Gauge>,
     in_flight: Gauge,
     in_flight_now: AtomicI64,
@@ -87,6 +90,18 @@ impl Metrics {
             "Time to run and durably commit one write batch",
             writer_commit_seconds.clone(),
         );
+        let writer_jobs_panicked = Counter::default();
+        registry.register(
+            "writer_jobs_panicked",
+            "Write jobs that panicked: each failed alone, nothing of it committed",
+            writer_jobs_panicked.clone(),
+        );
+        let writer_batch_reruns = Counter::default();
+        registry.register(
+            "writer_batch_reruns",
+            "Write batches run again without a job that failed after writing or panicked",
+            writer_batch_reruns.clone(),
+        );
         let queue_depth = Family::<Labels, Gauge>::default();
         registry.register(
             "queue_depth",
@@ -107,6 +122,8 @@ impl Metrics {
             attempt_seconds,
             writer_batch_jobs,
             writer_commit_seconds,
+            writer_jobs_panicked,
+            writer_batch_reruns,
             queue_depth,
             in_flight,
             in_flight_now: AtomicI64::new(0),
@@ -129,6 +146,14 @@ impl Metrics {
     pub fn writer_batch(&self, jobs: usize, took: Duration) {
         self.writer_batch_jobs.observe(jobs as f64);
         self.writer_commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn writer_job_panicked(&self) {
+        self.writer_jobs_panicked.inc();
+    }
+
+    pub fn writer_batch_rerun(&self) {
+        self.writer_batch_reruns.inc();
     }
 
     pub fn in_flight_change(&self, delta: i64) {
@@ -162,6 +187,7 @@ mod tests {
         m.attempt("status", Duration::from_millis(40));
         m.writer_batch(17, Duration::from_micros(300));
         m.in_flight_change(2);
+        m.writer_job_panicked();
         let text = m.render(&[("high", 5), ("normal", 0), ("low", 1)]);
         assert!(text.contains("herald_messages_ingested_total 3"), "{text}");
         assert!(
@@ -174,6 +200,14 @@ mod tests {
         );
         assert!(text.contains("herald_deliveries_in_flight 2"), "{text}");
         assert!(text.contains("herald_writer_batch_jobs_count 1"), "{text}");
+        assert!(
+            text.contains("herald_writer_jobs_panicked_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_writer_batch_reruns_total 0"),
+            "{text}"
+        );
         assert!(
             text.contains("herald_attempt_duration_seconds_bucket"),
             "{text}"

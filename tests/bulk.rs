@@ -39,7 +39,8 @@ async fn recover_and_replay_over_100_000_messages_leave_another_tenant_alone() {
 
 async fn bulk_tasks_leave_another_tenant_alone(n: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let h = Arc::new(HeraldProcess::start_with_token(&dir.path().join("herald.redb"), None, &[]).await);
+    let h =
+        Arc::new(HeraldProcess::start_with_token(&dir.path().join("herald.redb"), None, &[]).await);
     h.post("/event-type", json!({"name": "bulk.e", "description": ""}))
         .await;
     h.post("/app", json!({"name": "Bulk", "uid": "bulk"})).await;

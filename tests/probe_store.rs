@@ -231,10 +231,10 @@ struct HeldWriter {
 
 async fn hold_writer(
     s: &common::TestServer,
-    change: impl FnOnce(&mut Writer<'_>) -> Result<(), StoreError> + Send + 'static,
+    change: impl Fn(&mut Writer<'_>) -> Result<(), StoreError> + Send + 'static,
 ) -> HeldWriter {
     let (release, released) = std::sync::mpsc::channel::<()>();
-    let (started, running) = tokio::sync::oneshot::channel::<()>();
+    let (started, mut running) = tokio::sync::mpsc::unbounded_channel::<()>();
     let store = s.service.store().clone();
     let job = tokio::spawn(async move {
         store
@@ -245,7 +245,7 @@ async fn hold_writer(
             })
             .await
     });
-    running.await.unwrap();
+    running.recv().await.unwrap();
     HeldWriter { release, job }
 }
 
@@ -283,7 +283,7 @@ async fn request(
     })
 }
 
-fn disable_endpoint(id: EndpointId) -> impl FnOnce(&mut Writer<'_>) -> Result<(), StoreError> {
+fn disable_endpoint(id: EndpointId) -> impl Fn(&mut Writer<'_>) -> Result<(), StoreError> {
     move |w| {
         let ep = w.endpoint(id)?.expect("the endpoint exists");
         let mut new = ep.clone();

@@ -140,6 +140,7 @@ impl From<ServiceError> for AdminError {
                 AdminError::Unavailable
             }
             ServiceError::Internal(cause) => AdminError::Internal(cause),
+            ServiceError::NotStored => AdminError::Internal(ServiceError::NotStored.to_string()),
         }
     }
 }

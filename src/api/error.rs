@@ -149,6 +149,12 @@ impl From<ServiceError> for ApiError {
                 "unavailable",
                 "Temporarily unavailable, retry",
             ),
+            // The writer logged the panic; the client learns that nothing was kept.
+            ServiceError::NotStored => ApiError::status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "Internal server error: nothing of this request was stored; it may be retried",
+            ),
             ServiceError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 ApiError::status(
@@ -188,5 +194,29 @@ impl IntoResponse for ApiError {
                 response
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StoreError;
+
+    #[test]
+    fn a_panicked_write_is_a_500_saying_nothing_was_stored() {
+        let ApiError::Status {
+            status,
+            code,
+            detail,
+        } = ApiError::from(ServiceError::from(StoreError::Panicked))
+        else {
+            panic!("not a status answer");
+        };
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(code, "server_error");
+        assert!(
+            detail.contains("nothing of this request was stored"),
+            "{detail}"
+        );
     }
 }

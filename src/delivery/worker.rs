@@ -175,7 +175,7 @@ async fn try_attempt(
             } else {
                 None
             };
-            w.record_attempt(attempt, outcome)?;
+            w.record_attempt(attempt.clone(), outcome.clone())?;
             if let Some(ep) = current
                 && let Some(change) = endpoint_change(&ep, succeeded, gone, auto_disable_after_us)
             {

@@ -29,6 +29,7 @@ pub struct AppInput {
 }
 
 /// A PATCH of an application: `None` keeps a field, `Some(None)` clears a nullable one.
+#[derive(Clone)]
 struct AppPatch {
     name: Option<String>,
     uid: Option<Option<String>>,
@@ -109,10 +110,10 @@ impl Service {
                 }
                 let app = App {
                     id: AppId(w.new_id()),
-                    uid: input.uid,
-                    name: input.name,
+                    uid: input.uid.clone(),
+                    name: input.name.clone(),
                     throttle_rate: input.throttle_rate,
-                    metadata: input.metadata,
+                    metadata: input.metadata.clone(),
                     created_at: now,
                     updated_at: now,
                 };
@@ -223,7 +224,7 @@ impl Service {
                     if let Err(e) = fields.validate_uid_change(caller, &old) {
                         return Ok(Err(e));
                     }
-                    let new = fields.over(&old);
+                    let new = fields.clone().over(&old);
                     w.update_app(&old, &new)?;
                     Ok(Ok(new))
                 })
@@ -276,7 +277,7 @@ impl Service {
                     Ok(app) => app,
                     Err(e) => return Ok(Err(e)),
                 };
-                let input = patch.over(&old);
+                let input = patch.clone().over(&old);
                 if let Err(e) = input
                     .validate()
                     .and_then(|()| input.validate_uid_change(caller, &old))

@@ -222,20 +222,20 @@ impl Service {
                 let ep = Endpoint {
                     id: EndpointId(w.new_id()),
                     app_id: app.id,
-                    uid: input.uid,
-                    url: input.url,
-                    description: input.description,
-                    event_types: input.event_types,
-                    channels: input.channels,
+                    uid: input.uid.clone(),
+                    url: input.url.clone(),
+                    description: input.description.clone(),
+                    event_types: input.event_types.clone(),
+                    channels: input.channels.clone(),
                     keys: vec![SigningKey {
-                        key,
+                        key: key.clone(),
                         expires_at: None,
                     }],
                     disabled: input.disabled,
                     throttle_rate: input.throttle_rate,
-                    metadata: input.metadata,
-                    headers: input.headers,
-                    options: input.options,
+                    metadata: input.metadata.clone(),
+                    headers: input.headers.clone(),
+                    options: input.options.clone(),
                     created_at: now,
                     updated_at: now,
                 };
@@ -504,7 +504,7 @@ impl Service {
         loop {
             let fields = input.clone();
             match self
-                .replace_endpoint(caller, app, endpoint, |_| fields)
+                .replace_endpoint(caller, app, endpoint, move |_| fields.clone())
                 .await
             {
                 // Unknown: an id names nothing to create (it may be another application's); a
@@ -539,8 +539,10 @@ impl Service {
         // write. The fields it does not name are stored ones, so it holds there too.
         let read = self.get_endpoint(caller, app, endpoint).await?;
         self.validate_endpoint(&patch.clone().over(&read))?;
-        self.replace_endpoint(caller, app, endpoint, move |current| patch.over(current))
-            .await
+        self.replace_endpoint(caller, app, endpoint, move |current| {
+            patch.clone().over(current)
+        })
+        .await
     }
 
     /// Finds the endpoint and writes `change(current)` over it in one writer job, keeping id,
@@ -553,7 +555,7 @@ impl Service {
         caller: Caller,
         app: &str,
         endpoint: &str,
-        change: impl FnOnce(&Endpoint) -> EndpointInput + Send + 'static,
+        change: impl Fn(&Endpoint) -> EndpointInput + Send + 'static,
     ) -> Result<Endpoint> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         self.store
@@ -628,7 +630,7 @@ impl Service {
                 };
                 let now = now_micros();
                 let mut keys: Vec<SigningKey> = vec![SigningKey {
-                    key: new_key,
+                    key: new_key.clone(),
                     expires_at: None,
                 }];
                 for (i, k) in old.keys.iter().enumerate() {
@@ -712,15 +714,15 @@ impl Service {
                 } else {
                     old.headers.clone()
                 };
-                for (name, value) in headers {
+                for (name, value) in headers.clone() {
                     // Header names are case-insensitive: one spelling per name.
                     merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
                     if let Some(v) = value {
                         merged.insert(name, v);
                     }
                 }
-                for name in remove {
-                    merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
+                for name in &remove {
+                    merged.retain(|k, _| !k.eq_ignore_ascii_case(name));
                 }
                 if let Err(msg) = service.headers_fit(merged.len()) {
                     return Ok(Err(ServiceError::invalid("headers", msg)));
@@ -828,10 +830,10 @@ impl Service {
                 let msg = Message {
                     id: MessageId(0),
                     app_id,
-                    event_type,
+                    event_type: event_type.clone(),
                     event_id: None,
                     channels: None,
-                    payload: Some(payload),
+                    payload: Some(payload.clone()),
                     created_at: now_micros(),
                     retention_days: crate::service::messages::RETENTION_DAYS_MAX,
                 };

@@ -111,7 +111,7 @@ impl Service {
                 {
                     return Err(StoreError::Conflict(Conflict::EventTypeExists));
                 }
-                let et = input.into_event_type(now_micros());
+                let et = input.clone().into_event_type(now_micros());
                 w.put_event_type(&et)?;
                 Ok(et)
             })
@@ -132,7 +132,9 @@ impl Service {
             .write(move |w| {
                 let existing = w.event_type(&input.name)?;
                 let created = existing.is_none();
-                let et = input.into_event_type(existing.map_or_else(now_micros, |e| e.created_at));
+                let et = input
+                    .clone()
+                    .into_event_type(existing.map_or_else(now_micros, |e| e.created_at));
                 w.put_event_type(&et)?;
                 Ok((et, created))
             })
@@ -157,7 +159,10 @@ impl Service {
                 let Some(current) = w.event_type(&name)? else {
                     return Ok(Err(ServiceError::NotFound("Event type")));
                 };
-                let et = patch.over(&current).into_event_type(current.created_at);
+                let et = patch
+                    .clone()
+                    .over(&current)
+                    .into_event_type(current.created_at);
                 w.put_event_type(&et)?;
                 Ok(Ok(et))
             })

@@ -155,7 +155,7 @@ impl Service {
                 {
                     return Ok(Ok((Created::Replayed(answer), 0)));
                 }
-                let app = match (find_app(w, caller, &app), input.application) {
+                let app = match (find_app(w, caller, &app), input.application.clone()) {
                     (Ok(a), _) => a,
                     (Err(ServiceError::NotFound(_)), Some(new)) => {
                         let now = now_micros();
@@ -203,10 +203,10 @@ impl Service {
                 let msg = Message {
                     id: MessageId(0), // assigned by the writer, in commit order
                     app_id: app.id,
-                    event_type: input.event_type,
-                    event_id: input.event_id,
-                    channels: input.channels,
-                    payload: Some(payload),
+                    event_type: input.event_type.clone(),
+                    event_id: input.event_id.clone(),
+                    channels: input.channels.clone(),
+                    payload: Some(payload.clone()),
                     created_at: now_micros(),
                     retention_days,
                 };
@@ -222,7 +222,7 @@ impl Service {
                     routes
                 };
                 let (msg, deliveries) = w.ingest_message(msg, &route)?;
-                if let Some(r) = remember {
+                if let Some(r) = &remember {
                     let record = service.remembered_message(&msg, r.with_content);
                     w.put_idempotent_response(&r.key, &record)?;
                 }

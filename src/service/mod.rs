@@ -89,6 +89,9 @@ pub enum ServiceError {
     BusyTenant,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A fault inside the write (a panic) refused it; nothing of it was stored.
+    #[error("the write failed on an internal error; nothing of it was stored")]
+    NotStored,
 }
 
 impl ServiceError {
@@ -127,6 +130,11 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(Conflict::EventId(id)) => ServiceError::Conflict {
                 code: "conflict",
                 detail: format!("A message with this eventId already exists ({id})"),
+            },
+            StoreError::Panicked => ServiceError::NotStored,
+            StoreError::Limit(detail) => ServiceError::BadRequest {
+                code: "limit_reached",
+                detail,
             },
             StoreError::Db(m) | StoreError::Corrupt(m) => ServiceError::Internal(m),
         }

@@ -708,7 +708,7 @@ mod tests {
             };
             let a = attempt_of(&d, ok);
             store
-                .write(move |w| w.record_attempt(a, outcome))
+                .write(move |w| w.record_attempt(a.clone(), outcome.clone()))
                 .await
                 .unwrap();
         }

@@ -200,7 +200,7 @@ impl Service {
                     Ok(ep) => ep,
                     Err(e) => return Ok(Err(e)),
                 };
-                let (lo, hi) = match window {
+                let (lo, hi) = match window.clone() {
                     Ok(w) => w,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -336,7 +336,7 @@ impl Service {
                 let mut queued = 0;
                 let mut resume = next;
                 let started = std::time::Instant::now();
-                for (i, pick) in picks.into_iter().enumerate() {
+                for (i, pick) in picks.iter().cloned().enumerate() {
                     // The writer's time is bounded too, whatever the file's size or the build:
                     // past the budget the rest waits for the next chunk (one pick at least is
                     // done, so a task always moves on).

@@ -103,14 +103,14 @@ impl Service {
             .write(move |w| {
                 // Found in the job that writes, so no token is made for an application
                 // deleted meanwhile.
-                let app_id = match app.map(|key| find_app(w, Caller::Admin, &key)) {
+                let app_id = match app.as_ref().map(|key| find_app(w, Caller::Admin, key)) {
                     Some(Ok(app)) => Some(app.id),
                     Some(Err(e)) => return Ok(Err(e)),
                     None => None,
                 };
                 let token = Token {
                     id: TokenId(w.new_id()),
-                    name,
+                    name: name.clone(),
                     app_id,
                     created_at: now_micros(),
                 };

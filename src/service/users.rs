@@ -177,7 +177,7 @@ impl Service {
                 let Some(mut user) = w.user(&username)? else {
                     return Ok(Err(ServiceError::NotFound("User")));
                 };
-                user.password_hash = password_hash;
+                user.password_hash = password_hash.clone();
                 user.updated_at = now_micros();
                 w.put_user(&user)?;
                 Ok(Ok(()))

@@ -2,7 +2,8 @@
 //!
 //! `Store` is a cheap `Clone` handle. Reads run a closure over a `Reader` (one read
 //! transaction) on a blocking thread; writes send a closure over a `Writer` to the one writer
-//! thread, which commits batches of them durably (group commit, see `writer.rs`). The typed
+//! thread, which commits batches of them durably (group commit, see `writer.rs`; a closure is
+//! an `Fn` because the writer runs it again when another job of its batch fails). The typed
 //! reads live in `reads.rs` (trait `Read`, shared by `Reader` and `Writer` so a write can check
 //! before it writes); the typed mutations in `ops.rs`.
 //!
@@ -57,9 +58,15 @@ pub enum StoreError {
     Db(String),
     #[error("stored record does not decode: {0}")]
     Corrupt(String),
-    /// A job of the same batch failed after writing, so the batch was rolled back.
+    /// The job was not run (its batch was given up before it).
     #[error("write batch rolled back")]
     Aborted,
+    /// The job panicked; nothing it wrote was committed (the writer lives on).
+    #[error("the write job panicked; nothing of it was stored")]
+    Panicked,
+    /// The write would pass a limit of what can be stored; the text says which, for people.
+    #[error("{0}")]
+    Limit(String),
     /// The writer is gone (shutting down).
     #[error("writer stopped")]
     Closed,
@@ -254,12 +261,12 @@ impl Store {
     /// waiting for room: the API sheds load this way rather than piling up requests.
     pub async fn write_or_shed<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(writer::FnJob {
-            f: Some(f),
+            f,
             result: None,
             reply,
         });
@@ -272,15 +279,16 @@ impl Store {
     }
 
     /// Runs `f` in the writer's next batch and answers after that batch is durably committed.
-    /// `f` must check before it writes: see the contract in `writer.rs`.
+    /// `f` should check before it writes, and may run more than once (when another job of its
+    /// batch fails), so it must have no effect outside the transaction: see `writer.rs`.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(writer::FnJob {
-            f: Some(f),
+            f,
             result: None,
             reply,
         });

@@ -224,7 +224,7 @@ mod tests {
                 created_at: now_micros(),
             };
             store
-                .write(move |w| w.record_attempt(attempt, AttemptOutcome::Succeeded))
+                .write(move |w| w.record_attempt(attempt.clone(), AttemptOutcome::Succeeded))
                 .await
                 .unwrap();
             delivered.push(m);

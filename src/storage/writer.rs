@@ -5,12 +5,26 @@
 //! once with `Durability::Immediate`, and only then answers each caller. One fsync thus
 //! acknowledges a whole batch, which is what makes durable ingest fast.
 //!
-//! The contract for jobs: a job that returns an error must not have written anything (check,
-//! then write). A job that breaks this (it wrote, then failed) aborts the whole transaction and
-//! every job of the batch is answered `StoreError::Aborted`; nothing half-done is committed.
+//! A job fails alone. Jobs should check, then write; but one that fails after writing, or
+//! panics (caught with `catch_unwind`), may have left half its rows in the batch's
+//! transaction. The writer then abandons that transaction (aborted, never committed), takes the
+//! job out of the batch with its own error (`StoreError::Panicked` for a panic), and runs the
+//! rest of the batch again in a new transaction; the other callers never see the fault. This
+//! costs nothing while no job fails, which is why it is chosen over a savepoint per job: redb
+//! refuses a savepoint in a transaction that has opened a table, so there is none to take
+//! between two jobs of one batch.
 //!
-//! Must never: run on an async thread, or answer a caller before the commit is durable.
+//! Running a job again is why a job is an `Fn`, not an `FnOnce`: its closure keeps its inputs
+//! and reads them by reference, so each run starts from the same inputs and sees the same
+//! database (the batch's jobs before it, minus the failed ones). A job must therefore have no
+//! effect outside its transaction; its answer is the one from the run that commits. Ids made
+//! in the writer stay unique and ordered: the generator only moves forward, and the ids of an
+//! abandoned run are never committed.
+//!
+//! Must never: run on an async thread, answer a caller before the commit is durable, or commit
+//! a transaction in which a job failed.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,30 +35,37 @@ use super::{StoreError, Writer};
 
 /// A unit of work for the writer thread.
 pub(super) trait Job: Send {
-    /// Runs against the batch's transaction. Returns false when the job failed after writing.
+    /// Runs against the batch's transaction; may run again in a later transaction of the same
+    /// batch. Returns false when the job failed after writing (its error is its answer).
     fn apply(&mut self, w: &mut Writer<'_>) -> bool;
-    /// Answers the caller once the batch's fate is known.
+    /// Makes a panic of `apply` the job's answer.
+    fn panicked(&mut self);
+    /// Answers the caller once the batch's fate is known: the job's own answer if the batch
+    /// committed (or the job was taken out of it), else the batch's error.
     fn complete(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
 pub(super) struct FnJob<F, T> {
-    pub f: Option<F>,
+    pub f: F,
     pub result: Option<Result<T, StoreError>>,
     pub reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<F, T> Job for FnJob<F, T>
 where
-    F: FnOnce(&mut Writer<'_>) -> Result<T, StoreError> + Send,
+    F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send,
     T: Send,
 {
     fn apply(&mut self, w: &mut Writer<'_>) -> bool {
-        let f = self.f.take().expect("a job is applied once");
         w.dirty = false;
-        let result = f(w);
+        let result = (self.f)(w);
         let clean = result.is_ok() || !w.dirty;
         self.result = Some(result);
         clean
+    }
+
+    fn panicked(&mut self) {
+        self.result = Some(Err(StoreError::Panicked));
     }
 
     fn complete(self: Box<Self>, committed: Result<(), StoreError>) {
@@ -96,6 +117,7 @@ pub(super) fn spawn(
         .name("herald-writer".into())
         .spawn(move || {
             let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
+            let mut failed: Vec<Box<dyn Job>> = Vec::new();
             let mut ids = ulid::Generator::new();
             let mut stop: Option<oneshot::Sender<()>> = None;
             let mut db: Option<Arc<Database>> = slot.read().expect("not poisoned").clone();
@@ -127,18 +149,36 @@ pub(super) fn spawn(
                     continue;
                 };
                 let started = Instant::now();
-                let committed = run_batch(&current, &mut batch, &mut ids);
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    run_batch(&current, &mut batch, &mut failed, &mut ids, &metrics)
+                }));
+                // A panic outside any job (in redb, or in the writer's own code): the
+                // transaction was dropped while unwinding, so nothing of the batch is
+                // committed, but redb's state is unknown: reopen the file as after an I/O
+                // failure.
+                let (committed, broken) = match run {
+                    Ok(committed) => (committed, false),
+                    Err(panic) => {
+                        tracing::error!(cause = panic_text(&*panic), "the writer panicked");
+                        (Err(StoreError::Panicked), true)
+                    }
+                };
                 if let Err(e) = &committed {
                     tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
                 }
-                metrics.writer_batch(batch.len(), started.elapsed());
+                let jobs = batch.len() + failed.len();
+                metrics.writer_batch(jobs, started.elapsed());
                 use std::sync::atomic::Ordering::Relaxed;
                 stats.batches.fetch_add(1, Relaxed);
-                stats.jobs.fetch_add(batch.len() as u64, Relaxed);
+                stats.jobs.fetch_add(jobs as u64, Relaxed);
                 stats
                     .commit_micros
                     .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
-                if committed.is_err() && needs_reopen(&current) {
+                // Taken out of the batch, each with its own error, whatever became of the rest.
+                for job in failed.drain(..) {
+                    job.complete(Ok(()));
+                }
+                if committed.is_err() && (broken || needs_reopen(&current)) {
                     // redb refuses every transaction after an I/O failure (a full disk) until
                     // the file is closed and opened again: close it and reopen it before the
                     // failed batch is answered, so a caller who sees the error and then reads
@@ -226,39 +266,81 @@ fn reopen(slot: &Slot, path: &std::path::Path, cache_bytes: usize) -> Option<Arc
     }
 }
 
+/// Runs the batch until it commits, taking out each job that fails after writing or panics
+/// (into `failed`, holding its own error) and running the others again in a new transaction.
 fn run_batch(
     db: &Database,
-    batch: &mut [Box<dyn Job>],
+    batch: &mut Vec<Box<dyn Job>>,
+    failed: &mut Vec<Box<dyn Job>>,
     ids: &mut ulid::Generator,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), StoreError> {
-    let mut tx = db.begin_write()?;
-    tx.set_durability(Durability::Immediate)
-        .map_err(|e| StoreError::Db(e.to_string()))?;
-    let mut all_clean = true;
-    {
-        let mut w = Writer {
-            tx: super::hot::WriteTx::new(&tx),
-            dirty: false,
-            ids,
-            counters: Default::default(),
-            routing: Default::default(),
-            known: Default::default(),
+    while !batch.is_empty() {
+        let mut tx = db.begin_write()?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let faulty = {
+            let mut w = Writer {
+                tx: super::hot::WriteTx::new(&tx),
+                dirty: false,
+                ids: &mut *ids,
+                counters: Default::default(),
+                routing: Default::default(),
+                known: Default::default(),
+            };
+            let faulty = run_jobs(&mut w, batch, metrics);
+            if faulty.is_none() {
+                // The jobs' answers are already decided; a failure here fails the whole batch.
+                w.flush_counters()?;
+            }
+            faulty
         };
-        for job in batch.iter_mut() {
-            if !job.apply(&mut w) {
-                all_clean = false;
-                break;
+        let Some(at) = faulty else {
+            tx.commit()?;
+            return Ok(());
+        };
+        failed.push(batch.remove(at));
+        // The failed job may have written part of its rows: its transaction is abandoned whole,
+        // with the other jobs' rows, which they write again in the next run.
+        tx.abort()?;
+        if !batch.is_empty() {
+            metrics.writer_batch_rerun();
+        }
+    }
+    Ok(())
+}
+
+/// Runs each job in turn; answers where the first that failed after writing or panicked is.
+fn run_jobs(
+    w: &mut Writer<'_>,
+    batch: &mut [Box<dyn Job>],
+    metrics: &crate::metrics::Metrics,
+) -> Option<usize> {
+    for (at, job) in batch.iter_mut().enumerate() {
+        // AssertUnwindSafe is sound here because nothing a panicking job could leave half-done
+        // is used again: its rows, the batch's caches and counter sums live in this `Writer`
+        // and its transaction, which the caller drops and aborts (never commits); the job
+        // itself is answered `Panicked` and never runs again. The id generator only moves
+        // forward, whatever the panic interrupted.
+        match catch_unwind(AssertUnwindSafe(|| job.apply(w))) {
+            Ok(true) => {}
+            Ok(false) => return Some(at),
+            Err(panic) => {
+                tracing::error!(cause = panic_text(&*panic), "a write job panicked");
+                metrics.writer_job_panicked();
+                job.panicked();
+                return Some(at);
             }
         }
-        if all_clean {
-            // The jobs' answers are already decided; a failure here fails the whole batch.
-            w.flush_counters()?;
-        }
     }
-    if !all_clean {
-        tx.abort()?;
-        return Err(StoreError::Aborted);
-    }
-    tx.commit()?;
-    Ok(())
+    None
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
