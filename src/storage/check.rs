@@ -20,7 +20,16 @@ fn decode_table<K: redb::Key + 'static>(
     report: &mut String,
     decode: impl Fn(&redb::AccessGuard<'_, K>, &[u8]) -> Result<(), CodecError>,
 ) -> Result<u64, StoreError> {
-    let table = tx.open_table(def)?;
+    // A table added after the file was written (the tasks tables, to a layout 1 file) is made
+    // at the next start; until then it holds nothing.
+    let table = match tx.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            let _ = writeln!(report, "{:<18} 0", def.name());
+            return Ok(0);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut n = 0;
     for entry in table.iter()? {
         let (k, v) = entry?;
