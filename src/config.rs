@@ -183,7 +183,7 @@ impl Default for Config {
             template_output_max_bytes: None,
             template_memory_max_bytes: None,
             template_render_ms: 100,
-            routing_budget_ms: 5,
+            routing_budget_ms: 10,
             routing_share_ms: 100,
             template_previews_max: 2,
             deliveries_in_flight_max: 512,

@@ -16,7 +16,8 @@ use crate::model::{App, Endpoint, Message, NewDelivery, Priority, Trigger};
 /// logged), the unique key as absent.
 ///
 /// Routing runs in the writer, which every tenant waits for, so all the conditions and unique
-/// keys of one message share one deadline, `budget` from now (setting `routing_budget_ms`);
+/// keys of one message share one deadline, `budget` from when its payload has been parsed
+/// (setting `routing_budget_ms`; the parse is bounded by the payload limit, not the tenant);
 /// one that is stopped by it, or by another bound of `limits`, counts as failed.
 pub fn route(
     msg: &Message,
@@ -26,7 +27,7 @@ pub fn route(
     limits: &template::Limits,
     budget: std::time::Duration,
 ) -> Vec<NewDelivery> {
-    let deadline = std::time::Instant::now() + budget;
+    let mut deadline: Option<std::time::Instant> = None;
     let mut out: Vec<NewDelivery> = endpoints
         .iter()
         .filter(|ep| !ep.options.subscription_disabled && subscription_matches(ep, msg))
@@ -51,6 +52,7 @@ pub fn route(
             let text = msg.payload.as_deref().unwrap_or("{}");
             payload = Some(serde_json::from_str(text).unwrap_or(serde_json::Value::Null));
         }
+        let deadline = *deadline.get_or_insert_with(|| std::time::Instant::now() + budget);
         let null = serde_json::Value::Null;
         let fields = template::merge_fields(payload.as_ref().unwrap_or(&null), msg, app);
         if let Some(condition) = &t.condition {
