@@ -859,3 +859,94 @@ async fn kill_9_under_load_with_a_flaky_receiver_loses_nothing_acknowledged() {
     );
     println!("fault suite took {:.1?}", started.elapsed());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Silent death: a dead writer or delivery thread is seen by health and ends the process
+
+/// Kills one part of a running server through its test-only hook (`fault-injection`: SIGUSR1
+/// kills the writer thread, SIGUSR2 the delivery thread), then expects `/api/v1/health` to
+/// answer 503 naming it, and the process to exit non-zero by itself.
+async fn a_dead_part_is_named_and_ends_the_process(signal: &str, code: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.redb");
+    let log = dir.path().join("herald.log");
+    let port = free_port();
+    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    wait_healthy(&client, port).await;
+    let metrics = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for part in ["writer", "scheduler"] {
+        assert!(
+            metrics.contains(&format!("herald_heartbeat_age_seconds{{part=\"{part}\"}}")),
+            "{metrics}"
+        );
+    }
+    let status = Command::new("kill")
+        .args([signal, &herald.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let named = Arc::new(Mutex::new(None));
+    eventually(Duration::from_secs(10), || {
+        let (client, named) = (client.clone(), named.clone());
+        async move {
+            let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/api/v1/health"))
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or_default();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && body["code"] == code {
+                *named.lock().unwrap() = Some(body);
+                return true;
+            }
+            false
+        }
+    })
+    .await;
+    println!("health: {}", named.lock().unwrap().as_ref().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = herald.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "herald still runs 15 s after its {code} part died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        !exit.success() && exit.code().is_some(),
+        "herald must exit non-zero (not by a signal): {exit}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("supervisor restarts"), "{log_text}");
+    // Restarted, it serves and is healthy again.
+    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+    wait_healthy(&client, port).await;
+    herald.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_fails_health_and_exits_non_zero() {
+    a_dead_part_is_named_and_ends_the_process("-USR1", "writer_stuck").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_delivery_thread_fails_health_and_exits_non_zero() {
+    a_dead_part_is_named_and_ends_the_process("-USR2", "scheduler_stuck").await;
+}
