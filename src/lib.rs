@@ -59,6 +59,7 @@ pub struct Herald {
     config: Arc<Config>,
     outbound: Arc<Outbound>,
     heartbeats: Arc<heartbeat::Heartbeats>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Herald {
@@ -94,7 +95,7 @@ impl Herald {
             config.clone(),
             waker,
             outbound.clone(),
-            metrics,
+            metrics.clone(),
         );
         Ok(Herald {
             service,
@@ -103,6 +104,7 @@ impl Herald {
             config,
             outbound,
             heartbeats,
+            metrics,
         })
     }
 
@@ -152,6 +154,7 @@ impl Herald {
             self.store.clone(),
             self.config.clone(),
             self.outbound.clone(),
+            self.metrics.clone(),
             stop_rx,
         );
         // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.
