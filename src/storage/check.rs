@@ -206,6 +206,9 @@ pub enum Mend {
     Cancel,
 }
 
+/// Endpoints whose parked deliveries must be mended, and the endpoint to search on from.
+pub type StrayParked = (Vec<(EndpointId, Mend)>, Option<EndpointId>);
+
 /// Where a search of the queue lanes goes on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueCursor {
@@ -240,7 +243,7 @@ impl Reader {
         &self,
         from: Option<EndpointId>,
         endpoints_max: usize,
-    ) -> Result<(Vec<(EndpointId, Mend)>, Option<EndpointId>), StoreError> {
+    ) -> Result<StrayParked, StoreError> {
         let t = self.tx.open_table(PARKED)?;
         let mut known = HashMap::new();
         let mut found = Vec::new();
