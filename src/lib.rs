@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 pub mod delivery;
 pub mod guard;
+pub mod heartbeat;
 pub mod metrics;
 pub mod model;
 pub mod ops;
@@ -45,6 +46,9 @@ pub enum RunError {
     Outbound(#[from] crate::delivery::outbound::OutboundError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    /// A part Herald cannot work without died or hung (`heartbeat.rs`); restart the process.
+    #[error("the {part} {state}; exiting so a supervisor restarts Herald")]
+    Dead { part: &'static str, state: String },
 }
 
 /// An opened Herald: the database, the rules over it, and the delivery engine.
@@ -54,6 +58,8 @@ pub struct Herald {
     store: Store,
     config: Arc<Config>,
     outbound: Arc<Outbound>,
+    heartbeats: Arc<heartbeat::Heartbeats>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Herald {
@@ -74,6 +80,7 @@ impl Herald {
             path: config.db.display().to_string(),
             source,
         })?;
+        let heartbeats = metrics.heartbeats.clone();
         let waker = Waker::default();
         let outbound = Arc::new(Outbound::new(&config)?);
         let service = Service::new(
@@ -88,7 +95,7 @@ impl Herald {
             config.clone(),
             waker,
             outbound.clone(),
-            metrics,
+            metrics.clone(),
         );
         Ok(Herald {
             service,
@@ -96,6 +103,8 @@ impl Herald {
             store,
             config,
             outbound,
+            heartbeats,
+            metrics,
         })
     }
 
@@ -136,7 +145,11 @@ impl Herald {
             self.service.listening_on(addr);
         }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let engine = run_delivery(self.engine.clone(), stopped(stop_rx.clone()))?;
+        let engine = run_delivery(
+            self.engine.clone(),
+            self.heartbeats.clone(),
+            stopped(stop_rx.clone()),
+        )?;
         // Background tasks that were running when Herald stopped carry on from their cursors.
         let service = self.service.clone();
         tokio::spawn(async move {
@@ -148,6 +161,7 @@ impl Herald {
             self.store.clone(),
             self.config.clone(),
             self.outbound.clone(),
+            self.metrics.clone(),
             stop_rx,
         );
         // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.
@@ -163,14 +177,33 @@ impl Herald {
             >(app),
         )
         .with_graceful_shutdown(shutdown);
-        let result = server.await;
+        let result = tokio::select! {
+            r = server => r.map_err(RunError::Io),
+            (part, state) = watchdog(self.heartbeats.clone()) => {
+                tracing::error!(part = part.name(), ?state, "a part died or hung; exiting");
+                Err(RunError::Dead { part: part.name(), state: describe(state) })
+            }
+        };
         let _ = stop_tx.send(true);
-        let _ = engine.await;
-        for task in upkeep {
-            let _ = task.await;
+        if result.is_ok() {
+            let _ = engine.await;
+            for task in upkeep {
+                let _ = task.await;
+            }
+            self.store.close().await;
+        } else {
+            // A dead or hung part may never answer: stop what can be stopped, bounded, so the
+            // process exits and its supervisor starts a fresh one.
+            let _ = tokio::time::timeout(EXIT_WAIT, async {
+                let _ = engine.await;
+                for task in upkeep {
+                    let _ = task.await;
+                }
+                self.store.close().await;
+            })
+            .await;
         }
-        self.store.close().await;
-        result.map_err(RunError::Io)
+        result
     }
 }
 
@@ -181,6 +214,7 @@ impl Herald {
 /// answer resolves when the engine has stopped.
 fn run_delivery(
     engine: Arc<Engine>,
+    heartbeats: Arc<heartbeat::Heartbeats>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<tokio::sync::oneshot::Receiver<()>, RunError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -192,12 +226,76 @@ fn run_delivery(
     std::thread::Builder::new()
         .name("herald-delivery".into())
         .spawn(move || {
+            let _alive = heartbeats.alive(heartbeat::Part::Scheduler);
+            #[cfg(feature = "fault-injection")]
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = engine.run(shutdown) => {}
+                    _ = heartbeats.killed(heartbeat::Part::Scheduler) => {
+                        panic!("fault injected: the delivery thread was killed")
+                    }
+                }
+            });
+            #[cfg(not(feature = "fault-injection"))]
             runtime.block_on(engine.run(shutdown));
             // Dropping `done` answers too, should the engine panic.
             let _ = done.send(());
         })
         .map_err(RunError::Io)?;
     Ok(stopped)
+}
+
+/// How often the watchdog looks at the heartbeats.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a part found dead is left answering 503 at `/api/v1/health` before the process
+/// exits, so the probe that finds it (and the operator's log) can say which part it was.
+const DEAD_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Bound on stopping what still runs once a part has died.
+const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Resolves with the first part that died or hung past `heartbeat::DEAD_AFTER`, once it has
+/// stayed so for `DEAD_GRACE`. With `fault-injection`, SIGUSR1 kills the writer and SIGUSR2
+/// the delivery thread.
+async fn watchdog(hb: Arc<heartbeat::Heartbeats>) -> (heartbeat::Part, heartbeat::State) {
+    #[cfg(all(feature = "fault-injection", unix))]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        for (kind, part) in [
+            (SignalKind::user_defined1(), heartbeat::Part::Writer),
+            (SignalKind::user_defined2(), heartbeat::Part::Scheduler),
+        ] {
+            if let Ok(mut s) = signal(kind) {
+                let hb = hb.clone();
+                tokio::spawn(async move {
+                    if s.recv().await.is_some() {
+                        hb.kill(part);
+                    }
+                });
+            }
+        }
+    }
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        match hb.given_up() {
+            None => since = None,
+            Some(found) => {
+                let first = *since.get_or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= DEAD_GRACE {
+                    return found;
+                }
+                tracing::error!(part = found.0.name(), state = ?found.1, "a part died or hung");
+            }
+        }
+    }
+}
+
+fn describe(state: heartbeat::State) -> String {
+    match state {
+        heartbeat::State::Ok => "is running".into(),
+        heartbeat::State::Stuck(age) => format!("has not run for {} s", age.as_secs()),
+        heartbeat::State::Dead => "thread has stopped".into(),
+    }
 }
 
 async fn no_such_api_route() -> api::error::ApiError {

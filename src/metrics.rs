@@ -3,13 +3,16 @@
 //! One `Metrics` value (in an `Arc`) is shared by the parts that observe: the service counts
 //! ingested messages, the delivery side counts attempts by outcome and their latency, the
 //! writer reports each batch's size and commit time (and the jobs that panicked or made it run a
-//! batch again), and the scrape itself reads the queue
-//! depth per lane and the deliveries in flight.
+//! batch again), and the scrape itself reads the queue depth per lane, the deliveries in
+//! flight and the age of the writer's and the scheduler's heartbeats (`heartbeat.rs`, kept
+//! here so every part that observes already holds it). The repair pass (`ops/repair.rs`)
+//! counts what it mends.
 //!
 //! Owns: metric names and buckets. Must never: be a global (several servers run in one test
 //! process), or block an observer (every observation is a few atomic operations).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -18,6 +21,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::heartbeat::{Heartbeats, Part};
 
 type Labels = Vec<(String, String)>;
 
@@ -34,6 +39,11 @@ pub struct Metrics {
     queue_depth: Family<Labels, Gauge>,
     in_flight: Gauge,
     in_flight_now: AtomicI64,
+    /// The writer's and the scheduler's liveness, read by health, the watchdog and the scrape.
+    pub heartbeats: Arc<Heartbeats>,
+    heartbeat_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    repaired: Family<Labels, Counter>,
+    repair_passes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -114,6 +124,25 @@ impl Metrics {
             "Attempts being made right now",
             in_flight.clone(),
         );
+        let heartbeat_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "heartbeat_age_seconds",
+            "Time since the part (writer, scheduler) last went round its loop",
+            heartbeat_age.clone(),
+        );
+        let repaired = Family::<Labels, Counter>::default();
+        registry.register(
+            "repaired_deliveries",
+            "Deliveries the repair pass mended, by what it did (released: parked on a ready \
+             endpoint, queued again; cancelled: pending for a deleted endpoint)",
+            repaired.clone(),
+        );
+        let repair_passes = Counter::default();
+        registry.register(
+            "repair_passes",
+            "Complete passes of the repair over the parked deliveries and the queue",
+            repair_passes.clone(),
+        );
         Metrics {
             registry,
             messages_ingested,
@@ -127,6 +156,10 @@ impl Metrics {
             queue_depth,
             in_flight,
             in_flight_now: AtomicI64::new(0),
+            heartbeats: Arc::default(),
+            heartbeat_age,
+            repaired,
+            repair_passes,
         }
     }
 
@@ -160,6 +193,19 @@ impl Metrics {
         self.in_flight_now.fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// The repair pass mended `n` deliveries: `released` or `cancelled`.
+    pub fn repaired(&self, what: &str, n: usize) {
+        if n > 0 {
+            self.repaired
+                .get_or_create(&vec![("action".into(), what.into())])
+                .inc_by(n as u64);
+        }
+    }
+
+    pub fn repair_pass_done(&self) {
+        self.repair_passes.inc();
+    }
+
     /// The text exposition, with the gauges read now.
     pub fn render(&self, queue_depths: &[(&str, u64)]) -> String {
         for (lane, depth) in queue_depths {
@@ -169,6 +215,11 @@ impl Metrics {
         }
         self.in_flight
             .set(self.in_flight_now.load(Ordering::Relaxed));
+        for part in Part::ALL {
+            self.heartbeat_age
+                .get_or_create(&vec![("part".into(), part.name().into())])
+                .set(self.heartbeats.age(part).as_secs_f64());
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -206,6 +257,14 @@ mod tests {
         );
         assert!(
             text.contains("herald_writer_batch_reruns_total 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_heartbeat_age_seconds{part=\"writer\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_heartbeat_age_seconds{part=\"scheduler\"}"),
             "{text}"
         );
         assert!(

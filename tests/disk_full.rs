@@ -4,6 +4,8 @@
 //! Needs root to mount a small tmpfs, so it is `#[ignore]`d in a plain `cargo test`; `.ci/run`
 //! runs it explicitly (CI runs as root).
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -171,5 +173,184 @@ async fn a_full_disk_fails_ingest_cleanly_and_herald_recovers_when_space_returns
         check.status.success(),
         "{}",
         String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// A full disk while endpoints are verified, enabled and deleted: each change is refused
+/// whole (5xx) or made whole, its parked deliveries with it; a `kill -9` while the disk is
+/// still full, then a start with space back, leaves nothing to mend and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn a_full_disk_while_endpoints_change_strands_no_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mounting a tmpfs needs root");
+    let _mount = Mount(dir.path().to_path_buf());
+    let filler = dir.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
+    let db = dir.path().join("herald.redb");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = || {
+        Command::new(BIN)
+            .args(["serve", "--db"])
+            .arg(&db)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--allow-destination",
+                "127.0.0.0/8",
+                "--allow-http-destinations",
+            ])
+            .env("HERALD_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Server)
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let client = reqwest::Client::new();
+    let healthy = || async {
+        common::eventually(Duration::from_secs(20), || async {
+            client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await
+    };
+    let mut server = start();
+    healthy().await;
+    let token = std::fs::read_to_string(format!("{}.admin-token", db.display()))
+        .unwrap()
+        .trim()
+        .to_string();
+    let send = |method: reqwest::Method, path: String, body: serde_json::Value| {
+        let req = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token);
+        async move {
+            let r = req.json(&body).send().await.unwrap();
+            let status = r.status();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let post = |path: &str, body| send(reqwest::Method::POST, path.to_string(), body);
+    post("/event-type", json!({"name": "a.b", "description": ""})).await;
+    for app in ["a", "b"] {
+        post("/app", json!({"name": app, "uid": app})).await;
+    }
+    // Three endpoints waiting for their verification: one to verify, one to delete, one in
+    // the application to delete.
+    let mut waiting = Vec::new();
+    for app in ["a", "a", "b"] {
+        let receiver = common::Receiver::start().await;
+        let (s, ep) = post(
+            &format!("/app/{app}/endpoint"),
+            json!({"url": receiver.url(), "verify": true}),
+        )
+        .await;
+        assert!(s.is_success(), "{ep}");
+        waiting.push((app, ep["id"].as_str().unwrap().to_string(), receiver));
+    }
+    const N: usize = 20;
+    for i in 0..N {
+        for app in ["a", "b"] {
+            let (s, _) = post(
+                &format!("/app/{app}/msg"),
+                json!({"eventType": "a.b", "payload": {"i": i}}),
+            )
+            .await;
+            assert_eq!(s, 202);
+        }
+    }
+    let code = |r: &common::Receiver| {
+        r.received()
+            .iter()
+            .find_map(|m| m.json()["verificationCode"].as_str().map(String::from))
+    };
+    common::eventually(Duration::from_secs(10), || async {
+        waiting.iter().all(|(_, _, r)| code(r).is_some())
+    })
+    .await;
+    // Fill the disk until ingest refuses.
+    let big = "x".repeat(20_000);
+    for _ in 0..1_000 {
+        let (s, _) = post(
+            "/app/a/msg",
+            json!({"eventType": "a.b", "payload": {"big": big}}),
+        )
+        .await;
+        if s != 202 {
+            break;
+        }
+    }
+    // The changes, on a full disk: each is refused whole or made whole.
+    let (verify_app, verify_id, verify_rx) = &waiting[0];
+    let verify = || {
+        post(
+            &format!("/app/{verify_app}/endpoint/{verify_id}/verify"),
+            json!({"code": code(verify_rx).unwrap()}),
+        )
+    };
+    let delete_ep = || {
+        send(
+            reqwest::Method::DELETE,
+            format!("/app/a/endpoint/{}", waiting[1].1),
+            json!({}),
+        )
+    };
+    let delete_app = || send(reqwest::Method::DELETE, "/app/b".into(), json!({}));
+    let full = [verify().await.0, delete_ep().await.0, delete_app().await.0];
+    println!(
+        "on a full disk: verify {}, delete endpoint {}, delete app {}",
+        full[0], full[1], full[2]
+    );
+    for s in full {
+        assert!(s.is_success() || s.is_server_error(), "{s}");
+    }
+    // kill -9 while the disk is still full; space returns; a fresh start.
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    std::fs::remove_file(&filler).unwrap();
+    let mut server = start();
+    healthy().await;
+    // What was refused is done again now.
+    assert!(verify().await.0.is_success());
+    for (s, _) in [delete_ep().await, delete_app().await] {
+        assert!(s.is_success() || s == 404, "{s}");
+    }
+    // The verified endpoint gets every message it was owed.
+    common::eventually(Duration::from_secs(20), || async {
+        verify_rx
+            .received()
+            .iter()
+            .filter(|m| m.json().get("i").is_some())
+            .count()
+            >= N
+    })
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    server.0.wait().unwrap();
+    let check = Command::new(BIN).arg("check").arg(&db).output().unwrap();
+    let report = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "{report}");
+    assert!(
+        report.contains("to mend: parked on ready endpoints: 0, pending for deleted endpoints: 0"),
+        "{report}"
     );
 }

@@ -859,3 +859,353 @@ async fn kill_9_under_load_with_a_flaky_receiver_loses_nothing_acknowledged() {
     );
     println!("fault suite took {:.1?}", started.elapsed());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Silent death: a dead writer or delivery thread is seen by health and ends the process
+
+/// Kills one part of a running server through its test-only hook (`fault-injection`: SIGUSR1
+/// kills the writer thread, SIGUSR2 the delivery thread), then expects `/api/v1/health` to
+/// answer 503 naming it, and the process to exit non-zero by itself.
+async fn a_dead_part_is_named_and_ends_the_process(signal: &str, code: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.redb");
+    let log = dir.path().join("herald.log");
+    let port = free_port();
+    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    wait_healthy(&client, port).await;
+    let metrics = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for part in ["writer", "scheduler"] {
+        assert!(
+            metrics.contains(&format!("herald_heartbeat_age_seconds{{part=\"{part}\"}}")),
+            "{metrics}"
+        );
+    }
+    let status = Command::new("kill")
+        .args([signal, &herald.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let named = Arc::new(Mutex::new(None));
+    eventually(Duration::from_secs(10), || {
+        let (client, named) = (client.clone(), named.clone());
+        async move {
+            let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/api/v1/health"))
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or_default();
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && body["code"] == code {
+                *named.lock().unwrap() = Some(body);
+                return true;
+            }
+            false
+        }
+    })
+    .await;
+    println!("health: {}", named.lock().unwrap().as_ref().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = herald.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "herald still runs 15 s after its {code} part died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        !exit.success() && exit.code().is_some(),
+        "herald must exit non-zero (not by a signal): {exit}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("supervisor restarts"), "{log_text}");
+    // Restarted, it serves and is healthy again.
+    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+    wait_healthy(&client, port).await;
+    herald.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_writer_fails_health_and_exits_non_zero() {
+    a_dead_part_is_named_and_ends_the_process("-USR1", "writer_stuck").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_delivery_thread_fails_health_and_exits_non_zero() {
+    a_dead_part_is_named_and_ends_the_process("-USR2", "scheduler_stuck").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 while endpoints are enabled, verified and deleted
+
+const CHURN_KILLS: usize = 20;
+
+/// `herald check`'s line of what is left to mend: (parked on ready, pending for deleted).
+fn to_mend(report: &str) -> (u64, u64) {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("to mend:"))
+        .unwrap_or_else(|| panic!("no `to mend` line in:\n{report}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+/// One endpoint the churn made, with the receiver that holds its verification code.
+struct Churned {
+    app: String,
+    id: String,
+    receiver: common::Receiver,
+}
+
+/// Changes endpoints at random until `stop`: creates unverified ones (their deliveries
+/// park), verifies them, disables and enables them, deletes them or their applications.
+/// Failures are expected (the server is killed under it) and ignored.
+async fn churn(base: String, token: String, seed: u64, stop: Arc<AtomicBool>) -> u64 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut made: Vec<Churned> = Vec::new();
+    let mut changes = 0;
+    let mut k = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        k += 1;
+        let roll = rng.gen_range(0..10);
+        let ok = if made.len() < 3 || roll < 3 {
+            // A new endpoint waiting for its verification, in "load" or in an app of its own.
+            let app = if rng.gen_bool(0.5) {
+                "load".to_string()
+            } else {
+                format!("churn-{seed}-{k}")
+            };
+            if app != "load" {
+                let _ = client
+                    .post(format!("{base}/app"))
+                    .bearer_auth(&token)
+                    .json(&json!({"name": app, "uid": app}))
+                    .send()
+                    .await;
+            }
+            let receiver = common::Receiver::start().await;
+            match client
+                .post(format!("{base}/app/{app}/endpoint"))
+                .bearer_auth(&token)
+                .json(&json!({"url": receiver.url(), "verify": true}))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => {
+                    let ep: Value = r.json().await.unwrap_or_default();
+                    if let Some(id) = ep["id"].as_str() {
+                        made.push(Churned {
+                            app,
+                            id: id.to_string(),
+                            receiver,
+                        });
+                    }
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            let i = rng.gen_range(0..made.len());
+            let (app, id) = (made[i].app.clone(), made[i].id.clone());
+            let request = match roll {
+                3..=5 => {
+                    let code = made[i]
+                        .receiver
+                        .received()
+                        .iter()
+                        .find_map(|r| r.json()["verificationCode"].as_str().map(String::from));
+                    let Some(code) = code else { continue };
+                    client
+                        .post(format!("{base}/app/{app}/endpoint/{id}/verify"))
+                        .json(&json!({"code": code}))
+                }
+                6 | 7 => client
+                    .patch(format!("{base}/app/{app}/endpoint/{id}"))
+                    .json(&json!({"disabled": rng.gen_bool(0.5)})),
+                8 => {
+                    made.swap_remove(i);
+                    client.delete(format!("{base}/app/{app}/endpoint/{id}"))
+                }
+                _ if app != "load" => {
+                    made.retain(|c| c.app != app);
+                    client.delete(format!("{base}/app/{app}"))
+                }
+                _ => continue,
+            };
+            matches!(request.bearer_auth(&token).send().await, Ok(r) if r.status().is_success())
+        };
+        changes += u64::from(ok);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(5..40))).await;
+    }
+    changes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_while_endpoints_change_loses_nothing_and_strands_nothing() {
+    let started = Instant::now();
+    let seed: u64 = std::env::var("HERALD_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    println!("fault seed {seed} (rerun with HERALD_FAULT_SEED={seed})");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("herald.redb");
+    let log = dir.path().join("herald.log");
+    let out = Command::new(BIN)
+        .args(["token", "create", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let receiver = FlakyReceiver::start(seed).await;
+    receiver.set_mode(Mode::Reliable);
+    let port = free_port();
+    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    wait_healthy(&client, port).await;
+    let base = herald.base();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = post(
+        "/event-type",
+        json!({"name": "load.tick", "description": ""}),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success());
+    let r = post("/app", json!({"name": "Load", "uid": "load"}))
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // The endpoint that stays: every acknowledged message is owed to it.
+    let r = post("/app/load/endpoint", json!({"url": receiver.url("keep")}))
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (acked, next, stop) = (acked.clone(), next.clone(), stop.clone());
+        let (base, token) = (base.clone(), token.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                let seq = next.fetch_add(1, Ordering::SeqCst);
+                let r = client
+                    .post(format!("{base}/app/load/msg"))
+                    .bearer_auth(&token)
+                    .json(&json!({"eventType": "load.tick", "payload": {"seq": seq}}))
+                    .send()
+                    .await;
+                if matches!(&r, Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED) {
+                    acked.lock().unwrap().insert(seq);
+                    tokio::time::sleep(CLIENT_PAUSE).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let churner = tokio::spawn(churn(base.clone(), token.clone(), seed, stop.clone()));
+
+    let mut stranded_seen = (0, 0);
+    for kill in 1..=CHURN_KILLS {
+        let wait = Duration::from_millis(rng.gen_range(100..1_200));
+        tokio::time::sleep(wait).await; // a random moment under churn, not a wait for a state
+        herald.kill9();
+        let (report, _) = check(&db);
+        let strays = to_mend(&report);
+        stranded_seen = (stranded_seen.0 + strays.0, stranded_seen.1 + strays.1);
+        println!("kill {kill:>2} after {wait:>6.0?}: check ok, to mend {strays:?}");
+        herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+        wait_healthy(&client, port).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let changes = churner.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    println!(
+        "{} acknowledged, {changes} endpoint changes made; to mend seen at the kills: {stranded_seen:?}",
+        acked.len()
+    );
+    assert!(
+        changes >= 20,
+        "too little churn to prove anything: {changes}"
+    );
+
+    // Nothing acknowledged is lost.
+    eventually(DRAIN_WITHIN, || async {
+        let delivered = receiver.delivered(0).0;
+        acked
+            .iter()
+            .all(|s| delivered.contains(&("keep".to_string(), *s)))
+    })
+    .await;
+    // A start with nothing changing after it: its repair pass leaves nothing to mend.
+    herald.terminate();
+    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
+    wait_healthy(&client, port).await;
+    eventually(DRAIN_WITHIN, || async {
+        let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        r.text()
+            .await
+            .is_ok_and(|t| t.contains("herald_repair_passes_total 1"))
+    })
+    .await;
+    herald.terminate();
+    let (report, _) = check(&db);
+    assert_eq!(to_mend(&report), (0, 0), "{report}");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !log_text.contains("panicked"),
+        "herald panicked:\n{log_text}"
+    );
+    println!("churn fault suite took {:.1?}", started.elapsed());
+}

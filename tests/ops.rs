@@ -291,3 +291,176 @@ async fn the_dashboard_counters_add_up_to_what_the_receivers_saw() {
         attempts["data"][0]["id"].as_str().unwrap()
     );
 }
+
+/// `herald check`'s line of what is left to mend: (parked on ready, pending for deleted).
+fn to_mend(db: &std::path::Path) -> (u64, u64) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("check")
+        .arg(db)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "herald check failed:\n{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("to mend:"))
+        .unwrap_or_else(|| panic!("no `to mend` line in:\n{text}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// What a crash between an endpoint's commit and the jobs after it leaves: written straight
+/// into a stopped server's file with the store's own operations, as the crashed process had
+/// committed them (the endpoint change), without what it had not (moving its deliveries).
+async fn strand(db: &std::path::Path, verify: String, delete: String, delete_app: String) {
+    use herald::model::{AppId, EndpointId};
+    use herald::storage::{Read, Store, StoreSettings};
+    let store = Store::open(
+        db,
+        &StoreSettings {
+            writer_batch_max: 8,
+            writer_queue_max: 8,
+            metrics: Default::default(),
+            cache_bytes: 1 << 20,
+        },
+    )
+    .unwrap();
+    store
+        .write(move |w| {
+            let old = w.endpoint(EndpointId::parse(&verify).unwrap())?.unwrap();
+            let mut new = old.clone();
+            new.options.verification.as_mut().unwrap().verified_at = Some(1);
+            w.update_endpoint(&old, &new)?;
+            let gone = w.endpoint(EndpointId::parse(&delete).unwrap())?.unwrap();
+            w.delete_endpoint(&gone)?;
+            let app = w.app(AppId::parse(&delete_app).unwrap())?.unwrap();
+            w.delete_app(&app)
+        })
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repair_pass_mends_deliveries_stranded_by_a_crash() {
+    let receiver = Receiver::start().await;
+    let late_rx = Receiver::start().await;
+    let sink = Receiver::start().await;
+    let failing = Receiver::start_with(Behaviour {
+        then: 500,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Retries an hour away: a failed delivery stays queued, not due.
+    let config = || {
+        let mut c = test_config(dir.path());
+        c.retry_schedule_ms = vec![3_600_000];
+        c
+    };
+    let s = start_on(config()).await;
+    let (app, _) = s.setup("a.b", &receiver.url()).await;
+    let (_, other_app) = s.post("/app", json!({"name": "Other"})).await;
+    let other_app = other_app["id"].as_str().unwrap().to_string();
+    let endpoint = |app: String, url: String, verify: bool| {
+        let s = &s;
+        async move {
+            let (st, ep) = s
+                .post(
+                    &format!("/app/{app}/endpoint"),
+                    json!({"url": url, "verify": verify, "eventTypes": ["a.b"]}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{ep}");
+            ep["id"].as_str().unwrap().to_string()
+        }
+    };
+    // Unverified endpoints park what they are owed; `failing` keeps its deliveries queued.
+    let verified_late = endpoint(app.clone(), late_rx.url(), true).await;
+    let deleted = endpoint(app.clone(), sink.url(), true).await;
+    endpoint(other_app.clone(), sink.url(), true).await;
+    let deleted_queued = endpoint(app.clone(), failing.url(), false).await;
+    const N: usize = 5;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        ids.push(s.send(&app, "a.b", json!({"i": i})).await["id"].clone());
+        s.send(&other_app, "a.b", json!({"i": i})).await;
+    }
+    // The first endpoint of `setup` got them all; `failing` answered each once.
+    receiver.wait_for(N, WAIT).await;
+    failing.wait_for(N, WAIT).await;
+    // Deleted through the API: its queued deliveries (due in an hour) are left to the scheduler.
+    let (st, _) = s
+        .delete(&format!("/app/{app}/endpoint/{deleted_queued}"))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let db = s.db.clone();
+    s.stop().await;
+    strand(
+        &db,
+        verified_late.clone(),
+        deleted.clone(),
+        other_app.clone(),
+    )
+    .await;
+    // Parked on a ready endpoint: N; pending for deleted ones: N parked (`deleted`), N parked
+    // (`in_deleted_app`), N queued (`deleted_queued`).
+    assert_eq!(to_mend(&db), (N as u64, 3 * N as u64));
+
+    // The next start mends them: the verified endpoint gets its messages, the rest are
+    // cancelled.
+    let s = start_on(config()).await;
+    let late = || {
+        late_rx
+            .received()
+            .iter()
+            .filter(|r| r.json().get("i").is_some())
+            .count()
+    };
+    eventually(WAIT, || async { late() == N }).await;
+    let root = s.base.trim_end_matches("/api/v1").to_string();
+    let metrics = || async {
+        reqwest::get(format!("{root}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    eventually(WAIT, || async {
+        metrics().await.contains("herald_repair_passes_total 1")
+    })
+    .await;
+    let text = metrics().await;
+    assert!(
+        text.contains(&format!(
+            "herald_repaired_deliveries_total{{action=\"released\"}} {N}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "herald_repaired_deliveries_total{{action=\"cancelled\"}} {}",
+            3 * N
+        )),
+        "{text}"
+    );
+    for id in &ids {
+        let (_, list) = s
+            .get(&format!("/app/{app}/msg/{}/endpoint", id.as_str().unwrap()))
+            .await;
+        for d in list["data"].as_array().unwrap() {
+            let ep = d["id"].as_str().unwrap();
+            if ep == deleted || ep == deleted_queued {
+                assert_eq!(d["status"], 4, "cancelled: {d}");
+            }
+        }
+    }
+    s.stop().await;
+    assert_eq!(to_mend(&db), (0, 0));
+    drop(dir);
+}

@@ -1,4 +1,6 @@
-//! `GET /api/v1/health`: answers 200 when the database reads and the writer commits.
+//! `GET /api/v1/health`: answers 200 when the database reads, and the writer and the
+//! delivery scheduler are alive and went round their loops lately (`heartbeat.rs`); 503 naming
+//! the part otherwise.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, HttpErrorOut};
+use crate::heartbeat::{Part, State as PartState};
 use crate::service::Service;
 
 pub fn routes() -> OpenApiRouter<Service> {
@@ -21,6 +24,10 @@ pub fn routes() -> OpenApiRouter<Service> {
 pub struct HealthOut {
     database: ComponentHealth,
     queue: ComponentHealth,
+    /// The one writer thread, which commits every change.
+    writer: ComponentHealth,
+    /// The delivery scheduler, which starts every attempt.
+    scheduler: ComponentHealth,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -33,7 +40,8 @@ const OK: ComponentHealth = ComponentHealth { status: "ok" };
 
 /// Health
 ///
-/// Whether the database answers. No token needed.
+/// Whether the database answers and the writer and the delivery scheduler run. No token
+/// needed.
 #[utoipa::path(
     get,
     path = "/health",
@@ -41,14 +49,34 @@ const OK: ComponentHealth = ComponentHealth { status: "ok" };
     operation_id = "v1.health.get",
     responses(
         (status = 200, description = "The database and the queue answer", body = HealthOut),
-        (status = 503, description = "The database is busy or restarting (`unavailable`); retry", body = HttpErrorOut),
+        (status = 503, description = "The database is busy or restarting (`unavailable`; retry), or the writer or the scheduler has stopped or hung (`writer_stuck`, `scheduler_stuck`; Herald exits so its supervisor restarts it)", body = HttpErrorOut),
     )
 )]
 async fn health(State(service): State<Service>) -> Result<Json<HealthOut>, ApiError> {
+    for part in Part::ALL {
+        let detail = match service.heartbeats().state(part) {
+            PartState::Ok => continue,
+            PartState::Dead => format!("the {}'s thread has stopped", part.name()),
+            PartState::Stuck(age) => {
+                format!("the {} has not run for {} s", part.name(), age.as_secs())
+            }
+        };
+        let code = match part {
+            Part::Writer => "writer_stuck",
+            Part::Scheduler => "scheduler_stuck",
+        };
+        return Err(ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            detail,
+        ));
+    }
     service.health().await?;
     Ok(Json(HealthOut {
         database: OK,
         queue: OK,
+        writer: OK,
+        scheduler: OK,
     }))
 }
 

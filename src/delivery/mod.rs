@@ -168,6 +168,7 @@ impl Engine {
         let mut workers = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
+            self.metrics.heartbeats.scheduler_tick();
             let next_due = tokio::select! {
                 biased;
                 _ = &mut shutdown => break,

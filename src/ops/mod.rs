@@ -1,4 +1,5 @@
-//! Background upkeep beside the delivery engine: retention and operational webhooks.
+//! Background upkeep beside the delivery engine: retention, the repair pass (stranded parked
+//! and pending deliveries) and operational webhooks.
 //!
 //! Each task works in bounded batches through the one writer, sleeps between rounds, and
 //! stops when the shutdown future resolves.
@@ -6,6 +7,7 @@
 //! Owns: when upkeep runs. Must never: hold the writer for long (every batch is bounded), or
 //! touch storage except through the store's typed operations.
 
+mod repair;
 mod retention;
 mod webhooks;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::delivery::Outbound;
+use crate::metrics::Metrics;
 use crate::storage::Store;
 
 /// Starts every upkeep task; they end when `stop` turns true.
@@ -20,13 +23,13 @@ pub fn spawn(
     store: Store,
     config: Arc<Config>,
     outbound: Arc<Outbound>,
+    metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(retention::run(
-        store.clone(),
-        config.clone(),
-        stop.clone(),
-    ))];
+    let mut tasks = vec![
+        tokio::spawn(retention::run(store.clone(), config.clone(), stop.clone())),
+        tokio::spawn(repair::run(store.clone(), metrics, stop.clone())),
+    ];
     if config.operational_webhook_url.is_some() {
         tasks.push(tokio::spawn(webhooks::run(store, config, outbound, stop)));
     }

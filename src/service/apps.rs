@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::endpoints::PARKED_BATCH;
 use super::validate::{self, Problems};
 use super::{ListPage, ListParams, Result, Service, ServiceError, find_app, list_page};
 use crate::model::*;
@@ -306,14 +307,30 @@ impl Service {
                 let endpoints: Vec<EndpointId> =
                     w.app_endpoints(app.id)?.iter().map(|e| e.id).collect();
                 w.delete_app(&app)?;
-                Ok(endpoints)
+                // Deliveries parked for its endpoints will never go: cancel a first batch of
+                // them in the same commit (a crash before the rest is mended by the repair
+                // pass, ops/repair.rs), and answer the endpoints that may have more.
+                let mut budget = PARKED_BATCH;
+                let mut more = Vec::new();
+                for endpoint in endpoints {
+                    let n = if budget > 0 {
+                        w.cancel_parked(endpoint, budget)?
+                    } else {
+                        0
+                    };
+                    if n == budget {
+                        more.push(endpoint);
+                    }
+                    budget -= n;
+                }
+                Ok(more)
             })
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::NotFound("Application"),
                 e => e.into(),
             })?;
-        // Deliveries parked for its endpoints will never go: cancel them, in bounded batches.
+        // The rest, in bounded batches.
         for endpoint in endpoints {
             self.cancel_parked_of(endpoint).await?;
         }

@@ -298,7 +298,13 @@ impl Service {
                     }));
                 };
                 if v.verified_at.is_some() {
-                    return Ok(Ok(old));
+                    // Verified before: a retry after a failure also releases what is parked.
+                    let moved = if old.ready() {
+                        w.unpark_endpoint(old.id, PARKED_BATCH)?
+                    } else {
+                        0
+                    };
+                    return Ok(Ok((old, moved)));
                 }
                 if !constant_time_eq(v.code.as_bytes(), code.as_bytes()) {
                     return Ok(Err(ServiceError::invalid(
@@ -313,26 +319,31 @@ impl Service {
                 });
                 new.updated_at = now_micros();
                 w.update_endpoint(&old, &new)?;
-                Ok(Ok(new))
+                // In the same commit, so a crash cannot leave them parked on a ready endpoint
+                // (beyond one batch, the repair pass mends what a crash leaves: ops/repair.rs).
+                let moved = w.unpark_endpoint(new.id, PARKED_BATCH)?;
+                Ok(Ok((new, moved)))
             })
             .await??;
-        self.release_parked(ep.id).await?;
+        let (ep, moved) = ep;
+        self.release_parked(ep.id, moved).await?;
         Ok(ep)
     }
 
-    /// Moves an endpoint's parked deliveries back into the queue, in bounded batches.
-    async fn release_parked(&self, endpoint: EndpointId) -> Result<()> {
+    /// Moves the rest of an endpoint's parked deliveries back into the queue, in bounded
+    /// batches, after the job that made it ready moved the first `moved`.
+    async fn release_parked(&self, endpoint: EndpointId, mut moved: usize) -> Result<()> {
         loop {
-            let moved = self
-                .store
-                .write(move |w| w.unpark_endpoint(endpoint, PARKED_BATCH))
-                .await?;
             if moved > 0 {
                 self.waker.wake();
             }
             if moved < PARKED_BATCH {
                 return Ok(());
             }
+            moved = self
+                .store
+                .write(move |w| w.unpark_endpoint(endpoint, PARKED_BATCH))
+                .await?;
         }
     }
 
@@ -466,15 +477,21 @@ impl Service {
                 };
                 w.delete_endpoint_triggers(ep.app_id, ep.id)?;
                 w.delete_endpoint(&ep)?;
-                Ok(Ok(ep.id))
+                // The first batch in the same commit; a crash before the rest is mended by the
+                // repair pass (ops/repair.rs).
+                let cancelled = w.cancel_parked(ep.id, PARKED_BATCH)?;
+                Ok(Ok((ep.id, cancelled == PARKED_BATCH)))
             })
             .await??;
-        self.cancel_parked_of(deleted).await
+        match deleted {
+            (endpoint, true) => self.cancel_parked_of(endpoint).await,
+            (_, false) => Ok(()),
+        }
     }
 
-    /// Cancels the deliveries parked for a deleted endpoint (they would never be attempted),
-    /// in bounded batches. Queued ones are cancelled by the delivery side when it finds the
-    /// endpoint gone.
+    /// Cancels the deliveries still parked for a deleted endpoint (they would never be
+    /// attempted), in bounded batches. Queued ones are cancelled by the delivery side when it
+    /// finds the endpoint gone, or by the repair pass, whichever comes first.
     pub(super) async fn cancel_parked_of(&self, endpoint: EndpointId) -> Result<()> {
         loop {
             let n = self
@@ -588,7 +605,14 @@ impl Service {
                 // Headers change only through their own calls (Svix: PUT has no headers).
                 new.updated_at = now_micros();
                 w.update_endpoint(&current, &new)?;
-                Ok(Ok((current.disabled && !new.disabled, new)))
+                // Made ready (enabled, or its verification dropped): its parked deliveries go
+                // back in the same commit, a first batch of them (see `verify_endpoint`).
+                let moved = if !current.ready() && new.ready() {
+                    Some(w.unpark_endpoint(new.id, PARKED_BATCH)?)
+                } else {
+                    None
+                };
+                Ok(Ok((moved, new)))
             })
             .await??
             .pipe_release(self)
@@ -872,23 +896,23 @@ pub fn example_payload(et: &EventType, index: usize) -> Option<String> {
     })
 }
 
-/// After a replace: release the endpoint's parked deliveries when it was just enabled.
+/// After a replace: release the rest of the endpoint's parked deliveries when it was just
+/// made ready (the replace moved the first `Some(n)`).
 trait PipeRelease {
     async fn pipe_release(self, service: &Service) -> Result<Endpoint>;
 }
 
-impl PipeRelease for (bool, Endpoint) {
+impl PipeRelease for (Option<usize>, Endpoint) {
     async fn pipe_release(self, service: &Service) -> Result<Endpoint> {
-        let (enabled, ep) = self;
-        if enabled && ep.ready() {
-            service.release_parked(ep.id).await?;
+        if let (Some(moved), ep) = &self {
+            service.release_parked(ep.id, *moved).await?;
         }
-        Ok(ep)
+        Ok(self.1)
     }
 }
 
-/// Deliveries moved from parked to queued per write.
-const PARKED_BATCH: usize = 5_000;
+/// Deliveries moved from parked to queued (or cancelled) per write.
+pub(super) const PARKED_BATCH: usize = 5_000;
 /// Most event types one endpoint test sends.
 pub const TESTS_MAX: usize = 50;
 /// Bounds of the per-endpoint options.

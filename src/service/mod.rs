@@ -346,6 +346,11 @@ impl Service {
         self.store.read(|r| r.queue_depth(Priority::High)).await?;
         Ok(())
     }
+
+    /// The writer's and the scheduler's liveness (`heartbeat.rs`).
+    pub fn heartbeats(&self) -> &crate::heartbeat::Heartbeats {
+        &self.metrics.heartbeats
+    }
 }
 
 /// A backup written to a temporary file, ready to be streamed; the file is removed when the

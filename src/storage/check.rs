@@ -1,6 +1,11 @@
 //! `herald check`: open a database file and prove every record decodes and every queue entry
-//! belongs to a pending delivery.
+//! belongs to a pending delivery; count the strays a crash between two commits can leave
+//! (deliveries parked on a ready endpoint, deliveries pending for a deleted one).
+//!
+//! Also the bounded searches for those strays that the repair pass (`ops/repair.rs`) mends
+//! with: `Reader::stray_parked`, `Reader::stray_queued`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -9,7 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use super::codec::{CodecError, Record, decode};
 use super::rows::{KeyedRecord, decode_keyed};
 use super::tables::*;
-use super::{Store, StoreError};
+use super::{Read, Reader, Store, StoreError};
 use crate::model::*;
 
 /// Decodes every value of a table with `decode` (given the entry's key and value bytes) and
@@ -123,6 +128,20 @@ impl Store {
             }
         }
         let _ = writeln!(report, "{:<18} {queued}", "queued");
+        let strays = count_strays(&Reader {
+            tx: db.begin_read()?,
+        })?;
+        let _ = writeln!(
+            report,
+            "to mend: parked on ready endpoints: {}, pending for deleted endpoints: {}{}",
+            strays.parked_on_ready,
+            strays.pending_for_deleted,
+            if strays == Strays::default() {
+                ""
+            } else {
+                " (a crash between two commits leaves these; the next start mends them)"
+            }
+        );
         space(&db, &tx, path, &mut report)?;
         report.push_str("ok");
         Ok(report)
@@ -174,4 +193,142 @@ fn space(
         let _ = writeln!(report, "file {} KiB", meta.len() / 1024);
     }
     Ok(())
+}
+
+/// What a crash between an endpoint's change and the jobs that follow it can leave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Strays {
+    /// Deliveries parked under an endpoint that is enabled and verified: nothing would ever
+    /// queue them.
+    pub parked_on_ready: u64,
+    /// Deliveries pending (parked or queued) for an endpoint that no longer exists (it, or its
+    /// application, was deleted): nothing cancels the parked ones, and the queued ones only
+    /// when due, so retention keeps their messages meanwhile.
+    pub pending_for_deleted: u64,
+}
+
+/// How the deliveries parked under one endpoint are mended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mend {
+    /// The endpoint is ready: queue them.
+    Release,
+    /// The endpoint is gone: cancel them.
+    Cancel,
+}
+
+/// Endpoints whose parked deliveries must be mended, and the endpoint to search on from.
+pub type StrayParked = (Vec<(EndpointId, Mend)>, Option<EndpointId>);
+
+/// Where a search of the queue lanes goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCursor {
+    lane: usize,
+    /// The first key of `lane` not yet looked at.
+    from: (u64, u128, u16),
+}
+
+/// An endpoint's state as the strays depend on it, remembered per search.
+fn endpoint_mend(
+    r: &impl Read,
+    known: &mut HashMap<u128, Option<Mend>>,
+    id: u128,
+) -> Result<Option<Mend>, StoreError> {
+    if let Some(m) = known.get(&id) {
+        return Ok(*m);
+    }
+    let mend = match r.endpoint(EndpointId(id))? {
+        None => Some(Mend::Cancel),
+        Some(ep) if ep.ready() => Some(Mend::Release),
+        Some(_) => None,
+    };
+    known.insert(id, mend);
+    Ok(mend)
+}
+
+impl Reader {
+    /// The endpoints, from `from` on and at most `endpoints_max` of those holding parked
+    /// deliveries, whose parked deliveries must be mended, and the endpoint to go on from
+    /// (`None`: none are left). One lookup per endpoint, however many it holds.
+    pub fn stray_parked(
+        &self,
+        from: Option<EndpointId>,
+        endpoints_max: usize,
+    ) -> Result<StrayParked, StoreError> {
+        let t = self.tx.open_table(PARKED)?;
+        let mut known = HashMap::new();
+        let mut found = Vec::new();
+        let mut next = from.map_or(0, |e| e.0);
+        for _ in 0..endpoints_max {
+            let Some(entry) = t.range((next, 0, 0)..)?.next() else {
+                return Ok((found, None));
+            };
+            let (endpoint, _, _) = entry?.0.value();
+            if let Some(mend) = endpoint_mend(self, &mut known, endpoint)? {
+                found.push((EndpointId(endpoint), mend));
+            }
+            match endpoint.checked_add(1) {
+                Some(n) => next = n,
+                None => return Ok((found, None)),
+            }
+        }
+        Ok((found, Some(EndpointId(next))))
+    }
+
+    /// The queued deliveries whose endpoint is gone, among at most `entries_max` queue entries
+    /// from `from` on (every lane in turn), and where to go on (`None`: the lanes are done).
+    pub fn stray_queued(
+        &self,
+        from: QueueCursor,
+        entries_max: usize,
+    ) -> Result<(Vec<DeliveryId>, Option<QueueCursor>), StoreError> {
+        let mut known = HashMap::new();
+        let mut found = Vec::new();
+        let mut seen = 0;
+        let mut at = from;
+        while at.lane < Priority::ALL.len() {
+            let t = self
+                .tx
+                .open_table(super::ops::lane_table(Priority::ALL[at.lane]))?;
+            for entry in t.range(at.from..)? {
+                if seen >= entries_max {
+                    return Ok((found, Some(at)));
+                }
+                let (key, endpoint) = entry?;
+                let (due, msg, n) = key.value();
+                seen += 1;
+                if endpoint_mend(self, &mut known, endpoint.value())? == Some(Mend::Cancel) {
+                    found.push(DeliveryId {
+                        msg: MessageId(msg),
+                        n,
+                    });
+                }
+                at.from = match n.checked_add(1) {
+                    Some(n) => (due, msg, n),
+                    None => (due, msg.saturating_add(1), 0),
+                };
+            }
+            at = QueueCursor {
+                lane: at.lane + 1,
+                from: (0, 0, 0),
+            };
+        }
+        Ok((found, None))
+    }
+}
+
+/// Every stray in the file (for `herald check`, which reads it all anyway).
+fn count_strays(r: &Reader) -> Result<Strays, StoreError> {
+    let mut strays = Strays::default();
+    let mut known = HashMap::new();
+    for entry in r.tx.open_table(PARKED)?.iter()? {
+        let (endpoint, _, _) = entry?.0.value();
+        match endpoint_mend(r, &mut known, endpoint)? {
+            Some(Mend::Release) => strays.parked_on_ready += 1,
+            Some(Mend::Cancel) => strays.pending_for_deleted += 1,
+            None => {}
+        }
+    }
+    let (queued, _) = r.stray_queued(QueueCursor::default(), usize::MAX)?;
+    strays.pending_for_deleted += queued.len() as u64;
+    Ok(strays)
 }

@@ -38,6 +38,7 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupReport;
+pub use check::{Mend, QueueCursor, Strays};
 pub use codec::{IdempotentResponse, RememberedAnswer, decode_any_record};
 pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};

@@ -121,8 +121,9 @@ pub(super) fn spawn(
             let mut ids = ulid::Generator::new();
             let mut stop: Option<oneshot::Sender<()>> = None;
             let mut db: Option<Arc<Database>> = slot.read().expect("not poisoned").clone();
+            let beat = metrics.heartbeats.writer(); // ticks while it waits; dead when dropped
             while stop.is_none() {
-                match rx.blocking_recv() {
+                match beat.recv(&mut rx) {
                     Some(Msg::Job(job)) => batch.push(job),
                     Some(Msg::Stop(done)) => stop = Some(done),
                     None => break,
