@@ -420,14 +420,7 @@ async fn hostile_templates_fail_alone() {
         let (stop, peak) = (stop.clone(), peak.clone());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                    .unwrap_or(0)
-                    * 1024;
-                peak.fetch_max(rss, Ordering::Relaxed);
+                peak.fetch_max(common::child::rss_bytes_of(pid), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })

@@ -97,7 +97,7 @@ impl HeraldProcess {
 
     /// Resident memory now, in bytes (`VmRSS`).
     pub fn rss_bytes(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmRSS:") * 1024
+        rss_bytes_of(self.pid())
     }
 
     /// Resident memory now, in KiB.
@@ -214,6 +214,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Resident memory of process `pid` now, in bytes (`VmRSS`); for samplers that run apart
+/// from the `HeraldProcess` they watch.
+pub fn rss_bytes_of(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS:") * 1024
+}
+
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -224,10 +230,14 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Asked of `getconf` once: `cpu_seconds` is called around every request of a test.
 fn clock_ticks_per_second() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output();
+        out.ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }

@@ -19,7 +19,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use minijinja::value::{Rest, ValueKind, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Expression, State, Value};
@@ -664,9 +664,4 @@ fn delegate(op: Op, args: &[Value]) -> Result<Value, Error> {
     let get = |n: usize| args.get(n).cloned().unwrap_or(Value::UNDEFINED);
     let ctx = minijinja::context! { a => get(0), b => get(1), c => get(2), d => get(3) };
     DELEGATES.exprs[op as usize].eval(ctx)
-}
-
-/// When an evaluation started under `limits` must stop.
-pub fn deadline(limits: &Limits) -> Instant {
-    Instant::now() + Duration::from_millis(limits.render_ms)
 }

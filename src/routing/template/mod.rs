@@ -51,7 +51,7 @@ pub struct Limits {
 impl Limits {
     /// When an evaluation that starts now must stop.
     pub fn deadline(&self) -> Instant {
-        bounded::deadline(self)
+        Instant::now() + std::time::Duration::from_millis(self.render_ms)
     }
 }
 
@@ -141,7 +141,7 @@ fn render_error(e: minijinja::Error) -> TemplateError {
     TemplateError::Render(text)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy)]
 enum Kind {
     Template,
     Expression,
@@ -150,18 +150,20 @@ enum Kind {
 /// Rewritten sources by what was written: routing evaluates the same few conditions for every
 /// message. Bounded; emptied when full.
 fn rewritten(kind: Kind, source: &str) -> Result<Arc<str>, TemplateError> {
-    type Cache = std::collections::HashMap<(Kind, Box<str>), Result<Arc<str>, TemplateError>>;
-    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+    type Cache = std::collections::HashMap<Box<str>, Result<Arc<str>, TemplateError>>;
+    // One map per kind, looked up by the borrowed source: a hit (every message's conditions,
+    // in the writer) copies nothing.
+    static CACHES: [Mutex<Option<Cache>>; 2] = [Mutex::new(None), Mutex::new(None)];
     const ENTRIES_MAX: usize = 1024;
     if source.len() > SOURCE_LEN_MAX {
         return Err(TemplateError::TooLong);
     }
-    let key = (kind, Box::<str>::from(source));
-    if let Some(hit) = CACHE
+    let cache = &CACHES[kind as usize];
+    if let Some(hit) = cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
-        .and_then(|c| c.get(&key))
+        .and_then(|c| c.get(source))
     {
         return hit.clone();
     }
@@ -170,12 +172,12 @@ fn rewritten(kind: Kind, source: &str) -> Result<Arc<str>, TemplateError> {
         Kind::Expression => rewrite::expression(source),
     }
     .map(Arc::from);
-    let mut guard = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = guard.get_or_insert_with(Default::default);
-    if cache.len() >= ENTRIES_MAX {
-        cache.clear();
+    let mut guard = cache.lock().unwrap_or_else(|e| e.into_inner());
+    let entries = guard.get_or_insert_with(Default::default);
+    if entries.len() >= ENTRIES_MAX {
+        entries.clear();
     }
-    cache.insert(key, made.clone());
+    entries.insert(source.into(), made.clone());
     made
 }
 
