@@ -16,6 +16,8 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod delivery;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod guard;
 pub mod heartbeat;
 pub mod metrics;
@@ -210,8 +212,9 @@ impl Herald {
 /// Runs the delivery engine on a thread of its own with a single-threaded runtime, so the
 /// scheduler, the attempts and their outbound connections stay together on one thread instead
 /// of being stolen back and forth between the API's workers (a burst measured ~10 % faster
-/// end to end this way). Its queue scans read on this thread too (`Store::read_here`). The
-/// answer resolves when the engine has stopped.
+/// end to end this way). Nothing that may take long runs on it: queue scans and loads read on
+/// a blocking thread (`Store::read`), templates render on their pool. The answer resolves
+/// when the engine has stopped.
 fn run_delivery(
     engine: Arc<Engine>,
     heartbeats: Arc<heartbeat::Heartbeats>,

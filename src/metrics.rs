@@ -44,6 +44,8 @@ pub struct Metrics {
     heartbeat_age: Family<Labels, Gauge<f64, AtomicU64>>,
     repaired: Family<Labels, Counter>,
     repair_passes: Counter,
+    delivery_faults: Family<Labels, Counter>,
+    endpoint_pauses: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -143,6 +145,22 @@ impl Metrics {
             "Complete passes of the repair over the parked deliveries and the queue",
             repair_passes.clone(),
         );
+        let delivery_faults = Family::<Labels, Counter>::default();
+        registry.register(
+            "delivery_faults",
+            "Deliveries the engine could not carry through, by kind (unrecorded: the attempt \
+             could not be committed, held back; panicked: the attempt panicked, held back; \
+             dead_lettered: the queue entry could not be read, moved to failed with an alert; \
+             stale_entry: a queue entry with no pending delivery behind it, removed)",
+            delivery_faults.clone(),
+        );
+        let endpoint_pauses = Family::<Labels, Counter>::default();
+        registry.register(
+            "endpoint_pauses",
+            "Times an endpoint was paused as a whole, by reason (retry_after: a 429 or 503 \
+             with Retry-After; failures: a run of timeouts or connection failures)",
+            endpoint_pauses.clone(),
+        );
         Metrics {
             registry,
             messages_ingested,
@@ -160,6 +178,8 @@ impl Metrics {
             heartbeat_age,
             repaired,
             repair_passes,
+            delivery_faults,
+            endpoint_pauses,
         }
     }
 
@@ -200,6 +220,19 @@ impl Metrics {
                 .get_or_create(&vec![("action".into(), what.into())])
                 .inc_by(n as u64);
         }
+    }
+
+    /// A delivery fault (see the `delivery_faults` help text for the kinds).
+    pub fn delivery_fault(&self, kind: &str) {
+        self.delivery_faults
+            .get_or_create(&vec![("kind".into(), kind.into())])
+            .inc();
+    }
+
+    pub fn endpoint_paused(&self, reason: &str) {
+        self.endpoint_pauses
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc();
     }
 
     pub fn repair_pass_done(&self) {

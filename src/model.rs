@@ -588,6 +588,9 @@ pub enum AlertKind {
     AttemptsExhausted,
     /// An endpoint was disabled by Herald (410 Gone, or failing too long).
     EndpointDisabled,
+    /// A queued delivery could not be loaded (its record or its message did not read) and
+    /// was taken out of the queue as failed, unattempted.
+    DeliveryUnreadable,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -70,8 +70,7 @@ pub async fn alert_rows(
         let kind = match a.kind {
             AlertKind::AttemptsExhausted => Badge::new("bad", "Delivery failed"),
             AlertKind::EndpointDisabled => Badge::new("bad", "Endpoint disabled"),
-            #[allow(unreachable_patterns)]
-            _ => Badge::new("warn", "Alert"),
+            AlertKind::DeliveryUnreadable => Badge::new("bad", "Delivery unreadable"),
         };
         rows.push(AlertRow {
             id: a.id.to_string(),

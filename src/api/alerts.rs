@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::error::{ApiError, HttpErrorOut};
 use super::extract::{Auth, QueryArgs};
 use super::{ListResponse, time};
-use crate::model::{Alert, AlertId, AlertKind};
+use crate::model::{Alert, AlertId};
 use crate::service::Service;
 
 pub fn routes() -> OpenApiRouter<Service> {
@@ -25,7 +25,7 @@ pub fn routes() -> OpenApiRouter<Service> {
 pub struct AlertOut {
     /// `alrt_...`
     id: String,
-    /// `message.attempt.exhausted` or `endpoint.disabled`.
+    /// `message.attempt.exhausted`, `endpoint.disabled` or `message.delivery.unreadable`.
     kind: &'static str,
     app_id: String,
     endpoint_id: String,
@@ -37,18 +37,11 @@ pub struct AlertOut {
     acknowledged_at: Option<String>,
 }
 
-pub fn alert_kind(kind: AlertKind) -> &'static str {
-    match kind {
-        AlertKind::AttemptsExhausted => "message.attempt.exhausted",
-        AlertKind::EndpointDisabled => "endpoint.disabled",
-    }
-}
-
 impl From<Alert> for AlertOut {
     fn from(a: Alert) -> Self {
         AlertOut {
             id: a.id.to_string(),
-            kind: alert_kind(a.kind),
+            kind: crate::ops::webhooks::event_type(a.kind),
             app_id: a.app_id.to_string(),
             endpoint_id: a.endpoint_id.to_string(),
             msg_id: a.msg_id.map(|m| m.to_string()),

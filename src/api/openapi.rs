@@ -46,7 +46,7 @@ const BEARER: &str = "HTTPBearer";
         (name = "Message Attempt", description = "Delivery attempts of messages to endpoints; resend."),
         (name = "Trigger", description = "Herald extension: routing rules with conditions, payload templates, priority and unique keys."),
         (name = "Background Tasks", description = "Recover and replay-missing as they run: read back by id or listed."),
-        (name = "Alert", description = "Herald extension: exhausted deliveries and disabled endpoints."),
+        (name = "Alert", description = "Herald extension: exhausted deliveries, disabled endpoints and unreadable deliveries taken out of the queue."),
         (name = "Admin", description = "Herald extension: operating the server (admin tokens only)."),
         (name = "Health", description = "Liveness of the server and its database; no token needed."),
         (name = "OpenAPI", description = "This document; no token needed."),

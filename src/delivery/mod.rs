@@ -7,11 +7,22 @@
 //! the attempt through the writer; the queue entry leaves redb only in that same commit, so a
 //! crash at any moment leaves every unfinished delivery queued.
 //!
-//! Owns: scheduling, attempts, retries, rate limits, the outbound client. Must never: keep the
-//! backlog in memory (only the deliveries in flight are), or decide routing.
+//! Each endpoint is paced (`pacing.rs`): a 429/503 with `Retry-After`, or a run of timeouts or
+//! connection failures, pauses it as a whole, and timeouts shrink the number of attempts it
+//! may have in flight; the scheduler moves a paused endpoint's due deliveries to its pause's
+//! end, so they never stand between it and deliveries that can go. A delivery whose attempt
+//! could not be recorded (or panicked) is held back, with a growing delay, instead of being
+//! sent again at once; a queue entry that cannot be loaded is taken out as failed, with an
+//! alert (a dead letter).
+//!
+//! Owns: scheduling, attempts, retries, rate limits, endpoint pacing, the outbound client.
+//! Must never: keep the backlog in memory (only the deliveries in flight, held back, and the
+//! pacing of active endpoints are), run long work on its own thread (scans read on a blocking
+//! thread, templates render on their pool), or decide routing.
 
 pub mod client;
 pub mod outbound;
+mod pacing;
 pub mod retry;
 mod worker;
 
@@ -25,8 +36,9 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::model::{DeliveryId, EndpointId, Priority, now_millis};
-use crate::storage::{Read, Store};
+use crate::storage::{QueueEntry, Read, Store};
 pub use outbound::Outbound;
+use pacing::{EndpointState, HeldBack};
 
 /// The longest the scheduler sleeps without looking at the queue, so deliveries re-queued by
 /// another path are never waited on for long.
@@ -43,6 +55,11 @@ const NARROW_SCAN_SLACK: usize = 256;
 /// also looks again this often, so the others are found within this time; and while wide scans
 /// keep finding deliveries past the narrow window, every scan stays wide (it pays for itself).
 const WIDE_SCAN_EVERY: Duration = Duration::from_millis(100);
+/// Most deliveries of paused endpoints one dispatch moves to their pause's end (one write
+/// job): a large pile is moved over a few dispatches rather than in one long job.
+const DEFER_CHUNK: usize = 512;
+/// Most queue entries that could not be loaded, or are stale, one dispatch takes out.
+const MEND_CHUNK: usize = 64;
 /// Workers wake the scheduler when they free capacity (an endpoint slot, a permit) once 1/n of
 /// the deliveries in flight at the last dispatch have done so (at least one): a busy engine
 /// dispatches in batches instead of one scan per finished attempt; a quiet one still at once.
@@ -64,15 +81,6 @@ impl Waker {
     }
 }
 
-/// What the engine remembers of an endpoint between attempts (in memory only; bounded by the
-/// endpoints that have deliveries in flight or a rate limit).
-#[derive(Default, Clone, Copy)]
-struct EndpointState {
-    in_flight: u32,
-    /// Next free slot of its rate limit, in microseconds since the epoch.
-    next_slot_us: u64,
-}
-
 pub struct Engine {
     store: Store,
     config: Arc<Config>,
@@ -81,7 +89,16 @@ pub struct Engine {
     /// Deliveries being attempted now. A std mutex: it is held for a few instructions and
     /// never across an `.await`.
     in_flight: Mutex<HashSet<DeliveryId>>,
+    /// Pacing of the endpoints that have deliveries in flight, a rate limit, or a pause or
+    /// reduced concurrency to remember (`pacing.rs`).
     endpoints: Mutex<HashMap<EndpointId, EndpointState>>,
+    /// Deliveries whose last attempt could not be recorded, or panicked: not attempted again
+    /// before their hold ends (`pacing.rs`).
+    held_back: Mutex<HashMap<DeliveryId, HeldBack>>,
+    /// How many queue entries the last scan passed over (in flight, held back, their endpoint
+    /// busy): the next narrow scan looks that much further, so deliveries behind a pile of
+    /// blocked ones are found on every dispatch, not only by the periodic wide scan.
+    passed_over: AtomicUsize,
     /// Concurrency caps other than the server default, as read with the endpoints of the
     /// deliveries dispatched, so a scan admits no more than an endpoint takes (see
     /// `KNOWN_CAPS_MAX`). The one place caps are kept: dispatch checks each delivery against
@@ -105,10 +122,19 @@ pub struct Engine {
 pub(super) struct EndpointSlot<'a> {
     engine: &'a Engine,
     endpoint: EndpointId,
+    /// The endpoint's concurrency cap, as read for this attempt.
+    cap: u32,
     held: bool,
 }
 
 impl EndpointSlot<'_> {
+    /// The receiver answered (or did not): the endpoint's pacing learns from it, and the
+    /// slot is given back.
+    fn answered(&mut self, answer: pacing::Answer) {
+        self.engine.paced(self.endpoint, self.cap, answer);
+        self.release();
+    }
+
     pub(super) fn release(&mut self) {
         if std::mem::take(&mut self.held) {
             self.engine.finished(self.endpoint);
@@ -121,6 +147,56 @@ impl Drop for EndpointSlot<'_> {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// A delivery's place in flight and its global permit, given back when the worker ends,
+/// however it ends: a panicking attempt must not keep its delivery out of every later scan
+/// until a restart. A panic also holds the delivery back (it would panic again at once).
+struct InFlight {
+    engine: Arc<Engine>,
+    id: DeliveryId,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(delivery = %self.id, "the attempt panicked; it is held back");
+            self.engine.hold_back(self.id, "panicked");
+        }
+        self.engine.metrics.in_flight_change(-1);
+        // Only now, after the attempt is committed, may the delivery be seen again.
+        self.engine
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+        drop(self.permit.take());
+        self.engine.worker_done();
+    }
+}
+
+/// An endpoint's pacing as one scan sees it.
+struct Pace {
+    in_flight: u32,
+    allowed: u32,
+    paused_until: Option<u64>,
+}
+
+/// What one scan found.
+struct Scan {
+    loaded: Vec<(
+        Priority,
+        QueueEntry,
+        Result<worker::Loaded, crate::storage::StoreError>,
+    )>,
+    /// Due deliveries of paused endpoints, with their pause's end.
+    paused: Vec<(QueueEntry, u64)>,
+    next: Option<u64>,
+    cut: bool,
+    found_deep: bool,
+    /// Entries passed over (see `Engine::passed_over`).
+    refused: usize,
 }
 
 /// When the scheduler should look at the queue again.
@@ -153,6 +229,8 @@ impl Engine {
             waker,
             in_flight: Mutex::new(HashSet::new()),
             endpoints: Mutex::new(HashMap::new()),
+            held_back: Mutex::new(HashMap::new()),
+            passed_over: AtomicUsize::new(0),
             known_caps: Mutex::new(HashMap::new()),
             permits,
             metrics,
@@ -205,8 +283,8 @@ impl Engine {
         }
     }
 
-    /// Starts workers for what is due now, as far as permits and endpoint caps allow, and
-    /// answers when to look again.
+    /// Starts workers for what is due now, as far as permits, endpoint caps and pacing allow,
+    /// and answers when to look again.
     async fn dispatch(self: &Arc<Self>, workers: &mut JoinSet<()>) -> Next {
         self.finished_since_dispatch.store(0, Relaxed);
         let capacity = self.permits.available_permits();
@@ -215,21 +293,24 @@ impl Engine {
             self.set_wake_every();
             return Next::Busy;
         }
+        let now = now_millis();
         // Snapshot in-flight ids *before* the read transaction begins: a worker leaves the set
         // only after its commit, so anything absent from the snapshot is seen in its committed
-        // state by the read below, and nothing is dispatched twice.
-        let skip: HashSet<DeliveryId> = self.in_flight.lock().expect("not poisoned").clone();
-        let busy: HashMap<EndpointId, u32> = self
-            .endpoints
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .map(|(id, s)| (*id, s.in_flight))
-            .collect();
+        // state by the read below, and nothing is dispatched twice. Held-back deliveries are
+        // passed over the same way until their hold ends.
+        let mut skip: HashSet<DeliveryId> = self.in_flight.lock().expect("not poisoned").clone();
+        match self.held_back_now(now, &mut skip) {
+            Ok(()) => {}
+            // Too many deliveries could not be recorded: the store is failing. Try again
+            // later rather than pile up more attempts whose outcome would be lost.
+            Err(until) => return Next::At(until),
+        }
+        let pacing = self.pacing_snapshot(now);
         let caps: HashMap<EndpointId, u32> = self.known_caps.lock().expect("not poisoned").clone();
         let default_cap = self.config.endpoint_concurrency_max as u32;
-        let now = now_millis();
-        let narrow_max = (skip.len() + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX);
+        let passed_over = self.passed_over.load(Relaxed);
+        let narrow_max =
+            (skip.len().max(passed_over) + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX);
         let wide = {
             let mut last = self.last_wide_scan.lock().expect("not poisoned");
             let (at, productive) = *last;
@@ -240,13 +321,15 @@ impl Engine {
             due
         };
         let scan_max = if wide { SCAN_MAX } else { narrow_max };
-        // Read on the engine's own thread (see `Store::read_here`).
+        // On a blocking thread: a scan (up to `SCAN_MAX` entries) and the loads of up to
+        // `capacity` messages must not stall the connections this thread drives.
         let scan = self
             .store
-            .read_here(move |r| {
-                let mut chosen: Vec<(DeliveryId, EndpointId)> = Vec::new();
+            .read(move |r| {
+                let mut chosen: Vec<(Priority, QueueEntry)> = Vec::new();
                 let mut taken: HashSet<DeliveryId> = HashSet::new();
                 let mut load: HashMap<EndpointId, u32> = HashMap::new();
+                let mut paused: Vec<(QueueEntry, u64)> = Vec::new();
                 let mut next: Option<u64> = None;
                 // A lane whose scan stopped at `scan_max` with due entries left behind.
                 let mut cut = false;
@@ -257,32 +340,43 @@ impl Engine {
                     Some(n) => next = Some(next.map_or(n, |m: u64| m.min(n))),
                     None => {}
                 };
-                // A delivery may go unless its endpoint is at its concurrency cap, or it is in
-                // flight or already chosen. Caps only fill up during a scan, so the last endpoint
-                // found full stays full: consecutive entries of a busy endpoint (a backlog) are
-                // refused without a lookup.
+                // A delivery may go unless its endpoint is paused or at the number of attempts
+                // it may have in flight, or it is in flight, held back or already chosen. Loads
+                // only fill up during a scan, so the last endpoint found full stays full:
+                // consecutive entries of a busy endpoint (a backlog) are refused without a
+                // lookup.
                 let mut full_endpoint: Option<EndpointId> = None;
-                let mut admit =
-                    |id: DeliveryId,
-                     ep: EndpointId,
-                     taken: &HashSet<DeliveryId>,
-                     load: &mut HashMap<EndpointId, u32>| {
-                        if full_endpoint == Some(ep) {
-                            return false;
-                        }
-                        if skip.contains(&id) || taken.contains(&id) {
-                            return false;
-                        }
-                        let running = busy.get(&ep).copied().unwrap_or(0);
-                        let cap = caps.get(&ep).copied().unwrap_or(default_cap);
-                        let planned = load.entry(ep).or_insert(running);
-                        if *planned >= cap.max(1) {
-                            full_endpoint = Some(ep);
-                            return false;
-                        }
-                        *planned += 1;
-                        true
+                let mut refused = 0usize;
+                let mut admit = |entry: QueueEntry,
+                                 taken: &HashSet<DeliveryId>,
+                                 load: &mut HashMap<EndpointId, u32>,
+                                 paused_seen: &mut Vec<(QueueEntry, u64)>| {
+                    let (id, ep) = (entry.id, entry.endpoint);
+                    let refuse = |refused: &mut usize| {
+                        *refused += 1;
+                        false
                     };
+                    if full_endpoint == Some(ep) || skip.contains(&id) || taken.contains(&id) {
+                        return refuse(&mut refused);
+                    }
+                    let pace = pacing.get(&ep);
+                    if let Some(until) = pace.and_then(|p| p.paused_until) {
+                        if paused_seen.len() < DEFER_CHUNK {
+                            paused_seen.push((entry, until));
+                        }
+                        return refuse(&mut refused);
+                    }
+                    let running = pace.map_or(0, |p| p.in_flight);
+                    let cap = caps.get(&ep).copied().unwrap_or(default_cap);
+                    let allowed = pace.map_or(cap, |p| p.allowed.min(cap)).max(1);
+                    let planned = load.entry(ep).or_insert(running);
+                    if *planned >= allowed {
+                        full_endpoint = Some(ep);
+                        return refuse(&mut refused);
+                    }
+                    *planned += 1;
+                    true
+                };
                 // Lower lanes keep a share of every round so they never starve.
                 let reserve = if capacity >= 3 {
                     (capacity / 8).max(1)
@@ -304,34 +398,40 @@ impl Engine {
                             continue;
                         }
                         let mut position = 0;
-                        let (due, n) =
-                            r.due_deliveries(lane, now, room, scan_max, &mut |id, ep| {
-                                position += 1;
-                                let admitted = admit(id, ep, &taken, &mut load);
-                                found_deep |= admitted && position > narrow_max;
-                                !admitted
-                            })?;
+                        let (due, n) = r.due_deliveries(lane, now, room, scan_max, &mut |entry| {
+                            position += 1;
+                            let admitted = admit(entry, &taken, &mut load, &mut paused);
+                            found_deep |= admitted && position > narrow_max;
+                            !admitted
+                        })?;
                         if pass == 0 {
                             note_next(n);
                             filled[i] = due.len() >= room;
                         }
-                        for (id, ep) in due {
-                            taken.insert(id);
-                            chosen.push((id, ep));
+                        for entry in due {
+                            taken.insert(entry.id);
+                            chosen.push((lane, entry));
                         }
                     }
                 }
                 // What each attempt needs, read in this same transaction. A delivery that does
-                // not read is left queued and logged; it must not stop the others.
+                // not load must not stop the others: it is mended below.
                 let mut batch = r.dispatch_reads()?;
                 let loaded: Vec<_> = chosen
                     .into_iter()
-                    .map(|(id, ep)| (id, ep, worker::load(&mut batch, id)))
+                    .map(|(lane, entry)| (lane, entry, worker::load(&mut batch, entry.id)))
                     .collect();
-                Ok((loaded, next, cut, found_deep))
+                Ok(Scan {
+                    loaded,
+                    paused,
+                    next,
+                    cut,
+                    found_deep,
+                    refused,
+                })
             })
             .await;
-        let (chosen, next, cut, found_deep) = match scan {
+        let scan = match scan {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "queue scan failed");
@@ -339,15 +439,32 @@ impl Engine {
             }
         };
         if wide {
-            self.last_wide_scan.lock().expect("not poisoned").1 = found_deep;
+            self.last_wide_scan.lock().expect("not poisoned").1 = scan.found_deep;
         }
-        let full = chosen.len() >= capacity;
-        for (id, endpoint, work) in chosen {
+        self.passed_over.store(scan.refused, Relaxed);
+        self.defer_paused(workers, scan.paused);
+        let mut mend: Vec<(Priority, QueueEntry, Option<String>)> = Vec::new();
+        let mut started = 0;
+        for (lane, entry, work) in scan.loaded {
+            let (id, endpoint) = (entry.id, entry.endpoint);
             let work = match work {
-                Ok(Some(work)) => work,
-                Ok(None) => continue,
+                Ok(worker::Loaded::Work(work)) => work,
+                Ok(worker::Loaded::Stale) => {
+                    mend.push((lane, entry, None));
+                    continue;
+                }
+                Ok(worker::Loaded::Unreadable(why)) => {
+                    mend.push((lane, entry, Some(why)));
+                    continue;
+                }
+                Err(e @ crate::storage::StoreError::Corrupt(_)) => {
+                    mend.push((lane, entry, Some(e.to_string())));
+                    continue;
+                }
                 Err(e) => {
+                    // Not the record's fault (the database answered an error): try later.
                     tracing::error!(delivery = %id, error = %e, "delivery could not be read");
+                    self.hold_back(id, "unreadable");
                     continue;
                 }
             };
@@ -355,53 +472,224 @@ impl Engine {
             // one. Over it, the delivery stays queued (not in flight) for a later scan.
             let cap = work.concurrency_cap().unwrap_or(default_cap).max(1);
             self.remember_cap(endpoint, cap, default_cap);
-            let running = self
-                .endpoints
-                .lock()
-                .expect("not poisoned")
-                .get(&endpoint)
-                .map_or(0, |s| s.in_flight);
-            if running >= cap {
+            if !self.may_start(endpoint, cap, now) {
                 continue;
             }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
             };
+            started += 1;
             self.in_flight.lock().expect("not poisoned").insert(id);
-            self.endpoints
-                .lock()
-                .expect("not poisoned")
-                .entry(endpoint)
-                .or_default()
-                .in_flight += 1;
-            let engine = self.clone();
             self.metrics.in_flight_change(1);
+            let guard = InFlight {
+                engine: self.clone(),
+                id,
+                permit: Some(permit),
+            };
             workers.spawn(async move {
-                {
-                    let mut slot = EndpointSlot {
-                        engine: &engine,
-                        endpoint,
-                        held: true,
-                    };
-                    worker::attempt(&engine, id, work, &mut slot).await;
-                }
-                engine.metrics.in_flight_change(-1);
-                // Only now, after the attempt is committed, may the delivery be seen again.
-                engine.in_flight.lock().expect("not poisoned").remove(&id);
-                drop(permit);
-                engine.worker_done();
+                let engine = guard.engine.clone();
+                let mut slot = EndpointSlot {
+                    engine: &engine,
+                    endpoint,
+                    cap,
+                    held: true,
+                };
+                worker::attempt(&engine, id, work, &mut slot).await;
+                // `slot`, then `guard`: the endpoint's share, then the delivery's place in
+                // flight and its permit, are given back however the attempt ended (a panic
+                // included).
+                drop(slot);
+                drop(guard);
             });
         }
+        self.mend_entries(workers, mend);
         self.set_wake_every();
-        if full {
+        if started >= capacity {
             Next::Now
-        } else if cut {
+        } else if scan.cut {
             // Due deliveries were left unread behind busy endpoints: do not spin on them;
             // finishing workers, new messages or the next wide scan bring them.
             Next::Busy
         } else {
-            next.map_or(Next::Idle, Next::At)
+            scan.next.map_or(Next::Idle, Next::At)
         }
+    }
+
+    /// Adds the deliveries held back now to `skip`; answers `Err(until)` when so many are
+    /// held back that dispatching should stop until then (see `HELD_BACK_MAX`).
+    fn held_back_now(&self, now: u64, skip: &mut HashSet<DeliveryId>) -> Result<(), u64> {
+        let mut held = self.held_back.lock().expect("not poisoned");
+        if held.is_empty() {
+            return Ok(());
+        }
+        if held.len() >= pacing::HELD_BACK_MAX {
+            held.retain(|_, h| h.until + pacing::HELD_BACK_FORGET_MS > now);
+            if held.len() >= pacing::HELD_BACK_MAX {
+                let soonest = held.values().map(|h| h.until).min().unwrap_or(now);
+                return Err(soonest.max(now + 1));
+            }
+        }
+        skip.extend(held.iter().filter(|(_, h)| h.until > now).map(|(id, _)| *id));
+        Ok(())
+    }
+
+    /// Holds a delivery back after an attempt that could not be recorded or panicked.
+    fn hold_back(&self, id: DeliveryId, kind: &str) {
+        self.metrics.delivery_fault(kind);
+        let now = now_millis();
+        let mut held = self
+            .held_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hold = HeldBack::again(held.get(&id).copied(), now);
+        held.insert(id, hold);
+    }
+
+    /// An attempt of `id` was recorded: it is no longer held back.
+    fn recorded(&self, id: DeliveryId) {
+        let mut held = self.held_back.lock().expect("not poisoned");
+        if !held.is_empty() {
+            held.remove(&id);
+        }
+    }
+
+    /// What the scan needs of each endpoint with pacing state.
+    fn pacing_snapshot(&self, now: u64) -> HashMap<EndpointId, Pace> {
+        self.endpoints
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(id, s)| {
+                let pace = Pace {
+                    in_flight: s.in_flight,
+                    allowed: s.allowed,
+                    paused_until: s.paused(now).then_some(s.paused_until),
+                };
+                (*id, pace)
+            })
+            .collect()
+    }
+
+    /// Whether a delivery to `endpoint` may start now, and if so counts it in flight there.
+    fn may_start(&self, endpoint: EndpointId, cap: u32, now: u64) -> bool {
+        let mut states = self.endpoints.lock().expect("not poisoned");
+        if let Some(s) = states.get(&endpoint)
+            && (s.paused(now) || s.in_flight >= cap.min(s.allowed).max(1))
+        {
+            return false;
+        }
+        if states.len() >= pacing::ENDPOINT_STATES_MAX && !states.contains_key(&endpoint) {
+            // Forget the pacing of idle endpoints first; of those in flight nothing is lost.
+            states.retain(|_, s| s.in_flight > 0 || s.paused(now));
+            if states.len() >= pacing::ENDPOINT_STATES_MAX {
+                states.retain(|_, s| s.in_flight > 0);
+            }
+        }
+        states.entry(endpoint).or_default().in_flight += 1;
+        true
+    }
+
+    /// Learns from an attempt's answer (see `pacing.rs`).
+    fn paced(&self, endpoint: EndpointId, cap: u32, answer: pacing::Answer) {
+        let now = now_millis();
+        let paused = self
+            .endpoints
+            .lock()
+            .expect("not poisoned")
+            .entry(endpoint)
+            .or_default()
+            .learn(answer, cap, self.config.retry_after_max_ms, now);
+        if let Some(why) = paused {
+            self.metrics.endpoint_paused(why.as_str());
+            tracing::warn!(endpoint = %endpoint, reason = why.as_str(), "endpoint paused");
+        }
+    }
+
+    /// Moves deliveries of paused endpoints to their pause's end (spread, so they come back
+    /// gradually). They are marked in flight while the move is written, so no scan meanwhile
+    /// dispatches one of them and the move cannot overtake an attempt.
+    fn defer_paused(self: &Arc<Self>, workers: &mut JoinSet<()>, paused: Vec<(QueueEntry, u64)>) {
+        if paused.is_empty() {
+            return;
+        }
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        let moves: Vec<(QueueEntry, u64)> = paused
+            .into_iter()
+            .map(|(e, until)| (e, until + rng.gen_range(0..=pacing::RELEASE_SPREAD_MS)))
+            .collect();
+        let ids: Vec<DeliveryId> = moves.iter().map(|(e, _)| e.id).collect();
+        self.in_flight.lock().expect("not poisoned").extend(&ids);
+        let engine = self.clone();
+        workers.spawn(async move {
+            let moves = Arc::new(moves);
+            let written = engine
+                .store
+                .write({
+                    let moves = moves.clone();
+                    move |w| w.defer_deliveries(&moves)
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::error!(error = %e, "deliveries of a paused endpoint could not be moved");
+            }
+            let mut in_flight = engine.in_flight.lock().expect("not poisoned");
+            for id in &ids {
+                in_flight.remove(id);
+            }
+        });
+    }
+
+    /// Takes out queue entries that could not be loaded (`Some(why)`: dead letters, failed
+    /// with an alert) or have no pending delivery behind them (`None`: stale). Marked in flight
+    /// meanwhile, like `defer_paused`, so they are not seen again before the write.
+    fn mend_entries(
+        self: &Arc<Self>,
+        workers: &mut JoinSet<()>,
+        mut entries: Vec<(Priority, QueueEntry, Option<String>)>,
+    ) {
+        entries.truncate(MEND_CHUNK);
+        if entries.is_empty() {
+            return;
+        }
+        let ids: Vec<DeliveryId> = entries.iter().map(|(_, e, _)| e.id).collect();
+        self.in_flight.lock().expect("not poisoned").extend(&ids);
+        let engine = self.clone();
+        workers.spawn(async move {
+            for (lane, entry, why) in entries {
+                let written = match why {
+                    Some(why) => {
+                        tracing::error!(delivery = %entry.id, error = %why,
+                            "delivery could not be loaded; taken out of the queue as failed");
+                        let why = Arc::new(why);
+                        let done = engine
+                            .store
+                            .write(move |w| w.dead_letter(lane, entry, &why))
+                            .await;
+                        done.map(|()| "dead_lettered")
+                    }
+                    None => engine
+                        .store
+                        .write(move |w| w.drop_stale_entry(lane, entry))
+                        .await
+                        .map(|dropped| if dropped { "stale_entry" } else { "" }),
+                };
+                match written {
+                    Ok("") => {}
+                    Ok(kind) => engine.metrics.delivery_fault(kind),
+                    Err(e) => {
+                        tracing::error!(delivery = %entry.id, error = %e,
+                            "a queue entry could not be taken out");
+                        engine.hold_back(entry.id, "unreadable");
+                    }
+                }
+                engine
+                    .in_flight
+                    .lock()
+                    .expect("not poisoned")
+                    .remove(&entry.id);
+            }
+        });
     }
 
     /// Remembers an endpoint's concurrency cap when it is not the server default.
@@ -437,12 +725,12 @@ impl Engine {
 
     /// Bookkeeping when a worker gives back its endpoint's slot.
     fn finished(&self, endpoint: EndpointId) {
-        let mut states = self.endpoints.lock().expect("not poisoned");
+        let mut states = self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = states.get_mut(&endpoint) {
             s.in_flight = s.in_flight.saturating_sub(1);
-            // Forget idle endpoints without a rate-limit slot in the future: the map stays as
-            // small as what is active.
-            if s.in_flight == 0 && s.next_slot_us <= (now_millis() * 1000) {
+            // Forget endpoints with nothing to remember: the map stays as small as what is
+            // active or paced.
+            if s.forgettable(now_millis()) {
                 states.remove(&endpoint);
             }
         }

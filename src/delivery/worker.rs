@@ -25,20 +25,35 @@ impl Work {
     }
 }
 
-/// Reads what an attempt of `id` needs, or `None` when there is nothing to attempt (the
-/// delivery is gone, no longer pending, or parked; its message is gone). The scheduler calls
-/// it inside the transaction that chose the delivery, which spares each attempt a read of its
-/// own (a hop to a blocking thread and back).
-pub(super) fn load(batch: &mut DispatchReads, id: DeliveryId) -> Result<Option<Work>, StoreError> {
+/// What a queue entry loads to.
+pub(super) enum Loaded {
+    Work(Work),
+    /// No pending, queued delivery is behind the entry (it is gone, ended or parked).
+    Stale,
+    /// The delivery cannot be attempted, ever: the text says why.
+    Unreadable(String),
+}
+
+/// Reads what an attempt of `id` needs. The scheduler calls it inside the transaction that
+/// chose the delivery, which spares each attempt a read of its own. An error of a record that
+/// does not decode (`StoreError::Corrupt`) is as final as `Unreadable`.
+pub(super) fn load(batch: &mut DispatchReads, id: DeliveryId) -> Result<Loaded, StoreError> {
     let r = batch.reader;
     let Some(delivery) = batch.delivery(id)? else {
-        return Ok(None);
+        return Ok(Loaded::Stale);
     };
+    #[cfg(feature = "fault-injection")]
+    if crate::faults::fires(delivery.endpoint_id, crate::faults::Fault::Unreadable) {
+        return Err(StoreError::Corrupt("fault injected: unreadable".into()));
+    }
     if delivery.state != DeliveryState::Pending || delivery.due_ms.is_none() {
-        return Ok(None);
+        return Ok(Loaded::Stale);
     }
     let Some(message) = batch.message(delivery.app_id, delivery.msg_id)? else {
-        return Ok(None);
+        return Ok(Loaded::Unreadable(format!(
+            "its message {} is gone",
+            delivery.msg_id
+        )));
     };
     let endpoint = batch.endpoint(delivery.endpoint_id)?;
     let shaping = match delivery.trigger_id {
@@ -48,7 +63,7 @@ pub(super) fn load(batch: &mut DispatchReads, id: DeliveryId) -> Result<Option<W
         },
         None => None,
     };
-    Ok(Some(Work {
+    Ok(Loaded::Work(Work {
         delivery,
         message,
         endpoint,
@@ -62,9 +77,15 @@ pub(super) async fn attempt(
     work: Work,
     slot: &mut EndpointSlot<'_>,
 ) {
-    if let Err(e) = try_attempt(engine, id, work, slot).await {
-        // The delivery stays queued; the scheduler will pick it up again.
-        tracing::error!(delivery = %id, error = %e, "attempt could not be recorded");
+    match try_attempt(engine, id, work, slot).await {
+        Ok(()) => engine.recorded(id),
+        Err(e) => {
+            // The delivery stays queued. Held back, it is not sent again before its hold
+            // ends (growing with each failure): a failing store must not make Herald
+            // hammer the receiver.
+            tracing::error!(delivery = %id, error = %e, "attempt could not be recorded; held back");
+            engine.hold_back(id, "unrecorded");
+        }
     }
 }
 
@@ -80,6 +101,10 @@ async fn try_attempt(
         endpoint,
         shaping,
     } = work;
+    #[cfg(feature = "fault-injection")]
+    if crate::faults::fires(delivery.endpoint_id, crate::faults::Fault::PanicInAttempt) {
+        panic!("fault injected: the attempt of {id} panicked");
+    }
     let Some(endpoint) = endpoint else {
         // The endpoint was deleted: the delivery has nowhere to go.
         return engine.store.write(move |w| w.cancel_delivery(id)).await;
@@ -121,9 +146,20 @@ async fn try_attempt(
             retry_after: None,
         },
     };
-    // The receiver is done with this request: its slot may serve the next delivery while this
-    // attempt waits for its commit.
-    slot.release();
+    let asked = match sent.status_code {
+        429 | 503 => sent
+            .retry_after
+            .as_deref()
+            .and_then(|v| retry::parse_retry_after(v, chrono::Utc::now())),
+        _ => None,
+    };
+    // The receiver is done with this request: its pacing learns from the answer, and its slot
+    // may serve the next delivery while this attempt waits for its commit.
+    slot.answered(super::pacing::Answer {
+        status_code: sent.status_code,
+        error: sent.error,
+        retry_after_ms: asked,
+    });
 
     let attempt = Attempt {
         id: AttemptId(0), // assigned by the writer, in commit order
@@ -139,13 +175,7 @@ async fn try_attempt(
         trigger_type: delivery.trigger_type,
         created_at: now_micros(),
     };
-    let outcome = decide(
-        engine,
-        &delivery,
-        &endpoint,
-        &attempt,
-        sent.retry_after.as_deref(),
-    );
+    let outcome = decide(engine, &delivery, &endpoint, &attempt, asked);
     engine.metrics.attempt(
         attempt.error.map_or("success", AttemptError::as_str),
         std::time::Duration::from_millis(attempt.duration_ms),
@@ -169,6 +199,10 @@ async fn try_attempt(
     engine
         .store
         .write(move |w| {
+            #[cfg(feature = "fault-injection")]
+            if crate::faults::fires(endpoint_id, crate::faults::Fault::RecordFails) {
+                return Err(StoreError::Db("fault injected: the record failed".into()));
+            }
             // Read before writing (the writer's contract), then record.
             let current = if may_change {
                 w.endpoint(endpoint_id)?
@@ -293,17 +327,13 @@ fn decide(
     delivery: &Delivery,
     ep: &Endpoint,
     attempt: &Attempt,
-    retry_after: Option<&str>,
+    asked: Option<u64>,
 ) -> AttemptOutcome {
     if attempt.succeeded() {
         return AttemptOutcome::Succeeded;
     }
     let config = &engine.config;
     let made = delivery.attempts + 1;
-    let asked = match attempt.status_code {
-        429 | 503 => retry_after.and_then(|v| retry::parse_retry_after(v, chrono::Utc::now())),
-        _ => None,
-    };
     let schedule = ep
         .options
         .retry_schedule_ms

@@ -9,7 +9,7 @@
 
 mod repair;
 mod retention;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 

@@ -24,6 +24,8 @@ pub fn event_type(kind: AlertKind) -> &'static str {
     match kind {
         AlertKind::AttemptsExhausted => "message.attempt.exhausted",
         AlertKind::EndpointDisabled => "endpoint.disabled",
+        // Herald's own: the delivery ended failed without an attempt.
+        AlertKind::DeliveryUnreadable => "message.delivery.unreadable",
     }
 }
 

@@ -42,7 +42,7 @@ pub use check::{Mend, QueueCursor, Strays};
 pub use codec::{IdempotentResponse, RememberedAnswer, decode_any_record};
 pub use ops::AttemptOutcome;
 pub use pages::{Cursor, Page, PageQuery};
-pub use reads::{DispatchReads, Read};
+pub use reads::{DispatchReads, QueueEntry, Read};
 pub use retention::Purged;
 pub use rows::MessageHead;
 pub use stats::{
@@ -242,20 +242,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
-    }
-
-    /// Runs `f` in one read transaction on the calling thread, for a caller that owns its
-    /// thread (the delivery engine's): handing a short read to a blocking thread and back cost
-    /// more than the read. Not for the API's async workers.
-    pub async fn read_here<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Reader) -> Result<T, StoreError>,
-    {
-        let db = self.database_for_read().await?;
-        let reader = Reader {
-            tx: db.begin_read()?,
-        };
-        f(&reader)
     }
 
     /// Like `write`, but when the writer's queue is full it answers `Busy` at once instead of

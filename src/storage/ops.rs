@@ -5,7 +5,7 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::codec::{IdempotentResponse, encode};
-use super::reads::Read;
+use super::reads::{QueueEntry, Read};
 use super::rows::{KeyedRecord, encode_keyed};
 use super::tables::*;
 use super::{Conflict, StoreError, Writer};
@@ -501,6 +501,85 @@ impl Writer<'_> {
         self.put_delivery(&d, Some(&old))
     }
 
+    /// Moves pending deliveries to a later due time without an attempt (their endpoint is
+    /// paused). One the scheduler saw at another due time, or no longer pending, has moved on
+    /// meanwhile and stays as it is. Answers how many moved.
+    pub fn defer_deliveries(&mut self, moves: &[(QueueEntry, Millis)]) -> Result<usize, StoreError> {
+        let mut moved = 0;
+        for (entry, until) in moves {
+            let Some(old) = self.delivery(entry.id)?.filter(|d| {
+                d.state == DeliveryState::Pending && d.due_ms == Some(entry.due_ms)
+            }) else {
+                continue;
+            };
+            let mut d = old.clone();
+            d.due_ms = Some(*until);
+            self.put_delivery(&d, Some(&old))?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// Takes a queue entry whose delivery could not be loaded out of the queue (a dead
+    /// letter): the delivery, when its own record still reads, ends failed, and an alert says
+    /// why, so an operator sees it and can resend. The queue entry goes in any case: left
+    /// there, it would be due for ever and never attempted.
+    pub fn dead_letter(
+        &mut self,
+        lane: Priority,
+        entry: QueueEntry,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        // Reads first (the writer's contract); a record that does not decode is left as it
+        // is for `herald check` to report.
+        let delivery = self.delivery(entry.id).ok().flatten();
+        let app_id = match &delivery {
+            Some(d) => Some(d.app_id),
+            None => self.endpoint(entry.endpoint).ok().flatten().map(|e| e.app_id),
+        };
+        self.hot_mut(lane_table(lane), |t| {
+            t.remove((entry.due_ms, entry.id.msg.0, entry.id.n))?;
+            Ok(())
+        })?;
+        if let Some(old) = delivery.filter(|d| d.state == DeliveryState::Pending) {
+            let mut d = old.clone();
+            d.state = DeliveryState::Failed;
+            d.due_ms = None;
+            d.updated_at = now_micros();
+            self.put_delivery(&d, Some(&old))?;
+        }
+        self.insert_alert(Alert {
+            id: AlertId(0),
+            kind: AlertKind::DeliveryUnreadable,
+            app_id: app_id.unwrap_or(AppId(0)),
+            endpoint_id: entry.endpoint,
+            msg_id: Some(entry.id.msg),
+            detail: format!("delivery {} could not be loaded: {reason}", entry.id),
+            created_at: now_micros(),
+            acknowledged_at: None,
+        })?;
+        Ok(())
+    }
+
+    /// Removes a queue entry with no pending delivery behind it at that place (the delivery
+    /// is gone, ended, parked, or queued elsewhere); answers whether it did.
+    pub fn drop_stale_entry(&mut self, lane: Priority, entry: QueueEntry) -> Result<bool, StoreError> {
+        let current = self.delivery(entry.id)?;
+        let live = current.is_some_and(|d| {
+            d.state == DeliveryState::Pending
+                && d.due_ms == Some(entry.due_ms)
+                && d.priority == lane
+        });
+        if live {
+            return Ok(false);
+        }
+        self.hot_mut(lane_table(lane), |t| {
+            t.remove((entry.due_ms, entry.id.msg.0, entry.id.n))?;
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
     // ---- alerts, tokens, idempotency ----------------------------------------------------
 
     pub fn insert_alert(&mut self, mut alert: Alert) -> Result<AlertId, StoreError> {
@@ -684,9 +763,7 @@ mod tests {
                 let (first, _) = w.ingest_message(message(app), &to_every_endpoint)?;
                 let seen = w.message_deliveries(first.id)?.len();
                 let (due, _) =
-                    w.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_, _| {
-                        false
-                    })?;
+                    w.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_| false)?;
                 let (second, _) = w.ingest_message(message(app), &to_every_endpoint)?;
                 let msg = w.message(app, second.id)?.map(|m| m.id == second.id);
                 Ok((seen, due.len(), msg))
@@ -698,9 +775,7 @@ mod tests {
         let queued = store
             .read(|r| {
                 Ok(
-                    r.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_, _| {
-                        false
-                    })?
+                    r.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_| false)?
                     .0
                     .len(),
                 )

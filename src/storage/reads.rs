@@ -44,8 +44,16 @@ where
     Ok(decode_keyed(k.value(), v.value())?)
 }
 
-/// Deliveries due now with their endpoints, and when the next one after them is due.
-pub type DueDeliveries = (Vec<(DeliveryId, EndpointId)>, Option<Millis>);
+/// One entry of a queue lane: the delivery, its endpoint, and the due time that keys it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: DeliveryId,
+    pub endpoint: EndpointId,
+    pub due_ms: Millis,
+}
+
+/// Deliveries due now, and when the next one after them is due.
+pub type DueDeliveries = (Vec<QueueEntry>, Option<Millis>);
 
 /// A transaction that can be read. Implemented by `Reader` and `Writer`.
 pub trait Read {
@@ -331,7 +339,7 @@ pub trait Read {
         now_ms: Millis,
         limit: usize,
         scan_max: usize,
-        skip: &mut dyn FnMut(DeliveryId, EndpointId) -> bool,
+        skip: &mut dyn FnMut(QueueEntry) -> bool,
     ) -> Result<DueDeliveries, StoreError> {
         let t = self.tx().table(super::ops::lane_table(lane))?;
         let mut due = Vec::new();
@@ -354,11 +362,15 @@ pub trait Read {
                 msg: MessageId(msg),
                 n,
             };
-            let endpoint = EndpointId(v.value());
-            if skip(id, endpoint) {
+            let entry = QueueEntry {
+                id,
+                endpoint: EndpointId(v.value()),
+                due_ms,
+            };
+            if skip(entry) {
                 continue;
             }
-            due.push((id, endpoint));
+            due.push(entry);
             if due.len() >= limit {
                 break;
             }

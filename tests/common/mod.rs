@@ -331,6 +331,11 @@ impl Receiver {
         self.state.received.lock().unwrap().len()
     }
 
+    /// Requests that reached the receiver, those still being answered (delayed) included.
+    pub fn calls(&self) -> usize {
+        *self.state.calls.lock().unwrap()
+    }
+
     pub fn set_behaviour(&self, b: Behaviour) {
         *self.state.behaviour.lock().unwrap() = b;
     }

@@ -1,0 +1,288 @@
+//! Endpoint pacing and held-back deliveries: what the engine remembers, in memory, to keep a
+//! failing receiver from being hammered and from holding the engine's slots.
+//!
+//! - A 429 or 503 with `Retry-After` pauses the whole endpoint until then (bounded by
+//!   `retry_after_max_ms`); a run of `FAILURES_TO_PAUSE` timeouts or connection failures
+//!   pauses it for a growing time (`failure_pause_ms`). During a pause nothing is attempted
+//!   against it; when the pause ends it may have one attempt in flight.
+//! - Each timeout or connection failure halves the attempts the endpoint may have in flight
+//!   (at least one); each success adds one back, up to its cap. A hanging receiver so holds a
+//!   slot or two, not dozens.
+//! - A delivery whose attempt could not be recorded (or panicked) is held back for a growing,
+//!   bounded time (`hold_ms`) before it may be attempted again.
+//!
+//! Owns: those rules, as pure functions of the state and the clock. Must never: do I/O, or
+//! outlive a restart (a restarted engine starts every endpoint unpaused, which costs at most
+//! one attempt per endpoint to learn again).
+
+use crate::model::AttemptError;
+
+/// Timeouts or connection failures in a row that pause an endpoint.
+pub(super) const FAILURES_TO_PAUSE: u32 = 3;
+/// The first pause after a run of failures; each further one doubles, up to the maximum.
+const FAILURE_PAUSE_MIN_MS: u64 = 1_000;
+const FAILURE_PAUSE_MAX_MS: u64 = 60_000;
+/// A held-back delivery waits this long after its first unrecorded attempt, doubling after
+/// each further one, up to the maximum.
+const HOLD_MIN_MS: u64 = 1_000;
+const HOLD_MAX_MS: u64 = 60_000;
+/// Deliveries of a paused endpoint are moved to its pause's end plus up to this much, spread
+/// at random, so they come back over a while instead of all at once.
+pub(super) const RELEASE_SPREAD_MS: u64 = 1_000;
+/// Most held-back deliveries remembered; past it the engine stops dispatching for a while
+/// (the store is failing: more attempts would only be lost too).
+pub(super) const HELD_BACK_MAX: usize = 65_536;
+/// A hold that ended this long ago is forgotten (its count of failures with it).
+pub(super) const HELD_BACK_FORGET_MS: u64 = 600_000;
+/// Most endpoints whose pacing is remembered while idle (see `Engine::remember_endpoint`).
+pub(super) const ENDPOINT_STATES_MAX: usize = 16_384;
+
+/// What the engine remembers of an endpoint between attempts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct EndpointState {
+    pub in_flight: u32,
+    /// Next free slot of its rate limit, in microseconds since the epoch.
+    pub next_slot_us: u64,
+    /// No attempt starts before this (milliseconds since the epoch).
+    pub paused_until: u64,
+    /// Attempts it may have in flight; `u32::MAX` when not reduced (its cap applies).
+    pub allowed: u32,
+    /// Timeouts or connection failures in a row since the last answer or pause.
+    pub failures: u32,
+    /// Pauses for failures since the last success (the next one's length grows with it).
+    pub pauses: u32,
+}
+
+impl Default for EndpointState {
+    fn default() -> Self {
+        EndpointState {
+            in_flight: 0,
+            next_slot_us: 0,
+            paused_until: 0,
+            allowed: u32::MAX,
+            failures: 0,
+            pauses: 0,
+        }
+    }
+}
+
+/// Why an attempt paused its endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Paused {
+    RetryAfter,
+    Failures,
+}
+
+impl Paused {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Paused::RetryAfter => "retry_after",
+            Paused::Failures => "failures",
+        }
+    }
+}
+
+/// What the pacing needs to know of one attempt's result.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Answer {
+    /// The HTTP status, 0 when none came.
+    pub status_code: u16,
+    pub error: Option<AttemptError>,
+    /// The `Retry-After` of a 429 or 503, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl EndpointState {
+    pub(super) fn paused(&self, now_ms: u64) -> bool {
+        self.paused_until > now_ms
+    }
+
+    /// Whether there is nothing to remember once nothing is in flight.
+    pub(super) fn forgettable(&self, now_ms: u64) -> bool {
+        self.in_flight == 0
+            && self.next_slot_us <= now_ms * 1000
+            && !self.paused(now_ms)
+            && self.allowed == u32::MAX
+            && self.failures == 0
+    }
+
+    /// Learns from one attempt's answer; says when it paused the endpoint.
+    pub(super) fn learn(
+        &mut self,
+        answer: Answer,
+        cap: u32,
+        retry_after_max_ms: u64,
+        now_ms: u64,
+    ) -> Option<Paused> {
+        let cap = cap.max(1);
+        if let Some(asked) = answer.retry_after_ms.filter(|ms| *ms > 0) {
+            let until = now_ms + asked.min(retry_after_max_ms);
+            self.paused_until = self.paused_until.max(until);
+            self.allowed = 1;
+            self.failures = 0;
+            return Some(Paused::RetryAfter);
+        }
+        match answer.error {
+            Some(AttemptError::Timeout | AttemptError::Connect) => {
+                self.allowed = (self.allowed.min(cap) / 2).max(1);
+                if self.paused(now_ms) {
+                    // Attempts that were in flight when the pause began: already counted.
+                    return None;
+                }
+                self.failures += 1;
+                if self.failures < FAILURES_TO_PAUSE {
+                    return None;
+                }
+                let ms = FAILURE_PAUSE_MIN_MS
+                    .saturating_mul(1 << self.pauses.min(16))
+                    .min(FAILURE_PAUSE_MAX_MS)
+                    .min(retry_after_max_ms.max(FAILURE_PAUSE_MIN_MS));
+                self.paused_until = now_ms + ms;
+                self.pauses += 1;
+                self.failures = 0;
+                self.allowed = 1;
+                Some(Paused::Failures)
+            }
+            _ if answer.status_code == 0 => None,
+            _ => {
+                // The receiver answered: it is there, whatever it said.
+                self.failures = 0;
+                if (200..300).contains(&answer.status_code) {
+                    self.pauses = 0;
+                    self.allowed = match self.allowed.saturating_add(1) {
+                        a if a >= cap => u32::MAX,
+                        a => a,
+                    };
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A delivery held back after an attempt that could not be recorded, or panicked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct HeldBack {
+    pub failures: u32,
+    /// Not attempted again before this (milliseconds since the epoch).
+    pub until: u64,
+}
+
+impl HeldBack {
+    /// The hold after one more failure, from `now_ms`.
+    pub(super) fn again(previous: Option<HeldBack>, now_ms: u64) -> HeldBack {
+        let failures = previous.map_or(0, |h| h.failures) + 1;
+        let ms = HOLD_MIN_MS
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(HOLD_MAX_MS);
+        HeldBack {
+            failures,
+            until: now_ms + ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+
+    fn timeout() -> Answer {
+        Answer {
+            status_code: 0,
+            error: Some(AttemptError::Timeout),
+            retry_after_ms: None,
+        }
+    }
+
+    fn ok() -> Answer {
+        Answer {
+            status_code: 200,
+            error: None,
+            retry_after_ms: None,
+        }
+    }
+
+    #[test]
+    fn retry_after_pauses_the_endpoint_bounded() {
+        let mut s = EndpointState::default();
+        let asked = Answer {
+            status_code: 429,
+            error: Some(AttemptError::Status),
+            retry_after_ms: Some(5_000),
+        };
+        assert_eq!(s.learn(asked, 16, 3_600_000, NOW), Some(Paused::RetryAfter));
+        assert_eq!((s.paused_until, s.allowed), (NOW + 5_000, 1));
+        let mut s = EndpointState::default();
+        s.learn(
+            Answer {
+                retry_after_ms: Some(86_400_000),
+                ..asked
+            },
+            16,
+            60_000,
+            NOW,
+        );
+        assert_eq!(s.paused_until, NOW + 60_000);
+    }
+
+    #[test]
+    fn timeouts_halve_concurrency_and_a_run_pauses_with_growing_length() {
+        let mut s = EndpointState::default();
+        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), None);
+        assert_eq!(s.allowed, 8);
+        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), None);
+        assert_eq!(s.allowed, 4);
+        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), Some(Paused::Failures));
+        assert_eq!((s.paused_until, s.allowed), (NOW + 1_000, 1));
+        // Failures of attempts in flight when the pause began do not pause it again.
+        for _ in 0..10 {
+            assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW + 10), None);
+        }
+        assert_eq!(s.paused_until, NOW + 1_000);
+        // After the pause, the next run pauses twice as long.
+        let later = NOW + 2_000;
+        for _ in 0..FAILURES_TO_PAUSE {
+            s.learn(timeout(), 16, 3_600_000, later);
+        }
+        assert_eq!(s.paused_until, later + 2_000);
+        // Successes grow it back one by one to its cap, and then nothing is left to remember.
+        let after = later + 3_000;
+        for expected in 2..16 {
+            s.learn(ok(), 16, 3_600_000, after);
+            assert_eq!(s.allowed, expected);
+        }
+        s.learn(ok(), 16, 3_600_000, after);
+        assert_eq!(s.allowed, u32::MAX);
+        assert!(s.forgettable(after));
+    }
+
+    #[test]
+    fn an_answer_breaks_a_run_of_failures() {
+        let mut s = EndpointState::default();
+        s.learn(timeout(), 16, 3_600_000, NOW);
+        s.learn(timeout(), 16, 3_600_000, NOW);
+        let error = Answer {
+            status_code: 500,
+            error: Some(AttemptError::Status),
+            retry_after_ms: None,
+        };
+        s.learn(error, 16, 3_600_000, NOW);
+        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), None);
+        assert!(!s.paused(NOW));
+    }
+
+    #[test]
+    fn holds_grow_and_are_bounded() {
+        let first = HeldBack::again(None, NOW);
+        assert_eq!(first.until, NOW + 1_000);
+        let second = HeldBack::again(Some(first), NOW);
+        assert_eq!(second.until, NOW + 2_000);
+        let mut h = second;
+        for _ in 0..40 {
+            h = HeldBack::again(Some(h), NOW);
+        }
+        assert_eq!(h.until, NOW + 60_000);
+    }
+}
