@@ -114,6 +114,10 @@ pub struct Config {
     pub retry_jitter_percent: u8,
     /// Longest `Retry-After` from a receiver that Herald honours.
     pub retry_after_max_ms: u64,
+    /// Timeouts or connection failures in a row that pause an endpoint as a whole (1 s, then
+    /// doubling up to 5 min; see `delivery/pacing.rs`). 0: a run of failures never pauses
+    /// (a 429 or 503 with `Retry-After` still does).
+    pub endpoint_failures_to_pause: u32,
     /// An endpoint whose deliveries keep failing this long is disabled (Svix: 5 days).
     pub auto_disable_after_ms: u64,
     /// Extra CA certificates (PEM) that delivery trusts besides the public roots, for
@@ -204,6 +208,7 @@ impl Default for Config {
             ],
             retry_jitter_percent: 20,
             retry_after_max_ms: 3_600_000,
+            endpoint_failures_to_pause: 3,
             auto_disable_after_ms: 5 * 24 * 3_600_000,
             destination_ca_file: None,
             operational_webhook_url: None,

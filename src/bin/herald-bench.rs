@@ -11,8 +11,14 @@
 //! - `backlog`: M deliveries left pending while the receiver refuses connections, then Herald
 //!   restarted with the receiver back: peak RSS, first delivery after process start, drain
 //!   rate, and a burst on the filled database compared with the empty one.
+//! - `noisy`: noisy neighbours. 20 endpoints, one per application, share `--rate` messages/s
+//!   for `--noisy-secs`: 15 answer at once, 2 hang (until Herald's request timeout), 2 answer
+//!   500 and 1 answers 429 with `Retry-After`. Reports the healthy endpoints' create-to-receipt
+//!   p50/p99 beside a clean run of the same 15 alone (same rate each), the attempts the bad
+//!   receivers saw (and any made to the 429 one before its `Retry-After` had passed), and
+//!   Herald's peak memory.
 //!
-//! `burst` and `rate` start their own Herald on a temporary database unless `--url` and
+//! `burst`, `rate` and `noisy` start their own Herald on a temporary database unless `--url` and
 //! `--token` name a running server; `backlog` always starts its own (`--herald-bin`), because
 //! it must stop and restart it.
 //!
@@ -70,6 +76,16 @@ const BACKLOG_RETRY_DELAYS: usize = 30;
 /// builds. One, so the receiver being down costs a trickle of failed attempts rather than a
 /// storm that would compete with ingest; the restarted Herald runs with the normal setting.
 const BACKLOG_BUILD_IN_FLIGHT: usize = 1;
+/// The noisy scenario's endpoints: healthy ones, then the bad ones (hanging, 500, 429).
+const NOISY_HEALTHY: usize = 15;
+const NOISY_HANGING: usize = 2;
+const NOISY_FAILING: usize = 2;
+const NOISY_LIMITED: usize = 1;
+/// The `Retry-After` the noisy scenario's 429 receiver asks for, in seconds.
+const NOISY_RETRY_AFTER_S: u64 = 5;
+/// How long a hanging receiver holds a request: longer than any request timeout, so the
+/// sender's timeout ends it.
+const HANG_FOR: Duration = Duration::from_secs(120);
 /// Period of the RSS sampling during the drain (VmHWM gives the exact peak; samples give the
 /// RSS at the first delivery and at the end).
 const RSS_SAMPLE: Duration = Duration::from_millis(50);
@@ -122,6 +138,9 @@ struct Args {
     /// rate: how long to offer them, in seconds.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
+    /// noisy: how long each of its two runs (clean, then noisy) offers messages, in seconds.
+    #[arg(long, default_value_t = 30)]
+    noisy_secs: u64,
     /// backlog: pending deliveries to build up before the restart.
     #[arg(long, default_value_t = 1_000_000)]
     backlog_messages: usize,
@@ -161,6 +180,7 @@ enum Scenario {
     Burst,
     Rate,
     Backlog,
+    Noisy,
 }
 
 impl Scenario {
@@ -169,6 +189,7 @@ impl Scenario {
             Scenario::Burst => "burst",
             Scenario::Rate => "rate",
             Scenario::Backlog => "backlog",
+            Scenario::Noisy => "noisy",
         }
     }
 }
@@ -204,8 +225,11 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
     if args.payload_bytes < PAYLOAD_BYTES_MIN {
         bail!("--payload-bytes must be at least {PAYLOAD_BYTES_MIN}");
     }
-    if args.rate == 0 || args.duration_secs == 0 {
-        bail!("--rate and --duration-secs must be at least 1");
+    if args.rate == 0 || args.duration_secs == 0 || args.noisy_secs == 0 {
+        bail!("--rate, --duration-secs and --noisy-secs must be at least 1");
+    }
+    if (args.rate as u64).saturating_mul(args.noisy_secs) > MESSAGES_MAX as u64 {
+        bail!("--rate x --noisy-secs must be at most {MESSAGES_MAX}");
     }
     if (args.rate as u64).saturating_mul(args.duration_secs) > MESSAGES_MAX as u64 {
         bail!("--rate x --duration-secs must be at most {MESSAGES_MAX}");
@@ -244,6 +268,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Scenario::Burst => burst(&args, run, deadline).await,
                 Scenario::Rate => rate(&args, run, deadline).await,
                 Scenario::Backlog => backlog(&args, run, deadline).await,
+                Scenario::Noisy => noisy(&args, run, deadline).await,
             }
             .with_context(|| format!("{} run {run}", scenario.name()))?;
             runs.push(metrics);
@@ -466,7 +491,7 @@ async fn rate(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<Vec<
     let total = args.rate as usize * args.duration_secs as usize;
     let (posted, slip) = post_open_loop(
         &target.api,
-        &app,
+        std::slice::from_ref(&app),
         args.rate,
         total,
         args.payload_bytes,
@@ -538,6 +563,219 @@ async fn rate(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<Vec<
     Ok(m)
 }
 
+/// One run of the noisy scenario: the healthy endpoints alone (`with_bad` false) or with the
+/// bad ones.
+struct NoisyRun {
+    accepted: usize,
+    failed: usize,
+    missing: usize,
+    /// Create-to-receipt of every message to a healthy endpoint.
+    healthy: Percentiles,
+    /// Requests the hanging, failing (500) and rate-limited (429) receivers saw.
+    hanging_attempts: usize,
+    failing_attempts: usize,
+    limited_attempts: usize,
+    /// Requests to the 429 receiver less than its `Retry-After` after the one before.
+    limited_early: usize,
+    limited_min_gap: Option<Duration>,
+    peak_rss_kb: Option<u64>,
+}
+
+async fn noisy_run(
+    args: &Args,
+    label: &str,
+    with_bad: bool,
+    deadline: Instant,
+) -> anyhow::Result<NoisyRun> {
+    let target = target(args, label, deadline).await?;
+    let mut kinds = vec![Answer::Ok; NOISY_HEALTHY];
+    if with_bad {
+        kinds.extend([Answer::Hang; NOISY_HANGING]);
+        kinds.extend([Answer::Status(500); NOISY_FAILING]);
+        kinds.extend([Answer::TooMany(NOISY_RETRY_AFTER_S); NOISY_LIMITED]);
+    }
+    let all = NOISY_HEALTHY + NOISY_HANGING + NOISY_FAILING + NOISY_LIMITED;
+    // Every endpoint gets the same share of `--rate` in both runs.
+    let per_endpoint = (args.rate as f64 / all as f64).max(1.0 / kinds.len() as f64);
+    let mut receivers = Vec::new();
+    let mut apps = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        let receiver = Receiver::start_answering(Receiver::reserve()?, *kind)?;
+        apps.push(
+            target
+                .api
+                .setup(&format!("herald-bench {label} {i} {kind:?}"), &receiver.url())
+                .await?,
+        );
+        receivers.push(receiver);
+    }
+    let rate = (per_endpoint * kinds.len() as f64).round().max(1.0) as u32;
+    let total = rate as usize * args.noisy_secs as usize;
+    let (posted, _slip) =
+        post_open_loop(&target.api, &apps, rate, total, args.payload_bytes, deadline).await;
+    posted.warn(label);
+    let (accepted, failed) = (posted.sent.len(), posted.failed);
+    let mut by_target: Vec<Vec<Sent>> = kinds.iter().map(|_| Vec::new()).collect();
+    for sent in posted.sent {
+        by_target[sent.target].push(sent);
+    }
+    let mut latencies = Vec::new();
+    let mut missing = 0;
+    for (receiver, sent) in receivers.iter().zip(&by_target).take(NOISY_HEALTHY) {
+        receiver.state.await_arrivals(sent.len(), deadline).await;
+        let matched = receiver.state.match_sent(sent);
+        missing += matched.missing;
+        latencies.extend(matched.latencies);
+    }
+    let peak_rss_kb = target
+        .herald
+        .as_ref()
+        .and_then(|h| h.memory())
+        .map(|m| m.hwm_kb);
+    let requests = |range: std::ops::Range<usize>| -> usize {
+        receivers[range.clone()]
+            .iter()
+            .map(|r| r.state.times.lock().expect("not poisoned").len())
+            .sum()
+    };
+    let hanging = NOISY_HEALTHY..NOISY_HEALTHY + NOISY_HANGING;
+    let (mut limited_early, mut limited_min_gap) = (0, None);
+    let (hanging_attempts, failing_attempts, limited_attempts) = if with_bad {
+        let failing = hanging.end..hanging.end + NOISY_FAILING;
+        let limited = failing.end..failing.end + NOISY_LIMITED;
+        let retry_after = Duration::from_secs(NOISY_RETRY_AFTER_S);
+        for r in &receivers[limited.clone()] {
+            let times = r.state.times.lock().expect("not poisoned");
+            for pair in times.windows(2) {
+                let gap = pair[1] - pair[0];
+                limited_min_gap = Some(limited_min_gap.map_or(gap, |g: Duration| g.min(gap)));
+                if gap < retry_after {
+                    limited_early += 1;
+                }
+            }
+        }
+        (requests(hanging), requests(failing), requests(limited))
+    } else {
+        (0, 0, 0)
+    };
+    if let Some(herald) = target.herald {
+        herald.stop().await?;
+    }
+    for r in receivers {
+        r.stop();
+    }
+    Ok(NoisyRun {
+        accepted,
+        failed,
+        missing,
+        healthy: Percentiles::of(latencies),
+        hanging_attempts,
+        failing_attempts,
+        limited_attempts,
+        limited_early,
+        limited_min_gap,
+        peak_rss_kb,
+    })
+}
+
+/// Noisy neighbours: the healthy endpoints' latency alone and beside bad ones.
+async fn noisy(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<Vec<Metric>> {
+    let clean = noisy_run(args, &format!("noisy-{run}-clean"), false, deadline).await?;
+    settle(args.settle_ms).await;
+    let noisy = noisy_run(args, &format!("noisy-{run}-noisy"), true, deadline).await?;
+    let ratio = match (noisy.healthy.ms(0.99), clean.healthy.ms(0.99)) {
+        (Some(n), Some(c)) if c > 0.0 => Some(n / c),
+        _ => None,
+    };
+    Ok(vec![
+        Metric::count("clean_accepted", "clean: messages accepted", clean.accepted),
+        Metric::new(
+            "clean_p50_ms",
+            "clean: healthy create-to-receipt p50",
+            "ms",
+            clean.healthy.ms(0.50),
+        ),
+        Metric::new(
+            "clean_p99_ms",
+            "clean: healthy create-to-receipt p99",
+            "ms",
+            clean.healthy.ms(0.99),
+        ),
+        Metric::count("noisy_accepted", "noisy: messages accepted", noisy.accepted),
+        Metric::count(
+            "failed",
+            "creates failed (both runs)",
+            clean.failed + noisy.failed,
+        )
+        .target(Goal::AtMost(0.0)),
+        Metric::new(
+            "noisy_p50_ms",
+            "noisy: healthy create-to-receipt p50",
+            "ms",
+            noisy.healthy.ms(0.50),
+        ),
+        Metric::new(
+            "noisy_p99_ms",
+            "noisy: healthy create-to-receipt p99",
+            "ms",
+            noisy.healthy.ms(0.99),
+        )
+        .target(Goal::AtMost(10.0)),
+        Metric::new(
+            "noisy_max_ms",
+            "noisy: healthy create-to-receipt max",
+            "ms",
+            noisy.healthy.ms(1.0),
+        ),
+        Metric::new("p99_ratio", "noisy p99 / clean p99", "x", ratio).target(Goal::AtMost(2.0)),
+        Metric::count(
+            "missing",
+            "healthy deliveries missing (both runs)",
+            clean.missing + noisy.missing,
+        )
+        .target(Goal::AtMost(0.0)),
+        Metric::count(
+            "hanging_attempts",
+            "attempts to the 2 hanging endpoints",
+            noisy.hanging_attempts,
+        ),
+        Metric::count(
+            "failing_attempts",
+            "attempts to the 2 endpoints answering 500",
+            noisy.failing_attempts,
+        ),
+        Metric::count(
+            "limited_attempts",
+            "attempts to the endpoint answering 429",
+            noisy.limited_attempts,
+        ),
+        Metric::count(
+            "limited_early",
+            "429 endpoint attempted before its Retry-After",
+            noisy.limited_early,
+        )
+        .target(Goal::AtMost(0.0)),
+        Metric::new(
+            "limited_min_gap_ms",
+            "429 endpoint: shortest gap between attempts",
+            "ms",
+            noisy.limited_min_gap.map(ms),
+        ),
+        Metric::new(
+            "clean_peak_rss_mib",
+            "clean: Herald peak RSS",
+            "MiB",
+            clean.peak_rss_kb.map(|kb| kb as f64 / 1024.0),
+        ),
+        Metric::new(
+            "noisy_peak_rss_mib",
+            "noisy: Herald peak RSS",
+            "MiB",
+            noisy.peak_rss_kb.map(|kb| kb as f64 / 1024.0),
+        ),
+    ])
+}
+
 /// Builds a backlog of pending deliveries while the receiver refuses connections, restarts
 /// Herald with the receiver back, and measures the restart and the drain.
 ///
@@ -560,6 +798,12 @@ async fn backlog(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<V
         (
             "HERALD_DELIVERIES_IN_FLIGHT_MAX".to_string(),
             BACKLOG_BUILD_IN_FLIGHT.to_string(),
+        ),
+        // The refusing receiver must not pause the endpoint: a pause would move the backlog's
+        // due times past the restart, and the drain would measure the pause.
+        (
+            "HERALD_ENDPOINT_FAILURES_TO_PAUSE".to_string(),
+            "0".to_string(),
         ),
     ];
     let socket = Receiver::reserve()?;
@@ -772,6 +1016,8 @@ struct Sent {
     id: String,
     started: Instant,
     acked: Instant,
+    /// Which of the applications the loop sent to (0 with one).
+    target: usize,
 }
 
 /// What a load loop got back.
@@ -864,6 +1110,7 @@ async fn post_closed_loop(api: &Api, app: &str, load: &Load, deadline: Instant) 
                 };
                 match answer {
                     Ok(id) => out.sent.push(Sent {
+                        target: 0,
                         id,
                         started,
                         acked: Instant::now(),
@@ -896,13 +1143,13 @@ async fn post_closed_loop(api: &Api, app: &str, load: &Load, deadline: Instant) 
 /// the schedule.
 async fn post_open_loop(
     api: &Api,
-    app: &str,
+    apps: &[String],
     rate: u32,
     total: usize,
     payload_bytes: usize,
     deadline: Instant,
 ) -> (Posted, Duration) {
-    let url = Arc::new(api.message_url(app));
+    let urls: Vec<Arc<String>> = apps.iter().map(|a| Arc::new(api.message_url(a))).collect();
     let outstanding = Arc::new(tokio::sync::Semaphore::new(RATE_OUTSTANDING_MAX));
     let mut tasks: JoinSet<(Instant, Result<Sent, String>)> = JoinSet::new();
     let mut posted = Posted::default();
@@ -929,7 +1176,9 @@ async fn post_open_loop(
             break;
         };
         slip = slip.max(Instant::now().saturating_duration_since(due));
-        let (api, url) = (api.clone(), url.clone());
+        // Round robin over the applications.
+        let target = seq % urls.len();
+        let (api, url) = (api.clone(), urls[target].clone());
         tasks.spawn(async move {
             let body = message_body(seq, payload_bytes);
             let started = Instant::now();
@@ -937,6 +1186,7 @@ async fn post_open_loop(
                 id,
                 started,
                 acked: Instant::now(),
+                target,
             });
             drop(permit);
             (started, result)
@@ -1214,6 +1464,25 @@ struct Arrivals {
     by_id: Mutex<HashMap<String, Arrival>>,
     unique: AtomicUsize,
     without_id: AtomicUsize,
+    /// How the receiver answers.
+    answer: Answer,
+    /// Every request, as it arrived (only for a receiver that does not answer 200: the noisy
+    /// scenario's bad ones, which see few).
+    times: Mutex<Vec<Instant>>,
+}
+
+/// How a receiver answers each webhook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Answer {
+    /// 200 at once.
+    #[default]
+    Ok,
+    /// Nothing until `HANG_FOR` has passed.
+    Hang,
+    /// This status at once.
+    Status(u16),
+    /// 429 with `Retry-After` of this many seconds.
+    TooMany(u64),
 }
 
 /// What the receiver saw of a list of accepted messages.
@@ -1343,12 +1612,19 @@ impl Receiver {
     }
 
     fn start(socket: TcpSocket) -> anyhow::Result<Receiver> {
+        Receiver::start_answering(socket, Answer::Ok)
+    }
+
+    fn start_answering(socket: TcpSocket, answer: Answer) -> anyhow::Result<Receiver> {
         use axum::serve::ListenerExt;
         let addr = socket.local_addr()?;
         let listener = socket.listen(1024)?.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let state = Arc::new(Arrivals::default());
+        let state = Arc::new(Arrivals {
+            answer,
+            ..Arrivals::default()
+        });
         let app = axum::Router::new()
             .route(HOOK_PATH, axum::routing::post(hook))
             .with_state(state.clone());
@@ -1385,7 +1661,8 @@ async fn hook(
     State(arrivals): State<Arc<Arrivals>>,
     headers: HeaderMap,
     _body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let at = Instant::now();
     match headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
         Some(id) => arrivals.record(id, at),
@@ -1393,7 +1670,24 @@ async fn hook(
             arrivals.without_id.fetch_add(1, Relaxed);
         }
     }
-    StatusCode::OK
+    if arrivals.answer != Answer::Ok {
+        arrivals.times.lock().expect("not poisoned").push(at);
+    }
+    match arrivals.answer {
+        Answer::Ok => StatusCode::OK.into_response(),
+        Answer::Hang => {
+            tokio::time::sleep(HANG_FOR).await;
+            StatusCode::OK.into_response()
+        }
+        Answer::Status(code) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        Answer::TooMany(secs) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+        )
+            .into_response(),
+    }
 }
 
 // ---- the Herald process -------------------------------------------------------------------------

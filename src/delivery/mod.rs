@@ -27,7 +27,7 @@ pub mod retry;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,8 @@ pub struct Engine {
     /// busy): the next narrow scan looks that much further, so deliveries behind a pile of
     /// blocked ones are found on every dispatch, not only by the periodic wide scan.
     passed_over: AtomicUsize,
+    /// Whether a move of paused endpoints' deliveries is being written (`defer_paused`).
+    deferring: AtomicBool,
     /// Concurrency caps other than the server default, as read with the endpoints of the
     /// deliveries dispatched, so a scan admits no more than an endpoint takes (see
     /// `KNOWN_CAPS_MAX`). The one place caps are kept: dispatch checks each delivery against
@@ -231,6 +233,7 @@ impl Engine {
             endpoints: Mutex::new(HashMap::new()),
             held_back: Mutex::new(HashMap::new()),
             passed_over: AtomicUsize::new(0),
+            deferring: AtomicBool::new(false),
             known_caps: Mutex::new(HashMap::new()),
             permits,
             metrics,
@@ -592,13 +595,18 @@ impl Engine {
     /// Learns from an attempt's answer (see `pacing.rs`).
     fn paced(&self, endpoint: EndpointId, cap: u32, answer: pacing::Answer) {
         let now = now_millis();
+        let limits = pacing::Limits {
+            cap,
+            retry_after_max_ms: self.config.retry_after_max_ms,
+            failures_to_pause: self.config.endpoint_failures_to_pause,
+        };
         let paused = self
             .endpoints
             .lock()
             .expect("not poisoned")
             .entry(endpoint)
             .or_default()
-            .learn(answer, cap, self.config.retry_after_max_ms, now);
+            .learn(answer, limits, now);
         if let Some(why) = paused {
             self.metrics.endpoint_paused(why.as_str());
             tracing::warn!(endpoint = %endpoint, reason = why.as_str(), "endpoint paused");
@@ -609,14 +617,20 @@ impl Engine {
     /// gradually). They are marked in flight while the move is written, so no scan meanwhile
     /// dispatches one of them and the move cannot overtake an attempt.
     fn defer_paused(self: &Arc<Self>, workers: &mut JoinSet<()>, paused: Vec<(QueueEntry, u64)>) {
-        if paused.is_empty() {
+        // One move at a time: a large pile is moved a chunk per dispatch, never in a flood of
+        // jobs that would crowd the writer.
+        if paused.is_empty() || self.deferring.swap(true, Relaxed) {
             return;
         }
         use rand::Rng;
         let mut rng = rand::thread_rng();
+        let now = now_millis();
         let moves: Vec<(QueueEntry, u64)> = paused
             .into_iter()
-            .map(|(e, until)| (e, until + rng.gen_range(0..=pacing::RELEASE_SPREAD_MS)))
+            .map(|(e, until)| {
+                let spread = pacing::RELEASE_SPREAD_MS.max(until.saturating_sub(now));
+                (e, until + rng.gen_range(0..=spread))
+            })
             .collect();
         let ids: Vec<DeliveryId> = moves.iter().map(|(e, _)| e.id).collect();
         self.in_flight.lock().expect("not poisoned").extend(&ids);
@@ -637,6 +651,7 @@ impl Engine {
             for id in &ids {
                 in_flight.remove(id);
             }
+            engine.deferring.store(false, Relaxed);
         });
     }
 

@@ -2,9 +2,10 @@
 //! failing receiver from being hammered and from holding the engine's slots.
 //!
 //! - A 429 or 503 with `Retry-After` pauses the whole endpoint until then (bounded by
-//!   `retry_after_max_ms`); a run of `FAILURES_TO_PAUSE` timeouts or connection failures
-//!   pauses it for a growing time (`failure_pause_ms`). During a pause nothing is attempted
-//!   against it; when the pause ends it may have one attempt in flight.
+//!   `retry_after_max_ms`); a run of `endpoint_failures_to_pause` timeouts or connection
+//!   failures pauses it for a growing time (1 s doubling to 5 min). During a pause nothing is
+//!   attempted against it; when the pause ends it may have one attempt in flight (a probe, as
+//!   a circuit breaker's half-open state).
 //! - Each timeout or connection failure halves the attempts the endpoint may have in flight
 //!   (at least one); each success adds one back, up to its cap. A hanging receiver so holds a
 //!   slot or two, not dozens.
@@ -17,17 +18,17 @@
 
 use crate::model::AttemptError;
 
-/// Timeouts or connection failures in a row that pause an endpoint.
-pub(super) const FAILURES_TO_PAUSE: u32 = 3;
-/// The first pause after a run of failures; each further one doubles, up to the maximum.
+/// The first pause after a run of failures; each further one doubles, up to the maximum
+/// (Svix's second retry comes after 5 min too).
 const FAILURE_PAUSE_MIN_MS: u64 = 1_000;
-const FAILURE_PAUSE_MAX_MS: u64 = 60_000;
+const FAILURE_PAUSE_MAX_MS: u64 = 300_000;
 /// A held-back delivery waits this long after its first unrecorded attempt, doubling after
 /// each further one, up to the maximum.
 const HOLD_MIN_MS: u64 = 1_000;
 const HOLD_MAX_MS: u64 = 60_000;
-/// Deliveries of a paused endpoint are moved to its pause's end plus up to this much, spread
-/// at random, so they come back over a while instead of all at once.
+/// Deliveries of a paused endpoint are moved to its pause's end plus a random spread of at
+/// least this much (and at most the pause's own length), so they come back over a while
+/// instead of all at once, and a long pile is moved about once per pause, not once per probe.
 pub(super) const RELEASE_SPREAD_MS: u64 = 1_000;
 /// Most held-back deliveries remembered; past it the engine stops dispatching for a while
 /// (the store is failing: more attempts would only be lost too).
@@ -82,6 +83,16 @@ impl Paused {
     }
 }
 
+/// The settings one endpoint's pacing follows.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    /// Its concurrency cap.
+    pub cap: u32,
+    pub retry_after_max_ms: u64,
+    /// `endpoint_failures_to_pause` (0: never).
+    pub failures_to_pause: u32,
+}
+
 /// What the pacing needs to know of one attempt's result.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Answer {
@@ -107,13 +118,12 @@ impl EndpointState {
     }
 
     /// Learns from one attempt's answer; says when it paused the endpoint.
-    pub(super) fn learn(
-        &mut self,
-        answer: Answer,
-        cap: u32,
-        retry_after_max_ms: u64,
-        now_ms: u64,
-    ) -> Option<Paused> {
+    pub(super) fn learn(&mut self, answer: Answer, limits: Limits, now_ms: u64) -> Option<Paused> {
+        let Limits {
+            cap,
+            retry_after_max_ms,
+            failures_to_pause,
+        } = limits;
         let cap = cap.max(1);
         if let Some(asked) = answer.retry_after_ms.filter(|ms| *ms > 0) {
             let until = now_ms + asked.min(retry_after_max_ms);
@@ -130,7 +140,7 @@ impl EndpointState {
                     return None;
                 }
                 self.failures += 1;
-                if self.failures < FAILURES_TO_PAUSE {
+                if failures_to_pause == 0 || self.failures < failures_to_pause {
                     return None;
                 }
                 let ms = FAILURE_PAUSE_MIN_MS
@@ -187,6 +197,11 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_000_000;
+    const L: Limits = Limits {
+        cap: 16,
+        retry_after_max_ms: 3_600_000,
+        failures_to_pause: 3,
+    };
 
     fn timeout() -> Answer {
         Answer {
@@ -212,7 +227,7 @@ mod tests {
             error: Some(AttemptError::Status),
             retry_after_ms: Some(5_000),
         };
-        assert_eq!(s.learn(asked, 16, 3_600_000, NOW), Some(Paused::RetryAfter));
+        assert_eq!(s.learn(asked, L, NOW), Some(Paused::RetryAfter));
         assert_eq!((s.paused_until, s.allowed), (NOW + 5_000, 1));
         let mut s = EndpointState::default();
         s.learn(
@@ -220,8 +235,10 @@ mod tests {
                 retry_after_ms: Some(86_400_000),
                 ..asked
             },
-            16,
-            60_000,
+            Limits {
+                retry_after_max_ms: 60_000,
+                ..L
+            },
             NOW,
         );
         assert_eq!(s.paused_until, NOW + 60_000);
@@ -230,30 +247,30 @@ mod tests {
     #[test]
     fn timeouts_halve_concurrency_and_a_run_pauses_with_growing_length() {
         let mut s = EndpointState::default();
-        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), None);
+        assert_eq!(s.learn(timeout(), L, NOW), None);
         assert_eq!(s.allowed, 8);
-        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), None);
+        assert_eq!(s.learn(timeout(), L, NOW), None);
         assert_eq!(s.allowed, 4);
-        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), Some(Paused::Failures));
+        assert_eq!(s.learn(timeout(), L, NOW), Some(Paused::Failures));
         assert_eq!((s.paused_until, s.allowed), (NOW + 1_000, 1));
         // Failures of attempts in flight when the pause began do not pause it again.
         for _ in 0..10 {
-            assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW + 10), None);
+            assert_eq!(s.learn(timeout(), L, NOW + 10), None);
         }
         assert_eq!(s.paused_until, NOW + 1_000);
         // After the pause, the next run pauses twice as long.
         let later = NOW + 2_000;
-        for _ in 0..FAILURES_TO_PAUSE {
-            s.learn(timeout(), 16, 3_600_000, later);
+        for _ in 0..L.failures_to_pause {
+            s.learn(timeout(), L, later);
         }
         assert_eq!(s.paused_until, later + 2_000);
         // Successes grow it back one by one to its cap, and then nothing is left to remember.
         let after = later + 3_000;
         for expected in 2..16 {
-            s.learn(ok(), 16, 3_600_000, after);
+            s.learn(ok(), L, after);
             assert_eq!(s.allowed, expected);
         }
-        s.learn(ok(), 16, 3_600_000, after);
+        s.learn(ok(), L, after);
         assert_eq!(s.allowed, u32::MAX);
         assert!(s.forgettable(after));
     }
@@ -261,16 +278,30 @@ mod tests {
     #[test]
     fn an_answer_breaks_a_run_of_failures() {
         let mut s = EndpointState::default();
-        s.learn(timeout(), 16, 3_600_000, NOW);
-        s.learn(timeout(), 16, 3_600_000, NOW);
+        s.learn(timeout(), L, NOW);
+        s.learn(timeout(), L, NOW);
         let error = Answer {
             status_code: 500,
             error: Some(AttemptError::Status),
             retry_after_ms: None,
         };
-        s.learn(error, 16, 3_600_000, NOW);
-        assert_eq!(s.learn(timeout(), 16, 3_600_000, NOW), None);
+        s.learn(error, L, NOW);
+        assert_eq!(s.learn(timeout(), L, NOW), None);
         assert!(!s.paused(NOW));
+    }
+
+    #[test]
+    fn failures_never_pause_when_set_so() {
+        let mut s = EndpointState::default();
+        let never = Limits {
+            failures_to_pause: 0,
+            ..L
+        };
+        for _ in 0..10 {
+            assert_eq!(s.learn(timeout(), never, NOW), None);
+        }
+        assert!(!s.paused(NOW));
+        assert_eq!(s.allowed, 1, "timeouts still shrink what it may hold");
     }
 
     #[test]

@@ -482,14 +482,38 @@ pub fn set(config: &mut Config, name: &str, value: Value) {
     *config = serde_json::from_value(all).unwrap_or_else(|e| panic!("setting {name}: {e}"));
 }
 
-/// A loopback URL where every attempt fails at once: the connection is accepted and closed
-/// before any answer. The port stays held for the test process, so nothing else can take it.
+/// A loopback URL where every attempt fails at once: it answers 500 to every request. (A
+/// receiver that refuses or drops connections would pause its endpoint after a few attempts,
+/// see `delivery/pacing.rs`; these tests want every delivery attempted.) The port stays held
+/// for the test process, so nothing else can take it.
 pub fn dead_url() -> String {
+    use std::io::{BufRead, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            drop(conn);
+            let Ok(conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&conn);
+                // One request per connection: its head, then as much body as it announced.
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let header = line.trim_end().to_ascii_lowercase();
+                    if header.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = header.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = (&conn).write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\ngone",
+                );
+            });
         }
     });
     format!("http://127.0.0.1:{port}/gone")
