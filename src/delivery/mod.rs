@@ -55,6 +55,9 @@ const NARROW_SCAN_SLACK: usize = 256;
 /// also looks again this often, so the others are found within this time; and while wide scans
 /// keep finding deliveries past the narrow window, every scan stays wide (it pays for itself).
 const WIDE_SCAN_EVERY: Duration = Duration::from_millis(100);
+/// How long a delivery found deep in a lane keeps narrow scans that deep (see
+/// `Engine::found_at_depth`).
+const DEPTH_MEMORY: Duration = Duration::from_secs(1);
 /// Most deliveries of paused endpoints one dispatch moves to their pause's end (one write
 /// job): a large pile is moved over a few dispatches rather than in one long job.
 const DEFER_CHUNK: usize = 512;
@@ -95,10 +98,12 @@ pub struct Engine {
     /// Deliveries whose last attempt could not be recorded, or panicked: not attempted again
     /// before their hold ends (`pacing.rs`).
     held_back: Mutex<HashMap<DeliveryId, HeldBack>>,
-    /// How many queue entries the last scan passed over (in flight, held back, their endpoint
-    /// busy): the next narrow scan looks that much further, so deliveries behind a pile of
-    /// blocked ones are found on every dispatch, not only by the periodic wide scan.
-    passed_over: AtomicUsize,
+    /// How deep in a lane a recent scan found a delivery to start, and when: for
+    /// `DEPTH_MEMORY` after it, narrow scans look that much further, so deliveries behind a
+    /// pile of blocked ones (a hanging endpoint at its cap) are found on every dispatch, not
+    /// only by the periodic wide scan. A busy endpoint's own backlog, with nothing behind it
+    /// to find, does not widen the scans.
+    found_at_depth: Mutex<(usize, Option<Instant>)>,
     /// Whether a move of paused endpoints' deliveries is being written (`defer_paused`).
     deferring: AtomicBool,
     /// Concurrency caps other than the server default, as read with the endpoints of the
@@ -197,8 +202,8 @@ struct Scan {
     next: Option<u64>,
     cut: bool,
     found_deep: bool,
-    /// Entries passed over (see `Engine::passed_over`).
-    refused: usize,
+    /// The deepest position in a lane at which a delivery was admitted.
+    deepest: usize,
 }
 
 /// When the scheduler should look at the queue again.
@@ -232,7 +237,7 @@ impl Engine {
             in_flight: Mutex::new(HashSet::new()),
             endpoints: Mutex::new(HashMap::new()),
             held_back: Mutex::new(HashMap::new()),
-            passed_over: AtomicUsize::new(0),
+            found_at_depth: Mutex::new((0, None)),
             deferring: AtomicBool::new(false),
             known_caps: Mutex::new(HashMap::new()),
             permits,
@@ -311,9 +316,11 @@ impl Engine {
         let pacing = self.pacing_snapshot(now);
         let caps: HashMap<EndpointId, u32> = self.known_caps.lock().expect("not poisoned").clone();
         let default_cap = self.config.endpoint_concurrency_max as u32;
-        let passed_over = self.passed_over.load(Relaxed);
-        let narrow_max =
-            (skip.len().max(passed_over) + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX);
+        let depth = match *self.found_at_depth.lock().expect("not poisoned") {
+            (depth, Some(at)) if at.elapsed() < DEPTH_MEMORY => depth,
+            _ => 0,
+        };
+        let narrow_max = (skip.len().max(depth) + capacity + NARROW_SCAN_SLACK).min(SCAN_MAX);
         let wide = {
             let mut last = self.last_wide_scan.lock().expect("not poisoned");
             let (at, productive) = *last;
@@ -349,25 +356,20 @@ impl Engine {
                 // consecutive entries of a busy endpoint (a backlog) are refused without a
                 // lookup.
                 let mut full_endpoint: Option<EndpointId> = None;
-                let mut refused = 0usize;
                 let mut admit = |entry: QueueEntry,
                                  taken: &HashSet<DeliveryId>,
                                  load: &mut HashMap<EndpointId, u32>,
                                  paused_seen: &mut Vec<(QueueEntry, u64)>| {
                     let (id, ep) = (entry.id, entry.endpoint);
-                    let refuse = |refused: &mut usize| {
-                        *refused += 1;
-                        false
-                    };
                     if full_endpoint == Some(ep) || skip.contains(&id) || taken.contains(&id) {
-                        return refuse(&mut refused);
+                        return false;
                     }
                     let pace = pacing.get(&ep);
                     if let Some(until) = pace.and_then(|p| p.paused_until) {
                         if paused_seen.len() < DEFER_CHUNK {
                             paused_seen.push((entry, until));
                         }
-                        return refuse(&mut refused);
+                        return false;
                     }
                     let running = pace.map_or(0, |p| p.in_flight);
                     let cap = caps.get(&ep).copied().unwrap_or(default_cap);
@@ -375,7 +377,7 @@ impl Engine {
                     let planned = load.entry(ep).or_insert(running);
                     if *planned >= allowed {
                         full_endpoint = Some(ep);
-                        return refuse(&mut refused);
+                        return false;
                     }
                     *planned += 1;
                     true
@@ -387,8 +389,10 @@ impl Engine {
                     0
                 };
                 let shares = [capacity - 2 * reserve, capacity - reserve, capacity];
-                // Whether a delivery was found past the narrow window (so wide scans pay).
+                // Whether a delivery was found past the narrow window (so wide scans pay), and
+                // the deepest position in its lane at which one was found.
                 let mut found_deep = false;
+                let mut deepest = 0usize;
                 // Lanes whose first-pass scan stopped because their share was filled: only
                 // they can have more to give in the second pass.
                 let mut filled = [false; 3];
@@ -405,6 +409,9 @@ impl Engine {
                             position += 1;
                             let admitted = admit(entry, &taken, &mut load, &mut paused);
                             found_deep |= admitted && position > narrow_max;
+                            if admitted {
+                                deepest = deepest.max(position);
+                            }
                             !admitted
                         })?;
                         if pass == 0 {
@@ -430,7 +437,7 @@ impl Engine {
                     next,
                     cut,
                     found_deep,
-                    refused,
+                    deepest,
                 })
             })
             .await;
@@ -444,7 +451,9 @@ impl Engine {
         if wide {
             self.last_wide_scan.lock().expect("not poisoned").1 = scan.found_deep;
         }
-        self.passed_over.store(scan.refused, Relaxed);
+        if scan.deepest > capacity + NARROW_SCAN_SLACK {
+            *self.found_at_depth.lock().expect("not poisoned") = (scan.deepest, Some(Instant::now()));
+        }
         self.defer_paused(workers, scan.paused);
         let mut mend: Vec<(Priority, QueueEntry, Option<String>)> = Vec::new();
         let mut started = 0;

@@ -6,9 +6,13 @@
 //!   failures pauses it for a growing time (1 s doubling to 5 min). During a pause nothing is
 //!   attempted against it; when the pause ends it may have one attempt in flight (a probe, as
 //!   a circuit breaker's half-open state).
-//! - Each timeout or connection failure halves the attempts the endpoint may have in flight
-//!   (at least one); each success adds one back, up to its cap. A hanging receiver so holds a
-//!   slot or two, not dozens.
+//! - The endpoint's recent share of timeouts and connection failures is kept as a moving
+//!   average (each attempt weighs a fifth). While it is at least half, each such failure
+//!   halves the attempts the endpoint may have in flight (at least one); each success adds one
+//!   back, up to its cap. A hanging receiver so holds a slot or two, not dozens, while one that
+//!   times out now and then keeps its concurrency. A run of failures pauses only while the
+//!   share is at least `PAUSE_SHARE` too, so a flaky but living receiver is not paused by
+//!   chance runs.
 //! - A delivery whose attempt could not be recorded (or panicked) is held back for a growing,
 //!   bounded time (`hold_ms`) before it may be attempted again.
 //!
@@ -18,6 +22,14 @@
 
 use crate::model::AttemptError;
 
+/// The moving average of failures, in thousandths: each attempt moves it a fifth of the way
+/// to 1000 (a timeout or connection failure) or to 0 (an answer).
+const SHARE_FULL: u16 = 1_000;
+/// At or above this share, timeouts and connection failures halve the concurrency.
+const SHRINK_SHARE: u16 = 500;
+/// At or above this share, a run of failures pauses the endpoint (from 0, eight failures in a
+/// row reach it: 1 - 0.8^8 = 0.83).
+const PAUSE_SHARE: u16 = 800;
 /// The first pause after a run of failures; each further one doubles, up to the maximum
 /// (Svix's second retry comes after 5 min too).
 const FAILURE_PAUSE_MIN_MS: u64 = 1_000;
@@ -52,6 +64,8 @@ pub(super) struct EndpointState {
     pub failures: u32,
     /// Pauses for failures since the last success (the next one's length grows with it).
     pub pauses: u32,
+    /// Recent share of timeouts and connection failures among its attempts, in thousandths.
+    pub failure_share: u16,
 }
 
 impl Default for EndpointState {
@@ -63,6 +77,7 @@ impl Default for EndpointState {
             allowed: u32::MAX,
             failures: 0,
             pauses: 0,
+            failure_share: 0,
         }
     }
 }
@@ -111,6 +126,7 @@ impl EndpointState {
     /// Whether there is nothing to remember once nothing is in flight.
     pub(super) fn forgettable(&self, now_ms: u64) -> bool {
         self.in_flight == 0
+            && self.failure_share < SHRINK_SHARE / 10
             && self.next_slot_us <= now_ms * 1000
             && !self.paused(now_ms)
             && self.allowed == u32::MAX
@@ -134,13 +150,19 @@ impl EndpointState {
         }
         match answer.error {
             Some(AttemptError::Timeout | AttemptError::Connect) => {
-                self.allowed = (self.allowed.min(cap) / 2).max(1);
+                self.failure_share += (SHARE_FULL - self.failure_share) / 5;
+                if self.failure_share >= SHRINK_SHARE {
+                    self.allowed = (self.allowed.min(cap) / 2).max(1);
+                }
                 if self.paused(now_ms) {
                     // Attempts that were in flight when the pause began: already counted.
                     return None;
                 }
                 self.failures += 1;
-                if failures_to_pause == 0 || self.failures < failures_to_pause {
+                if failures_to_pause == 0
+                    || self.failures < failures_to_pause
+                    || self.failure_share < PAUSE_SHARE
+                {
                     return None;
                 }
                 let ms = FAILURE_PAUSE_MIN_MS
@@ -157,6 +179,7 @@ impl EndpointState {
             _ => {
                 // The receiver answered: it is there, whatever it said.
                 self.failures = 0;
+                self.failure_share -= self.failure_share / 5;
                 if (200..300).contains(&answer.status_code) {
                     self.pauses = 0;
                     self.allowed = match self.allowed.saturating_add(1) {
@@ -245,26 +268,30 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_halve_concurrency_and_a_run_pauses_with_growing_length() {
+    fn a_run_of_timeouts_shrinks_concurrency_and_pauses_with_growing_length() {
         let mut s = EndpointState::default();
-        assert_eq!(s.learn(timeout(), L, NOW), None);
-        assert_eq!(s.allowed, 8);
-        assert_eq!(s.learn(timeout(), L, NOW), None);
-        assert_eq!(s.allowed, 4);
-        assert_eq!(s.learn(timeout(), L, NOW), Some(Paused::Failures));
-        assert_eq!((s.paused_until, s.allowed), (NOW + 1_000, 1));
-        // Failures of attempts in flight when the pause began do not pause it again.
-        for _ in 0..10 {
-            assert_eq!(s.learn(timeout(), L, NOW + 10), None);
+        // The share climbs 200, 360, 488, 590, ...: halving starts at the fourth failure, the
+        // pause at the eighth.
+        for _ in 0..3 {
+            assert_eq!(s.learn(timeout(), L, NOW), None);
         }
-        assert_eq!(s.paused_until, NOW + 1_000);
-        // After the pause, the next run pauses twice as long.
+        assert_eq!(s.allowed, u32::MAX);
+        let mut paused_at = None;
+        for n in 4..=10 {
+            if s.learn(timeout(), L, NOW) == Some(Paused::Failures) {
+                paused_at.get_or_insert(n);
+            }
+        }
+        assert_eq!(paused_at, Some(8));
+        assert_eq!((s.paused_until, s.allowed), (NOW + 1_000, 1));
+        // After the pause, the next run (the share is still high) pauses twice as long.
         let later = NOW + 2_000;
         for _ in 0..L.failures_to_pause {
             s.learn(timeout(), L, later);
         }
         assert_eq!(s.paused_until, later + 2_000);
-        // Successes grow it back one by one to its cap, and then nothing is left to remember.
+        // Successes grow it back one by one to its cap; once the share has decayed, nothing
+        // is left to remember.
         let after = later + 3_000;
         for expected in 2..16 {
             s.learn(ok(), L, after);
@@ -272,22 +299,23 @@ mod tests {
         }
         s.learn(ok(), L, after);
         assert_eq!(s.allowed, u32::MAX);
+        for _ in 0..30 {
+            s.learn(ok(), L, after);
+        }
         assert!(s.forgettable(after));
     }
 
     #[test]
-    fn an_answer_breaks_a_run_of_failures() {
+    fn a_receiver_that_fails_now_and_then_keeps_its_concurrency_and_is_never_paused() {
         let mut s = EndpointState::default();
-        s.learn(timeout(), L, NOW);
-        s.learn(timeout(), L, NOW);
-        let error = Answer {
-            status_code: 500,
-            error: Some(AttemptError::Status),
-            retry_after_ms: None,
-        };
-        s.learn(error, L, NOW);
-        assert_eq!(s.learn(timeout(), L, NOW), None);
-        assert!(!s.paused(NOW));
+        // Three failures in ten, in runs of three: a flaky receiver, not a dead one.
+        for round in 0..200 {
+            for i in 0..10 {
+                let answer = if i < 3 { timeout() } else { ok() };
+                assert_eq!(s.learn(answer, L, NOW + round), None);
+            }
+        }
+        assert!(s.allowed >= 8, "{}", s.allowed);
     }
 
     #[test]
