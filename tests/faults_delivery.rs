@@ -7,7 +7,7 @@
 //! - a 429 with `Retry-After` pauses the whole endpoint; a run of timeouts pauses it and
 //!   shrinks what it may have in flight;
 //! - a pile of deliveries blocked behind a hanging endpoint does not make another endpoint's
-//!   deliveries wait for the periodic wide scan.
+//!   steady traffic wait for the periodic wide scan.
 
 mod common;
 
@@ -222,19 +222,38 @@ async fn deliveries_behind_a_pile_of_blocked_ones_go_at_once() {
     }
     while sends.join_next().await.is_some() {}
     eventually(Duration::from_secs(10), || async { hanging.calls() >= 16 }).await;
+    // Healthy traffic at 50 messages/s, as a steady neighbour sends it.
     let (app, _) = s.setup(EVENT, &healthy.url()).await;
-    let mut waits = Vec::new();
-    for n in 0..30 {
-        let sent = Instant::now();
-        s.send(&app, EVENT, json!({"n": n})).await;
-        eventually(Duration::from_secs(5), || async { healthy.count() > n }).await;
-        waits.push(sent.elapsed());
+    let count = 100;
+    let mut sent = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for n in 0..count {
+        tick.tick().await;
+        let (s, app) = (s.clone(), app.clone());
+        sent.spawn(async move {
+            let at = Instant::now();
+            s.send(&app, EVENT, json!({"n": n})).await;
+            (n, at)
+        });
     }
+    let mut created = vec![Instant::now(); count];
+    while let Some(done) = sent.join_next().await {
+        let (n, at) = done.unwrap();
+        created[n] = at;
+    }
+    let arrivals = healthy.wait_for(count, Duration::from_secs(20)).await;
+    let mut waits: Vec<Duration> = arrivals
+        .iter()
+        .map(|r| {
+            let n = r.json()["n"].as_u64().unwrap() as usize;
+            r.at.saturating_duration_since(created[n])
+        })
+        .collect();
     waits.sort();
-    let median = waits[waits.len() / 2];
-    // The wide scan runs every 100 ms: waiting for it would put the median near 50 ms.
+    let p90 = waits[waits.len() * 9 / 10];
+    // The wide scan runs every 100 ms: a delivery waiting for it waits up to that long.
     assert!(
-        median < Duration::from_millis(30),
-        "median create-to-receipt {median:?} behind {pile} blocked deliveries ({waits:?})"
+        p90 < Duration::from_millis(40),
+        "create-to-receipt p90 {p90:?} behind {pile} blocked deliveries ({waits:?})"
     );
 }

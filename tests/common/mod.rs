@@ -207,6 +207,8 @@ impl TestServer {
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request reached the receiver (before any delay it was told to add).
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -365,6 +367,7 @@ async fn receive(
     body: Bytes,
 ) -> impl IntoResponse {
     let behaviour = state.behaviour.lock().unwrap().clone();
+    let at = std::time::Instant::now();
     let call = {
         let mut calls = state.calls.lock().unwrap();
         *calls += 1;
@@ -377,7 +380,7 @@ async fn receive(
         .received
         .lock()
         .unwrap()
-        .push(Received { headers, body });
+        .push(Received { headers, body, at });
     let status = behaviour
         .script
         .get(call)
