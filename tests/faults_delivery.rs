@@ -139,7 +139,11 @@ async fn a_queue_entry_that_cannot_be_loaded_is_dead_lettered_with_an_alert() {
         .find(|a| a.kind == AlertKind::DeliveryUnreadable)
         .expect("an alert for the unreadable delivery");
     assert_eq!(alert.endpoint_id, ep);
-    assert!(alert.detail.contains("could not be loaded"), "{}", alert.detail);
+    assert!(
+        alert.detail.contains("could not be loaded"),
+        "{}",
+        alert.detail
+    );
     assert_eq!(queued, 0, "the entry left the queue");
     assert_eq!(broken.calls(), 0);
     assert_eq!(
@@ -167,7 +171,11 @@ async fn retry_after_pauses_the_whole_endpoint() {
     }
     // New messages wait for the pause without being attempted.
     tokio::time::sleep(Duration::from_millis(1_500).saturating_sub(answered.elapsed())).await;
-    assert_eq!(receiver.calls(), 1, "attempted during the endpoint's Retry-After");
+    assert_eq!(
+        receiver.calls(),
+        1,
+        "attempted during the endpoint's Retry-After"
+    );
     receiver.set_behaviour(Behaviour::default());
     receiver.wait_for(6, Duration::from_secs(15)).await;
     assert!(answered.elapsed() >= Duration::from_millis(1_900));
@@ -193,7 +201,10 @@ async fn a_run_of_timeouts_pauses_the_endpoint_and_shrinks_what_it_may_hold() {
     tokio::time::sleep(Duration::from_millis(2_500).saturating_sub(begin.elapsed())).await;
     // One wave of at most the endpoint's cap (16), then one at a time after each pause.
     let calls = receiver.calls();
-    assert!(calls <= 22, "{calls} requests to a hanging endpoint in 2.5 s");
+    assert!(
+        calls <= 22,
+        "{calls} requests to a hanging endpoint in 2.5 s"
+    );
     assert!(metric(&s, "herald_endpoint_pauses_total{reason=\"failures\"} ").await >= 1.0);
 }
 

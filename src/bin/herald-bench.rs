@@ -604,15 +604,25 @@ async fn noisy_run(
         apps.push(
             target
                 .api
-                .setup(&format!("herald-bench {label} {i} {kind:?}"), &receiver.url())
+                .setup(
+                    &format!("herald-bench {label} {i} {kind:?}"),
+                    &receiver.url(),
+                )
                 .await?,
         );
         receivers.push(receiver);
     }
     let rate = (per_endpoint * kinds.len() as f64).round().max(1.0) as u32;
     let total = rate as usize * args.noisy_secs as usize;
-    let (posted, _slip) =
-        post_open_loop(&target.api, &apps, rate, total, args.payload_bytes, deadline).await;
+    let (posted, _slip) = post_open_loop(
+        &target.api,
+        &apps,
+        rate,
+        total,
+        args.payload_bytes,
+        deadline,
+    )
+    .await;
     posted.warn(label);
     let (accepted, failed) = (posted.sent.len(), posted.failed);
     let mut by_target: Vec<Vec<Sent>> = kinds.iter().map(|_| Vec::new()).collect();

@@ -356,32 +356,33 @@ impl Engine {
                 // consecutive entries of a busy endpoint (a backlog) are refused without a
                 // lookup.
                 let mut full_endpoint: Option<EndpointId> = None;
-                let mut admit = |entry: QueueEntry,
-                                 taken: &HashSet<DeliveryId>,
-                                 load: &mut HashMap<EndpointId, u32>,
-                                 paused_seen: &mut Vec<(QueueEntry, u64)>| {
-                    let (id, ep) = (entry.id, entry.endpoint);
-                    if full_endpoint == Some(ep) || skip.contains(&id) || taken.contains(&id) {
-                        return false;
-                    }
-                    let pace = pacing.get(&ep);
-                    if let Some(until) = pace.and_then(|p| p.paused_until) {
-                        if paused_seen.len() < DEFER_CHUNK {
-                            paused_seen.push((entry, until));
+                let mut admit =
+                    |entry: QueueEntry,
+                     taken: &HashSet<DeliveryId>,
+                     load: &mut HashMap<EndpointId, u32>,
+                     paused_seen: &mut Vec<(QueueEntry, u64)>| {
+                        let (id, ep) = (entry.id, entry.endpoint);
+                        if full_endpoint == Some(ep) || skip.contains(&id) || taken.contains(&id) {
+                            return false;
                         }
-                        return false;
-                    }
-                    let running = pace.map_or(0, |p| p.in_flight);
-                    let cap = caps.get(&ep).copied().unwrap_or(default_cap);
-                    let allowed = pace.map_or(cap, |p| p.allowed.min(cap)).max(1);
-                    let planned = load.entry(ep).or_insert(running);
-                    if *planned >= allowed {
-                        full_endpoint = Some(ep);
-                        return false;
-                    }
-                    *planned += 1;
-                    true
-                };
+                        let pace = pacing.get(&ep);
+                        if let Some(until) = pace.and_then(|p| p.paused_until) {
+                            if paused_seen.len() < DEFER_CHUNK {
+                                paused_seen.push((entry, until));
+                            }
+                            return false;
+                        }
+                        let running = pace.map_or(0, |p| p.in_flight);
+                        let cap = caps.get(&ep).copied().unwrap_or(default_cap);
+                        let allowed = pace.map_or(cap, |p| p.allowed.min(cap)).max(1);
+                        let planned = load.entry(ep).or_insert(running);
+                        if *planned >= allowed {
+                            full_endpoint = Some(ep);
+                            return false;
+                        }
+                        *planned += 1;
+                        true
+                    };
                 // Lower lanes keep a share of every round so they never starve.
                 let reserve = if capacity >= 3 {
                     (capacity / 8).max(1)
@@ -405,15 +406,16 @@ impl Engine {
                             continue;
                         }
                         let mut position = 0;
-                        let (due, n) = r.due_deliveries(lane, now, room, scan_max, &mut |entry| {
-                            position += 1;
-                            let admitted = admit(entry, &taken, &mut load, &mut paused);
-                            found_deep |= admitted && position > narrow_max;
-                            if admitted {
-                                deepest = deepest.max(position);
-                            }
-                            !admitted
-                        })?;
+                        let (due, n) =
+                            r.due_deliveries(lane, now, room, scan_max, &mut |entry| {
+                                position += 1;
+                                let admitted = admit(entry, &taken, &mut load, &mut paused);
+                                found_deep |= admitted && position > narrow_max;
+                                if admitted {
+                                    deepest = deepest.max(position);
+                                }
+                                !admitted
+                            })?;
                         if pass == 0 {
                             note_next(n);
                             filled[i] = due.len() >= room;
@@ -452,7 +454,8 @@ impl Engine {
             self.last_wide_scan.lock().expect("not poisoned").1 = scan.found_deep;
         }
         if scan.deepest > capacity + NARROW_SCAN_SLACK {
-            *self.found_at_depth.lock().expect("not poisoned") = (scan.deepest, Some(Instant::now()));
+            *self.found_at_depth.lock().expect("not poisoned") =
+                (scan.deepest, Some(Instant::now()));
         }
         self.defer_paused(workers, scan.paused);
         let mut mend: Vec<(Priority, QueueEntry, Option<String>)> = Vec::new();
@@ -541,7 +544,11 @@ impl Engine {
                 return Err(soonest.max(now + 1));
             }
         }
-        skip.extend(held.iter().filter(|(_, h)| h.until > now).map(|(id, _)| *id));
+        skip.extend(
+            held.iter()
+                .filter(|(_, h)| h.until > now)
+                .map(|(id, _)| *id),
+        );
         Ok(())
     }
 
@@ -749,7 +756,10 @@ impl Engine {
 
     /// Bookkeeping when a worker gives back its endpoint's slot.
     fn finished(&self, endpoint: EndpointId) {
-        let mut states = self.endpoints.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut states = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = states.get_mut(&endpoint) {
             s.in_flight = s.in_flight.saturating_sub(1);
             // Forget endpoints with nothing to remember: the map stays as small as what is

@@ -504,12 +504,16 @@ impl Writer<'_> {
     /// Moves pending deliveries to a later due time without an attempt (their endpoint is
     /// paused). One the scheduler saw at another due time, or no longer pending, has moved on
     /// meanwhile and stays as it is. Answers how many moved.
-    pub fn defer_deliveries(&mut self, moves: &[(QueueEntry, Millis)]) -> Result<usize, StoreError> {
+    pub fn defer_deliveries(
+        &mut self,
+        moves: &[(QueueEntry, Millis)],
+    ) -> Result<usize, StoreError> {
         let mut moved = 0;
         for (entry, until) in moves {
-            let Some(old) = self.delivery(entry.id)?.filter(|d| {
-                d.state == DeliveryState::Pending && d.due_ms == Some(entry.due_ms)
-            }) else {
+            let Some(old) = self
+                .delivery(entry.id)?
+                .filter(|d| d.state == DeliveryState::Pending && d.due_ms == Some(entry.due_ms))
+            else {
                 continue;
             };
             let mut d = old.clone();
@@ -535,7 +539,11 @@ impl Writer<'_> {
         let delivery = self.delivery(entry.id).ok().flatten();
         let app_id = match &delivery {
             Some(d) => Some(d.app_id),
-            None => self.endpoint(entry.endpoint).ok().flatten().map(|e| e.app_id),
+            None => self
+                .endpoint(entry.endpoint)
+                .ok()
+                .flatten()
+                .map(|e| e.app_id),
         };
         self.hot_mut(lane_table(lane), |t| {
             t.remove((entry.due_ms, entry.id.msg.0, entry.id.n))?;
@@ -563,7 +571,11 @@ impl Writer<'_> {
 
     /// Removes a queue entry with no pending delivery behind it at that place (the delivery
     /// is gone, ended, parked, or queued elsewhere); answers whether it did.
-    pub fn drop_stale_entry(&mut self, lane: Priority, entry: QueueEntry) -> Result<bool, StoreError> {
+    pub fn drop_stale_entry(
+        &mut self,
+        lane: Priority,
+        entry: QueueEntry,
+    ) -> Result<bool, StoreError> {
         let current = self.delivery(entry.id)?;
         let live = current.is_some_and(|d| {
             d.state == DeliveryState::Pending
@@ -776,8 +788,8 @@ mod tests {
             .read(|r| {
                 Ok(
                     r.due_deliveries(Priority::Normal, now_millis() + 1, 10, 10, &mut |_| false)?
-                    .0
-                    .len(),
+                        .0
+                        .len(),
                 )
             })
             .await
