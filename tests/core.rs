@@ -287,18 +287,10 @@ async fn event_ids_deduplicate_and_idempotency_keys_replay() {
 
 /// The writer jobs committed so far (`herald_writer_batch_jobs_sum` in /metrics).
 async fn writer_jobs(server: &TestServer) -> f64 {
-    let root = server.base.trim_end_matches("/api/v1");
-    let text = reqwest::get(format!("{root}/metrics"))
+    server
+        .metric("herald_writer_batch_jobs_sum")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("herald_writer_batch_jobs_sum "))
         .expect("the writer's job count is exported")
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -95,18 +95,9 @@ async fn cursor(s: &TestServer, name: &'static str) -> Option<u128> {
 }
 
 async fn metric(s: &TestServer, name: &str) -> f64 {
-    let root = s.base.trim_end_matches("/api/v1");
-    let text = reqwest::get(format!("{root}/metrics"))
+    s.metric(name)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} is not in /metrics: {text}"))
-        .parse()
-        .unwrap()
+        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
 }
 
 fn msg_id(body: &Value) -> MessageId {

@@ -104,6 +104,20 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// The value of one sample of /metrics (`name` with its labels, as exported), if present.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let root = self.base.trim_end_matches("/api/v1");
+        let text = reqwest::get(format!("{root}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .map(|v| v.trim().parse().unwrap())
+    }
+
     pub async fn request(
         &self,
         method: reqwest::Method,
