@@ -697,17 +697,17 @@ impl Engine {
                             .store
                             .write(move |w| w.dead_letter(lane, entry, &why))
                             .await;
-                        done.map(|()| "dead_lettered")
+                        done.map(|()| Some("dead_lettered"))
                     }
                     None => engine
                         .store
                         .write(move |w| w.drop_stale_entry(lane, entry))
                         .await
-                        .map(|dropped| if dropped { "stale_entry" } else { "" }),
+                        .map(|dropped| dropped.then_some("stale_entry")),
                 };
                 match written {
-                    Ok("") => {}
-                    Ok(kind) => engine.metrics.delivery_fault(kind),
+                    Ok(None) => {}
+                    Ok(Some(kind)) => engine.metrics.delivery_fault(kind),
                     Err(e) => {
                         tracing::error!(delivery = %entry.id, error = %e,
                             "a queue entry could not be taken out");
