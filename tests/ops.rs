@@ -28,10 +28,11 @@ async fn metrics_count_what_happened() {
             .await
             .unwrap()
     };
+    // An attempt is counted when the receiver answers, the queue when its record commits.
     eventually(WAIT, || async {
-        text()
-            .await
-            .contains("herald_attempts_total{outcome=\"success\"} 3")
+        let body = text().await;
+        body.contains("herald_attempts_total{outcome=\"success\"} 3")
+            && body.contains("herald_queue_depth{lane=\"normal\"} 0")
     })
     .await;
     let body = text().await;
@@ -363,6 +364,12 @@ async fn the_repair_pass_mends_deliveries_stranded_by_a_crash() {
         c
     };
     let s = start_on(config()).await;
+    // This server's own pass at start must be over before anything is stranded, or it mends
+    // (part of) what the test strands below.
+    eventually(WAIT, || async {
+        s.metric("herald_repair_passes_total").await == Some(1.0)
+    })
+    .await;
     let (app, _) = s.setup("a.b", &receiver.url()).await;
     let (_, other_app) = s.post("/app", json!({"name": "Other"})).await;
     let other_app = other_app["id"].as_str().unwrap().to_string();
@@ -393,6 +400,17 @@ async fn the_repair_pass_mends_deliveries_stranded_by_a_crash() {
     // The first endpoint of `setup` got them all; `failing` answered each once.
     receiver.wait_for(N, WAIT).await;
     failing.wait_for(N, WAIT).await;
+    // The receiver answering is not the attempt being recorded: wait for Herald's record, or the
+    // delete below races the outcome of the last attempt.
+    eventually(WAIT, || async {
+        let (_, list) = s
+            .get(&format!(
+                "/app/{app}/attempt/endpoint/{deleted_queued}?limit=50"
+            ))
+            .await;
+        list["data"].as_array().map_or(0, |d| d.len()) == N
+    })
+    .await;
     // Deleted through the API: its queued deliveries (due in an hour) are left to the scheduler.
     let (st, _) = s
         .delete(&format!("/app/{app}/endpoint/{deleted_queued}"))
