@@ -141,6 +141,10 @@ struct Args {
     /// noisy: how long each of its two runs (clean, then noisy) offers messages, in seconds.
     #[arg(long, default_value_t = 30)]
     noisy_secs: u64,
+    /// noisy: also print, per second of each run, the healthy deliveries' create and
+    /// create-to-receipt p99 and max (on stderr), to see when a slow tail happens.
+    #[arg(long)]
+    timeline: bool,
     /// backlog: pending deliveries to build up before the restart.
     #[arg(long, default_value_t = 1_000_000)]
     backlog_messages: usize,
@@ -637,6 +641,13 @@ async fn noisy_run(
         missing += matched.missing;
         latencies.extend(matched.latencies);
     }
+    if args.timeline {
+        print_timeline(
+            label,
+            &receivers[..NOISY_HEALTHY],
+            &by_target[..NOISY_HEALTHY],
+        );
+    }
     let peak_rss_kb = target
         .herald
         .as_ref()
@@ -686,6 +697,46 @@ async fn noisy_run(
         limited_min_gap,
         peak_rss_kb,
     })
+}
+
+/// Per second of a run (by create time): the healthy deliveries' create time and
+/// create-to-receipt, p99 and max, in milliseconds.
+fn print_timeline(label: &str, receivers: &[Receiver], sent: &[Vec<Sent>]) {
+    let Some(start) = sent.iter().flatten().map(|s| s.started).min() else {
+        return;
+    };
+    let mut seconds: Vec<(Vec<Duration>, Vec<Duration>)> = Vec::new();
+    for (receiver, sent) in receivers.iter().zip(sent) {
+        let map = receiver.state.by_id.lock().expect("not poisoned");
+        for s in sent {
+            let second = s.started.duration_since(start).as_secs() as usize;
+            if seconds.len() <= second {
+                seconds.resize_with(second + 1, Default::default);
+            }
+            seconds[second].0.push(s.acked.duration_since(s.started));
+            if let Some(a) = map.get(&s.id) {
+                seconds[second]
+                    .1
+                    .push(a.first.saturating_duration_since(s.started));
+            }
+        }
+    }
+    eprintln!("{label}: second  n  create p99/max ms  receipt p99/max ms");
+    for (i, (create, receipt)) in seconds.into_iter().enumerate() {
+        let (n, c, r) = (
+            create.len(),
+            Percentiles::of(create),
+            Percentiles::of(receipt),
+        );
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+        eprintln!(
+            "{label}: {i:>3} {n:>5}  {:>7}/{:<7}  {:>7}/{:<7}",
+            f(c.ms(0.99)),
+            f(c.ms(1.0)),
+            f(r.ms(0.99)),
+            f(r.ms(1.0))
+        );
+    }
 }
 
 /// Noisy neighbours: the healthy endpoints' latency alone and beside bad ones.

@@ -142,7 +142,9 @@ impl EndpointState {
         } = limits;
         let cap = cap.max(1);
         if let Some(asked) = answer.retry_after_ms.filter(|ms| *ms > 0) {
-            let until = now_ms + asked.min(retry_after_max_ms);
+            // `now_ms` is rounded down: one more millisecond so that the next attempt never
+            // comes sooner than asked (measured from this answer, it would by up to 1 ms).
+            let until = now_ms + asked.min(retry_after_max_ms) + 1;
             self.paused_until = self.paused_until.max(until);
             self.allowed = 1;
             self.failures = 0;
@@ -251,7 +253,7 @@ mod tests {
             retry_after_ms: Some(5_000),
         };
         assert_eq!(s.learn(asked, L, NOW), Some(Paused::RetryAfter));
-        assert_eq!((s.paused_until, s.allowed), (NOW + 5_000, 1));
+        assert_eq!((s.paused_until, s.allowed), (NOW + 5_001, 1));
         let mut s = EndpointState::default();
         s.learn(
             Answer {
@@ -264,7 +266,7 @@ mod tests {
             },
             NOW,
         );
-        assert_eq!(s.paused_until, NOW + 60_000);
+        assert_eq!(s.paused_until, NOW + 60_001);
     }
 
     #[test]
