@@ -374,7 +374,10 @@ impl Engine {
                         }
                         let running = pace.map_or(0, |p| p.in_flight);
                         let cap = caps.get(&ep).copied().unwrap_or(default_cap);
-                        let allowed = pace.map_or(cap, |p| p.allowed.min(cap)).max(1);
+                        let allowed = pace
+                            .map_or(pacing::FIRST_ALLOWED, |p| p.allowed)
+                            .min(cap)
+                            .max(1);
                         let planned = load.entry(ep).or_insert(running);
                         if *planned >= allowed {
                             full_endpoint = Some(ep);
@@ -574,9 +577,11 @@ impl Engine {
 
     /// What the scan needs of each endpoint with pacing state.
     fn pacing_snapshot(&self, now: u64) -> HashMap<EndpointId, Pace> {
-        self.endpoints
-            .lock()
-            .expect("not poisoned")
+        let mut states = self.endpoints.lock().expect("not poisoned");
+        // Forget endpoints with nothing left to remember: the map stays as small as what is
+        // active, warm (`pacing::WARM_MS`) or paced.
+        states.retain(|_, s| !s.forgettable(now));
+        states
             .iter()
             .map(|(id, s)| {
                 let pace = Pace {
@@ -592,9 +597,9 @@ impl Engine {
     /// Whether a delivery to `endpoint` may start now, and if so counts it in flight there.
     fn may_start(&self, endpoint: EndpointId, cap: u32, now: u64) -> bool {
         let mut states = self.endpoints.lock().expect("not poisoned");
-        if let Some(s) = states.get(&endpoint)
-            && (s.paused(now) || s.in_flight >= cap.min(s.allowed).max(1))
-        {
+        // An endpoint not known yet starts as a fresh one does (`pacing::FIRST_ALLOWED`).
+        let s = states.get(&endpoint).copied().unwrap_or_default();
+        if s.paused(now) || s.in_flight >= cap.min(s.allowed).max(1) {
             return false;
         }
         if states.len() >= pacing::ENDPOINT_STATES_MAX && !states.contains_key(&endpoint) {
@@ -604,7 +609,9 @@ impl Engine {
                 states.retain(|_, s| s.in_flight > 0);
             }
         }
-        states.entry(endpoint).or_default().in_flight += 1;
+        let s = states.entry(endpoint).or_default();
+        s.in_flight += 1;
+        s.last_used_ms = s.last_used_ms.max(now);
         true
     }
 
@@ -762,11 +769,6 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(s) = states.get_mut(&endpoint) {
             s.in_flight = s.in_flight.saturating_sub(1);
-            // Forget endpoints with nothing to remember: the map stays as small as what is
-            // active or paced.
-            if s.forgettable(now_millis()) {
-                states.remove(&endpoint);
-            }
         }
     }
 

@@ -6,6 +6,10 @@
 //!   failures pauses it for a growing time (1 s doubling to 5 min). During a pause nothing is
 //!   attempted against it; when the pause ends it may have one attempt in flight (a probe, as
 //!   a circuit breaker's half-open state).
+//! - An endpoint starts with `FIRST_ALLOWED` attempts in flight, and each success adds one,
+//!   up to its cap (a slow start, as TCP's): a receiver that answers fast reaches its cap
+//!   within a few dozen answers, one that hangs from the start never holds more than
+//!   `FIRST_ALLOWED` slots, even before its first timeout tells anything.
 //! - The endpoint's recent share of timeouts and connection failures is kept as a moving
 //!   average (each attempt weighs a fifth). While it is at least half, each such failure
 //!   halves the attempts the endpoint may have in flight (at least one); each success adds one
@@ -42,6 +46,15 @@ const HOLD_MAX_MS: u64 = 60_000;
 /// least this much (and at most the pause's own length), so they come back over a while
 /// instead of all at once, and a long pile is moved about once per pause, not once per probe.
 pub(super) const RELEASE_SPREAD_MS: u64 = 1_000;
+/// Attempts a fresh endpoint (or one forgotten while idle) may have in flight before its
+/// answers show it takes more. 4: a hanging receiver holds 4 of the 512 slots until its
+/// timeouts shrink it (the first come only after the 15 s request timeout), and a fast one is
+/// at a cap of 64 after 60 successes, a few milliseconds at a burst's pace.
+pub(super) const FIRST_ALLOWED: u32 = 4;
+/// How long an endpoint's pacing is remembered after its last attempt started or answered,
+/// when there is nothing else to remember: a burst's brief gaps (nothing in flight between two
+/// dispatches) keep what its ramp reached; an endpoint idle longer starts small again.
+pub(super) const WARM_MS: u64 = 10_000;
 /// Most held-back deliveries remembered; past it the engine stops dispatching for a while
 /// (the store is failing: more attempts would only be lost too).
 pub(super) const HELD_BACK_MAX: usize = 65_536;
@@ -58,7 +71,8 @@ pub(super) struct EndpointState {
     pub next_slot_us: u64,
     /// No attempt starts before this (milliseconds since the epoch).
     pub paused_until: u64,
-    /// Attempts it may have in flight; `u32::MAX` when not reduced (its cap applies).
+    /// Attempts it may have in flight: from `FIRST_ALLOWED`, one more per success, and
+    /// `u32::MAX` once that reached its cap (the cap applies).
     pub allowed: u32,
     /// Timeouts or connection failures in a row since the last answer or pause.
     pub failures: u32,
@@ -66,6 +80,8 @@ pub(super) struct EndpointState {
     pub pauses: u32,
     /// Recent share of timeouts and connection failures among its attempts, in thousandths.
     pub failure_share: u16,
+    /// When an attempt last started or answered (milliseconds since the epoch).
+    pub last_used_ms: u64,
 }
 
 impl Default for EndpointState {
@@ -74,10 +90,11 @@ impl Default for EndpointState {
             in_flight: 0,
             next_slot_us: 0,
             paused_until: 0,
-            allowed: u32::MAX,
+            allowed: FIRST_ALLOWED,
             failures: 0,
             pauses: 0,
             failure_share: 0,
+            last_used_ms: 0,
         }
     }
 }
@@ -123,13 +140,15 @@ impl EndpointState {
         self.paused_until > now_ms
     }
 
-    /// Whether there is nothing to remember once nothing is in flight.
+    /// Whether there is nothing to remember once nothing is in flight (forgotten, it starts
+    /// again at `FIRST_ALLOWED`, which costs a ramp of a few answers, nothing else).
     pub(super) fn forgettable(&self, now_ms: u64) -> bool {
         self.in_flight == 0
             && self.failure_share < SHRINK_SHARE / 10
             && self.next_slot_us <= now_ms * 1000
             && !self.paused(now_ms)
-            && self.allowed == u32::MAX
+            && self.allowed >= FIRST_ALLOWED
+            && now_ms >= self.last_used_ms.saturating_add(WARM_MS)
             && self.failures == 0
     }
 
@@ -141,6 +160,7 @@ impl EndpointState {
             failures_to_pause,
         } = limits;
         let cap = cap.max(1);
+        self.last_used_ms = self.last_used_ms.max(now_ms);
         if let Some(asked) = answer.retry_after_ms.filter(|ms| *ms > 0) {
             // `now_ms` is rounded down: one more millisecond so that the next attempt never
             // comes sooner than asked (measured from this answer, it would by up to 1 ms).
@@ -277,7 +297,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(s.learn(timeout(), L, NOW), None);
         }
-        assert_eq!(s.allowed, u32::MAX);
+        assert_eq!(s.allowed, FIRST_ALLOWED);
         let mut paused_at = None;
         for n in 4..=10 {
             if s.learn(timeout(), L, NOW) == Some(Paused::Failures) {
@@ -304,7 +324,8 @@ mod tests {
         for _ in 0..30 {
             s.learn(ok(), L, after);
         }
-        assert!(s.forgettable(after));
+        assert!(!s.forgettable(after), "still warm");
+        assert!(s.forgettable(after + WARM_MS));
     }
 
     #[test]
@@ -318,6 +339,21 @@ mod tests {
             }
         }
         assert!(s.allowed >= 8, "{}", s.allowed);
+    }
+
+    #[test]
+    fn a_fresh_endpoint_starts_small_and_grows_to_its_cap_with_each_success() {
+        let mut s = EndpointState::default();
+        assert_eq!(s.allowed, FIRST_ALLOWED);
+        // A receiver that never answers learns nothing before its timeouts: it stays small.
+        s.in_flight = FIRST_ALLOWED;
+        assert_eq!(s.allowed, FIRST_ALLOWED);
+        for expected in FIRST_ALLOWED + 1..L.cap {
+            s.learn(ok(), L, NOW);
+            assert_eq!(s.allowed, expected);
+        }
+        s.learn(ok(), L, NOW);
+        assert_eq!(s.allowed, u32::MAX, "at its cap: the cap applies");
     }
 
     #[test]
