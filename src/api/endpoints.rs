@@ -17,8 +17,8 @@ use super::messages::MessageOut;
 use super::openapi::{AppPath, EndpointPath, Ordering, Pagination};
 use super::tasks::TaskOut;
 use super::{CarriesSecret, ListResponse, descending, list_params, time};
-use crate::model::TaskKind;
 use crate::model::{BasicAuth, ClientCert, Endpoint, EndpointOptions};
+use crate::model::{Caller, TaskKind};
 use crate::service::{EndpointInput, EndpointPatch, Service};
 
 pub fn routes() -> OpenApiRouter<Service> {
@@ -843,16 +843,7 @@ async fn recover(
     Path((app, endpoint)): Path<(String, String)>,
     Body(b): Body<RecoverIn>,
 ) -> Result<(StatusCode, Json<TaskOut>), ApiError> {
-    let since = body_time(&b.since, "since")?;
-    let until = b
-        .until
-        .as_deref()
-        .map(|u| body_time(u, "until"))
-        .transpose()?;
-    let t = s
-        .start_task(caller, &app, &endpoint, TaskKind::Recover, since, until)
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(TaskOut::from(&t))))
+    start_task(&s, caller, &app, &endpoint, &b, TaskKind::Recover).await
 }
 
 /// Replay missing messages
@@ -880,6 +871,18 @@ async fn replay_missing(
     Path((app, endpoint)): Path<(String, String)>,
     Body(b): Body<RecoverIn>,
 ) -> Result<(StatusCode, Json<TaskOut>), ApiError> {
+    start_task(&s, caller, &app, &endpoint, &b, TaskKind::Replay).await
+}
+
+/// What recover and replay-missing share: the body's time range, and the task started.
+async fn start_task(
+    s: &Service,
+    caller: Caller,
+    app: &str,
+    endpoint: &str,
+    b: &RecoverIn,
+    kind: TaskKind,
+) -> Result<(StatusCode, Json<TaskOut>), ApiError> {
     let since = body_time(&b.since, "since")?;
     let until = b
         .until
@@ -887,7 +890,7 @@ async fn replay_missing(
         .map(|u| body_time(u, "until"))
         .transpose()?;
     let t = s
-        .start_task(caller, &app, &endpoint, TaskKind::Replay, since, until)
+        .start_task(caller, app, endpoint, kind, since, until)
         .await?;
     Ok((StatusCode::ACCEPTED, Json(TaskOut::from(&t))))
 }
