@@ -201,6 +201,8 @@ struct Scan {
     paused: Vec<(QueueEntry, u64)>,
     next: Option<u64>,
     cut: bool,
+    /// A due delivery waits for its endpoint's attempts in flight.
+    blocked: bool,
     found_deep: bool,
     /// The deepest position in a lane at which a delivery was admitted.
     deepest: usize,
@@ -356,6 +358,8 @@ impl Engine {
                 // consecutive entries of a busy endpoint (a backlog) are refused without a
                 // lookup.
                 let mut full_endpoint: Option<EndpointId> = None;
+                // Whether a due delivery was refused because its endpoint was full.
+                let mut blocked = false;
                 let mut admit =
                     |entry: QueueEntry,
                      taken: &HashSet<DeliveryId>,
@@ -381,6 +385,7 @@ impl Engine {
                         let planned = load.entry(ep).or_insert(running);
                         if *planned >= allowed {
                             full_endpoint = Some(ep);
+                            blocked = true;
                             return false;
                         }
                         *planned += 1;
@@ -434,13 +439,14 @@ impl Engine {
                 let mut batch = r.dispatch_reads()?;
                 let loaded: Vec<_> = chosen
                     .into_iter()
-                    .map(|(lane, entry)| (lane, entry, worker::load(&mut batch, entry.id)))
+                    .map(|(lane, entry)| (lane, entry, worker::load(&mut batch, lane, entry)))
                     .collect();
                 Ok(Scan {
                     loaded,
                     paused,
                     next,
                     cut,
+                    blocked,
                     found_deep,
                     deepest,
                 })
@@ -490,12 +496,14 @@ impl Engine {
             // one. Over it, the delivery stays queued (not in flight) for a later scan.
             let cap = work.concurrency_cap().unwrap_or(default_cap).max(1);
             self.remember_cap(endpoint, cap, default_cap);
-            if !self.may_start(endpoint, cap, now) {
-                continue;
-            }
+            // The permit first: once `may_start` counted the attempt at its endpoint, it
+            // must start.
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 break;
             };
+            if !self.may_start(endpoint, cap, now) {
+                continue;
+            }
             started += 1;
             self.in_flight.lock().expect("not poisoned").insert(id);
             self.metrics.in_flight_change(1);
@@ -520,14 +528,23 @@ impl Engine {
                 drop(guard);
             });
         }
+        // More to take out than one dispatch does: the rest at once, they may stand in front
+        // of everything else in their lane.
+        let mend_left = mend.len() > MEND_CHUNK;
         self.mend_entries(workers, mend);
         self.set_wake_every();
-        if started >= capacity {
+        if started >= capacity || mend_left {
             Next::Now
         } else if scan.cut {
             // Due deliveries were left unread behind busy endpoints: do not spin on them;
             // finishing workers, new messages or the next wide scan bring them.
             Next::Busy
+        } else if scan.blocked {
+            // Due deliveries wait for their endpoints' attempts: finishing workers wake the
+            // scheduler in batches, so look again soon in any case (an endpoint growing from
+            // its first few attempts must not wait for a batch of others).
+            let soon = now + WIDE_SCAN_EVERY.as_millis() as u64;
+            Next::At(scan.next.map_or(soon, |n| n.min(soon)))
         } else {
             scan.next.map_or(Next::Idle, Next::At)
         }
@@ -540,9 +557,13 @@ impl Engine {
         if held.is_empty() {
             return Ok(());
         }
+        // Holds that ended long ago are forgotten (a later failure starts over from the
+        // shortest hold); over the bound, every ended one is.
+        held.retain(|_, h| h.until.saturating_add(pacing::HELD_BACK_FORGET_MS) > now);
         if held.len() >= pacing::HELD_BACK_MAX {
-            held.retain(|_, h| h.until + pacing::HELD_BACK_FORGET_MS > now);
+            held.retain(|_, h| h.until > now);
             if held.len() >= pacing::HELD_BACK_MAX {
+                // That many holds running: the store is failing. Wait for the first to end.
                 let soonest = held.values().map(|h| h.until).min().unwrap_or(now);
                 return Err(soonest.max(now + 1));
             }
@@ -603,11 +624,10 @@ impl Engine {
             return false;
         }
         if states.len() >= pacing::ENDPOINT_STATES_MAX && !states.contains_key(&endpoint) {
-            // Forget the pacing of idle endpoints first; of those in flight nothing is lost.
+            // Forget the pacing of idle endpoints. Those in flight or paused are kept even
+            // past the bound: forgetting a pause would let its endpoint be attempted early,
+            // and there are no more of them than endpoints.
             states.retain(|_, s| s.in_flight > 0 || s.paused(now));
-            if states.len() >= pacing::ENDPOINT_STATES_MAX {
-                states.retain(|_, s| s.in_flight > 0);
-            }
         }
         let s = states.entry(endpoint).or_default();
         s.in_flight += 1;
@@ -659,6 +679,14 @@ impl Engine {
         self.in_flight.lock().expect("not poisoned").extend(&ids);
         let engine = self.clone();
         workers.spawn(async move {
+            // However this task ends (a panic, an abort), the next move may begin.
+            struct Deferring<'a>(&'a AtomicBool);
+            impl Drop for Deferring<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, Relaxed);
+                }
+            }
+            let _deferring = Deferring(&engine.deferring);
             let moves = Arc::new(moves);
             let written = engine
                 .store
@@ -674,7 +702,6 @@ impl Engine {
             for id in &ids {
                 in_flight.remove(id);
             }
-            engine.deferring.store(false, Relaxed);
         });
     }
 
@@ -713,8 +740,11 @@ impl Engine {
                         .map(|dropped| dropped.then_some("stale_entry")),
                 };
                 match written {
-                    Ok(None) => {}
-                    Ok(Some(kind)) => engine.metrics.delivery_fault(kind),
+                    Ok(None) => engine.recorded(entry.id),
+                    Ok(Some(kind)) => {
+                        engine.metrics.delivery_fault(kind);
+                        engine.recorded(entry.id);
+                    }
                     Err(e) => {
                         tracing::error!(delivery = %entry.id, error = %e,
                             "a queue entry could not be taken out");
@@ -727,6 +757,8 @@ impl Engine {
                     .expect("not poisoned")
                     .remove(&entry.id);
             }
+            // What stood behind them may go now.
+            engine.waker.wake();
         });
     }
 

@@ -164,7 +164,9 @@ impl EndpointState {
         if let Some(asked) = answer.retry_after_ms.filter(|ms| *ms > 0) {
             // `now_ms` is rounded down: one more millisecond so that the next attempt never
             // comes sooner than asked (measured from this answer, it would by up to 1 ms).
-            let until = now_ms + asked.min(retry_after_max_ms) + 1;
+            let until = now_ms
+                .saturating_add(asked.min(retry_after_max_ms))
+                .saturating_add(1);
             self.paused_until = self.paused_until.max(until);
             self.allowed = 1;
             self.failures = 0;

@@ -6,7 +6,7 @@ use super::retry;
 use super::{EndpointSlot, Engine};
 use crate::model::*;
 use crate::routing::template;
-use crate::storage::{AttemptOutcome, DispatchReads, Read, StoreError};
+use crate::storage::{AttemptOutcome, DispatchReads, QueueEntry, Read, StoreError};
 
 /// Everything an attempt needs, read in the scheduler's scan transaction (see `load`).
 pub(super) struct Work {
@@ -36,17 +36,26 @@ pub(super) enum Loaded {
 
 /// Reads what an attempt of `id` needs. The scheduler calls it inside the transaction that
 /// chose the delivery, which spares each attempt a read of its own. An error of a record that
-/// does not decode (`StoreError::Corrupt`) is as final as `Unreadable`.
-pub(super) fn load(batch: &mut DispatchReads, id: DeliveryId) -> Result<Loaded, StoreError> {
+/// does not decode (`StoreError::Corrupt`) is as final as `Unreadable`. An entry that is not
+/// the delivery's own (another due time or lane: a leftover) is `Stale`, never attempted, or
+/// its retries would follow each other at once, the real entry's due time unheeded.
+pub(super) fn load(
+    batch: &mut DispatchReads,
+    lane: Priority,
+    entry: QueueEntry,
+) -> Result<Loaded, StoreError> {
     let r = batch.reader;
-    let Some(delivery) = batch.delivery(id)? else {
+    let Some(delivery) = batch.delivery(entry.id)? else {
         return Ok(Loaded::Stale);
     };
     #[cfg(feature = "fault-injection")]
     if crate::faults::fires(delivery.endpoint_id, crate::faults::Fault::Unreadable) {
         return Err(StoreError::Corrupt("fault injected: unreadable".into()));
     }
-    if delivery.state != DeliveryState::Pending || delivery.due_ms.is_none() {
+    if delivery.state != DeliveryState::Pending
+        || delivery.due_ms != Some(entry.due_ms)
+        || delivery.priority != lane
+    {
         return Ok(Loaded::Stale);
     }
     let Some(message) = batch.message(delivery.app_id, delivery.msg_id)? else {
@@ -359,7 +368,7 @@ fn decide(
         )
     };
     match delay {
-        Some(ms) => AttemptOutcome::RetryAt(now_millis() + ms),
+        Some(ms) => AttemptOutcome::RetryAt(now_millis().saturating_add(ms)),
         None => AttemptOutcome::Exhausted(Alert {
             id: AlertId(0),
             kind: AlertKind::AttemptsExhausted,
