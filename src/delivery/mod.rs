@@ -557,17 +557,7 @@ impl Engine {
         if held.is_empty() {
             return Ok(());
         }
-        // Holds that ended long ago are forgotten (a later failure starts over from the
-        // shortest hold); over the bound, every ended one is.
-        held.retain(|_, h| h.until.saturating_add(pacing::HELD_BACK_FORGET_MS) > now);
-        if held.len() >= pacing::HELD_BACK_MAX {
-            held.retain(|_, h| h.until > now);
-            if held.len() >= pacing::HELD_BACK_MAX {
-                // That many holds running: the store is failing. Wait for the first to end.
-                let soonest = held.values().map(|h| h.until).min().unwrap_or(now);
-                return Err(soonest.max(now + 1));
-            }
-        }
+        pacing::prune_held(&mut held, now, pacing::HELD_BACK_MAX)?;
         skip.extend(
             held.iter()
                 .filter(|(_, h)| h.until > now)

@@ -239,6 +239,25 @@ impl HeldBack {
     }
 }
 
+/// Forgets the holds that ended long ago (a later failure starts over from the shortest
+/// hold) and, past `max`, every hold that ended; answers `Err(until)` when `max` holds are
+/// still running (the store is failing: dispatch waits until the first of them ends).
+pub(super) fn prune_held<K>(
+    held: &mut std::collections::HashMap<K, HeldBack>,
+    now_ms: u64,
+    max: usize,
+) -> Result<(), u64> {
+    held.retain(|_, h| h.until.saturating_add(HELD_BACK_FORGET_MS) > now_ms);
+    if held.len() >= max {
+        held.retain(|_, h| h.until > now_ms);
+        if held.len() >= max {
+            let soonest = held.values().map(|h| h.until).min().unwrap_or(now_ms);
+            return Err(soonest.max(now_ms + 1));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +389,28 @@ mod tests {
         }
         assert!(!s.paused(NOW));
         assert_eq!(s.allowed, 1, "timeouts still shrink what it may hold");
+    }
+
+    #[test]
+    fn a_full_map_of_ended_holds_never_stops_dispatching() {
+        let mut held: std::collections::HashMap<u32, HeldBack> =
+            (0..8).map(|i| (i, HeldBack::again(None, NOW))).collect();
+        // Running: dispatch waits for the first to end.
+        assert_eq!(prune_held(&mut held, NOW, 8), Err(NOW + 1_000));
+        // Ended a moment ago (well within the time they are remembered): dispatch goes on, and
+        // the ended ones make room.
+        assert_eq!(prune_held(&mut held, NOW + 1_001, 8), Ok(()));
+        assert!(held.is_empty());
+        // Under the bound, ended holds are kept (for their count of failures) until forgotten.
+        let mut held: std::collections::HashMap<u32, HeldBack> =
+            [(1, HeldBack::again(None, NOW))].into();
+        assert_eq!(prune_held(&mut held, NOW + 1_001, 8), Ok(()));
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            prune_held(&mut held, NOW + 1_000 + HELD_BACK_FORGET_MS, 8),
+            Ok(())
+        );
+        assert!(held.is_empty());
     }
 
     #[test]
