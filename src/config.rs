@@ -327,6 +327,7 @@ impl Config {
 
     /// Checks relations between settings that types cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        refuse_db_url(&self.db)?;
         let positive = [
             ("payload_max_bytes", self.payload_max_bytes),
             ("request_body_max_bytes", self.request_body_max_bytes),
@@ -424,9 +425,71 @@ impl Config {
     }
 }
 
+/// Refuses a database URL where a file path is wanted, naming it without its password. This
+/// build keeps its data in a redb file; a URL taken for a path would fail further on with
+/// errors that print it whole, password included.
+pub fn refuse_db_url(db: &Path) -> Result<(), ConfigError> {
+    let text = db.to_string_lossy();
+    let is_url = text.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    if !is_url {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid(format!(
+        "db: {} is a database URL; this Herald keeps its data in a file: give a path",
+        redact_url(&text)
+    )))
+}
+
+/// A URL as it may be shown: the password of its user part, and its query (where a password
+/// may be given too), replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => format!("{path}?***"),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_is_refused_and_shown_without_its_password() {
+        assert_eq!(
+            redact_url(
+                "postgres://herald:s3cret@db.internal:5432/herald?sslmode=require&password=x"
+            ),
+            "postgres://herald:***@db.internal:5432/herald?***"
+        );
+        assert_eq!(redact_url("postgres://db/h"), "postgres://db/h");
+        let refused = refuse_db_url(Path::new("postgresql://u:pw@h/d")).unwrap_err();
+        assert!(
+            refused.to_string().contains("postgresql://u:***@h/d"),
+            "{refused}"
+        );
+        assert!(!refused.to_string().contains("pw"), "{refused}");
+        for path in ["herald.redb", "/var/lib/herald/h.redb", "./a:b/c.redb"] {
+            assert!(refuse_db_url(Path::new(path)).is_ok(), "{path}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_match_the_design() {

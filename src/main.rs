@@ -78,6 +78,27 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The database file the command was given on its command line or in `HERALD_DB`.
+    fn db(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Serve { db, .. } | Command::Backup { db, .. } => db.as_deref(),
+            Command::Check { path } => Some(path),
+            Command::Token { command } => Some(match command {
+                TokenCommand::Create { db, .. }
+                | TokenCommand::List { db }
+                | TokenCommand::Revoke { db, .. } => db,
+            }),
+            Command::User { command } => Some(match command {
+                UserCommand::Add { db, .. }
+                | UserCommand::Passwd { db, .. }
+                | UserCommand::List { db }
+                | UserCommand::Remove { db, .. } => db,
+            }),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum UserCommand {
     /// Create a dashboard user. The password is read from HERALD_PASSWORD, or asked for.
@@ -146,6 +167,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Before anything prints the database it was given (`serve` checks its merged
+    // configuration, file and environment included, the same way).
+    if let Some(db) = cli.command.db() {
+        herald::config::refuse_db_url(db)?;
+    }
     match cli.command {
         Command::Serve {
             config,

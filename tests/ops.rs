@@ -482,3 +482,40 @@ async fn the_repair_pass_mends_deliveries_stranded_by_a_crash() {
     assert_eq!(to_mend(&db), (0, 0));
     drop(dir);
 }
+
+#[test]
+fn a_database_url_is_refused_without_showing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://herald:s3cret-pw@127.0.0.1:5432/herald";
+    let config = dir.path().join("herald.toml");
+    std::fs::write(&config, format!("db = \"{url}\"\n")).unwrap();
+    let runs: Vec<(Vec<&str>, Option<&str>)> = vec![
+        (vec!["serve", "--db", url], None),
+        (vec!["serve", "--config", config.to_str().unwrap()], None),
+        (vec!["serve"], Some(url)),
+        (vec!["check", url], None),
+        (vec!["token", "list", "--db", url], None),
+        (vec!["user", "list"], Some(url)),
+    ];
+    for (args, env) in runs {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        command.args(&args).current_dir(dir.path());
+        match env {
+            Some(db) => command.env("HERALD_DB", db),
+            None => command.env_remove("HERALD_DB"),
+        };
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded:\n{text}");
+        assert!(text.contains("is a database URL"), "{args:?}:\n{text}");
+        assert!(text.contains("herald:***@127.0.0.1"), "{args:?}:\n{text}");
+        assert!(
+            !text.contains("s3cret"),
+            "{args:?} printed the password:\n{text}"
+        );
+    }
+    // Nothing was made of the URL taken for a path.
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
