@@ -314,19 +314,9 @@ impl Herald {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--db"])
-            .arg(db)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--allow-destination",
-                "127.0.0.0/8",
-                "--allow-http-destinations",
-            ])
-            .env("HERALD_LOG", "error")
+        let child = common::child::serve_command(db, port)
             .env("HERALD_REQUEST_TIMEOUT_MS", request_timeout_ms.to_string())
             .env("HERALD_RETRY_SCHEDULE_MS", RETRY_SCHEDULE_MS)
-            .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .expect("herald starts");
@@ -404,13 +394,7 @@ async fn wait_healthy(client: &reqwest::Client, port: u16) {
     .await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::child::free_port;
 
 // ---------------------------------------------------------------------------------------------
 // Reading a server's state through the API
@@ -956,18 +940,7 @@ async fn a_dead_delivery_thread_fails_health_and_exits_non_zero() {
 
 const CHURN_KILLS: usize = 20;
 
-/// `herald check`'s line of what is left to mend: (parked on ready, pending for deleted).
-fn to_mend(report: &str) -> (u64, u64) {
-    let line = report
-        .lines()
-        .find(|l| l.starts_with("to mend:"))
-        .unwrap_or_else(|| panic!("no `to mend` line in:\n{report}"));
-    let n: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (n[0], n[1])
-}
+use common::child::to_mend;
 
 /// One endpoint the churn made, with the receiver that holds its verification code.
 struct Churned {

@@ -303,15 +303,7 @@ fn to_mend(db: &std::path::Path) -> (u64, u64) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "herald check failed:\n{text}");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("to mend:"))
-        .unwrap_or_else(|| panic!("no `to mend` line in:\n{text}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
+    common::child::to_mend(&text)
 }
 
 /// What a crash between an endpoint's commit and the jobs after it leaves: written straight

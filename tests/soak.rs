@@ -40,12 +40,7 @@ const FAIL_ONE_IN: u64 = 5;
 
 /// The server's resident set, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
+    common::child::rss_bytes_of(pid) / 1024
 }
 
 struct Receiver {
@@ -98,16 +93,7 @@ impl Drop for Server {
 }
 
 fn start(db: &Path, port: u16, log: &Path) -> Server {
-    let child = Command::new(BIN)
-        .args(["serve", "--db"])
-        .arg(db)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--allow-destination",
-            "127.0.0.0/8",
-            "--allow-http-destinations",
-        ])
-        .env("HERALD_LOG", "error")
+    let child = common::child::serve_command(db, port)
         // redb's page cache grows with the file up to `db_cache_bytes` (16 MiB by default),
         // which this compressed hour would not reach (the file ends near 15 MB). A 2 MiB cache
         // is full after the warm-up, so what the samples measure is everything else Herald
@@ -117,7 +103,6 @@ fn start(db: &Path, port: u16, log: &Path) -> Server {
             "HERALD_RETRY_SCHEDULE_MS",
             "[100,200,400,800,1000,1000,1000,1000]",
         )
-        .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
         .spawn()
         .expect("herald starts");

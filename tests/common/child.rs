@@ -19,6 +19,36 @@ pub struct HeraldProcess {
     pub client: reqwest::Client,
 }
 
+/// `herald serve` on `db` and `127.0.0.1:PORT`, delivering to loopback over plain http,
+/// logging errors only, stdout discarded: what every test that runs the binary starts from.
+pub fn serve_command(db: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--db"])
+        .arg(db)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--allow-destination",
+            "127.0.0.0/8",
+            "--allow-http-destinations",
+        ])
+        .env("HERALD_LOG", "error")
+        .stdout(Stdio::null());
+    cmd
+}
+
+/// `herald check`'s line of what is left to mend: (parked on ready, pending for deleted).
+pub fn to_mend(report: &str) -> (u64, u64) {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("to mend:"))
+        .unwrap_or_else(|| panic!("no `to mend` line in:\n{report}"));
+    let n: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
 impl HeraldProcess {
     /// Starts `herald serve` on `db`, delivering to loopback over plain http, with the given
     /// `HERALD_*` settings, and waits until it answers its health check.
@@ -43,18 +73,8 @@ impl HeraldProcess {
 
     /// As `start`, on a given port (a restart on the address clients already use).
     pub async fn start_on(db: &Path, port: u16, env: &[(&str, &str)]) -> HeraldProcess {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--db"])
-            .arg(db)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--allow-destination",
-                "127.0.0.0/8",
-                "--allow-http-destinations",
-            ])
-            .env("HERALD_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        let mut cmd = serve_command(db, port);
+        cmd.stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }
