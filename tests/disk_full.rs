@@ -46,11 +46,7 @@ async fn a_full_disk_fails_ingest_cleanly_and_herald_recovers_when_space_returns
     let filler = dir.path().join("filler");
     std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
     let db = dir.path().join("herald.redb");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::child::free_port();
     let mut server = Command::new(BIN)
         .args(["serve", "--db"])
         .arg(&db)
@@ -193,23 +189,9 @@ async fn a_full_disk_while_endpoints_change_strands_no_delivery() {
     let filler = dir.path().join("filler");
     std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
     let db = dir.path().join("herald.redb");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::child::free_port();
     let start = || {
-        Command::new(BIN)
-            .args(["serve", "--db"])
-            .arg(&db)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--allow-destination",
-                "127.0.0.0/8",
-                "--allow-http-destinations",
-            ])
-            .env("HERALD_LOG", "error")
-            .stdout(Stdio::null())
+        common::child::serve_command(&db, port)
             .stderr(Stdio::null())
             .spawn()
             .map(Server)
