@@ -1,6 +1,6 @@
 //! The upgrade path: a database written by an earlier build (a fixture committed in
 //! `tests/fixtures/`) opens and reads correctly with this one. Record layouts are versioned
-//! (`storage/codec.rs`) and the table layout has a version row; when either changes, the old
+//! (`storage/redb/codec.rs`) and the table layout has a version row; when either changes, the old
 //! fixture stays and this test proves the upgrade reads it.
 //!
 //! `herald-v1.redb` was written by `write_the_v1_fixture` below (layout 1, records version 1)

@@ -1,0 +1,566 @@
+//! The redb backend: the only code that knows redb, its tables and the byte layout of
+//! records; everything Herald keeps, in one file.
+//!
+//! `Store` is a cheap `Clone` handle. Reads run a closure over a `Reader` (one read
+//! transaction) on a blocking thread; writes send a closure over a `Writer` to the one writer
+//! thread, which commits batches of them durably (group commit, see `writer.rs`; a closure is
+//! an `Fn` because the writer runs it again when another job of its batch fails). The typed
+//! reads live in `reads.rs` (trait `Read`, shared by `Reader` and `Writer` so a write can check
+//! before it writes); the typed mutations in `ops.rs`.
+//!
+//! Must never: hold a transaction across an `.await`, make a rule about what may be stored
+//! (that is `service/`), or let redb types escape `storage`.
+
+mod admin;
+mod backup;
+mod check;
+mod codec;
+mod edits;
+mod hot;
+mod ops;
+mod pages;
+mod reads;
+mod retention;
+mod rows;
+mod stats;
+mod tables;
+mod tasks;
+mod triggers;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub use backup::BackupReport;
+pub use check::{Mend, QueueCursor, Strays};
+pub use codec::{IdempotentResponse, RememberedAnswer, decode_any_record};
+pub use ops::AttemptOutcome;
+pub use pages::{Cursor, Page, PageQuery};
+pub use reads::{DispatchReads, QueueEntry, Read};
+pub use retention::Purged;
+pub use rows::MessageHead;
+pub use stats::{
+    Counter, EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, QueuePage, QueueQuery, QueueRow,
+    day_of, hour_of,
+};
+pub use writer::WriterStats;
+
+use crate::model::{App, AppId, Endpoint, EventType, Trigger};
+
+use super::{Conflict, StoreError};
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<codec::CodecError> for StoreError {
+    fn from(e: codec::CodecError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Settings the store needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub writer_batch_max: usize,
+    pub writer_queue_max: usize,
+    /// Where the writer reports each batch's size and commit time.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+#[cfg(test)]
+impl StoreSettings {
+    /// Small settings for unit tests: batches and queue of 8, a 1 MiB page cache.
+    pub(crate) fn for_tests() -> StoreSettings {
+        StoreSettings {
+            writer_batch_max: 8,
+            writer_queue_max: 8,
+            metrics: Default::default(),
+            cache_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    /// Taken out by `close`, so the file is released even while clones of `Store` live on.
+    db: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
+    jobs: mpsc::Sender<writer::Msg>,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database file, creates missing tables, checks the layout
+    /// version, and starts the writer thread.
+    pub fn open(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
+        let db = open_file(path, settings.cache_bytes)?;
+        init_tables(&db)?;
+        let slot: writer::Slot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
+        let (tx, rx) = mpsc::channel(settings.writer_queue_max);
+        let stats = Arc::new(WriterStats::default());
+        writer::spawn(
+            slot.clone(),
+            path.to_path_buf(),
+            settings.cache_bytes,
+            rx,
+            settings.writer_batch_max,
+            stats.clone(),
+            settings.metrics.clone(),
+        )
+        .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            db: slot,
+            jobs: tx,
+            stats,
+        })
+    }
+
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .expect("not poisoned")
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    /// The database for a read. While the writer closes and reopens the file after an I/O
+    /// failure (a full disk), reads wait for it (bounded) instead of failing; once the store
+    /// is closed for good they fail at once.
+    async fn database_for_read(&self) -> Result<Arc<Database>, StoreError> {
+        const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+        const STEPS: usize = 100;
+        for _ in 0..STEPS {
+            match self.database() {
+                Ok(db) => return Ok(db),
+                Err(e) if self.jobs.is_closed() => return Err(e),
+                Err(_) => tokio::time::sleep(STEP).await,
+            }
+        }
+        self.database()
+    }
+
+    /// Commits what the writer holds, stops it, and closes the file; later calls on any clone
+    /// answer `Closed`. Waits (bounded) for reads in progress to let go of the database.
+    pub async fn close(&self) {
+        let (done, stopped) = oneshot::channel();
+        if self.jobs.send(writer::Msg::Stop(done)).await.is_ok() {
+            let _ = stopped.await;
+        }
+        let Some(mut db) = self.db.write().expect("not poisoned").take() else {
+            return;
+        };
+        for _ in 0..500 {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    return;
+                }
+                Err(shared) => {
+                    db = shared;
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+        tracing::warn!("database still in use after close; it is released when the last read ends");
+    }
+
+    /// Runs `f` in one read transaction on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.database_for_read().await?;
+        tokio::task::spawn_blocking(move || {
+            let reader = Reader {
+                tx: db.begin_read()?,
+            };
+            f(&reader)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+    }
+
+    /// Like `write`, but when the writer's queue is full it answers `Busy` at once instead of
+    /// waiting for room: the API sheds load this way rather than piling up requests.
+    pub async fn write_or_shed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(writer::FnJob {
+            f,
+            result: None,
+            reply,
+        });
+        match self.jobs.try_send(writer::Msg::Job(job)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` in the writer's next batch and answers after that batch is durably committed.
+    /// `f` should check before it writes, and may run more than once (when another job of its
+    /// batch fails), so it must have no effect outside the transaction: see `writer.rs`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(writer::FnJob {
+            f,
+            result: None,
+            reply,
+        });
+        self.jobs
+            .send(writer::Msg::Job(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Jobs sent to the writer and not yet taken into a batch.
+    pub fn jobs_waiting(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.stats
+    }
+}
+
+/// Opens (or creates) a database file with a bounded page cache, readable by its owner only
+/// (`open_private`).
+pub(crate) fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let file = open_private(path, Create::IfMissing)
+        .map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
+    database_in(file, cache_bytes)
+}
+
+fn database_in(file: std::fs::File, cache_bytes: usize) -> Result<Database, StoreError> {
+    let backend =
+        redb::backends::FileBackend::new(file).map_err(|e| StoreError::Db(e.to_string()))?;
+    Ok(Database::builder()
+        .set_cache_size(cache_bytes)
+        .create_with_backend(backend)?)
+}
+
+/// Whether `open_private` may create the file, and whether it may find one already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    IfMissing,
+    /// Fails when the file exists.
+    New,
+}
+
+/// Opens a file for reading and writing that only its owner may read: the database, its
+/// backups and the first-start token file hold signing keys, basic-auth passwords and tokens.
+/// A file it creates has mode 0600 from the `open` that creates it, so there is no moment it is
+/// readable by others; a file found more open than that is tightened through the open handle
+/// before anything is written to it, and a warning says so.
+pub fn open_private(path: &Path, create: Create) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true);
+    match create {
+        Create::IfMissing => options.create(true),
+        Create::New => options.create_new(true),
+    };
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let was = file.metadata()?.permissions().mode() & 0o777;
+        if was & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(
+                file = %path.display(),
+                was = format!("{was:o}"),
+                "the file holds secrets and was readable or writable by others: its mode is now 600"
+            );
+        }
+    }
+    Ok(file)
+}
+
+fn init_tables(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    {
+        fn touch<K: redb::Key + 'static, V: redb::Value + 'static>(
+            tx: &WriteTransaction,
+            def: TableDefinition<K, V>,
+        ) -> Result<(), StoreError> {
+            tx.open_table(def)?;
+            Ok(())
+        }
+        touch(&tx, tables::APPS)?;
+        touch(&tx, tables::APP_UIDS)?;
+        touch(&tx, tables::EVENT_TYPES)?;
+        touch(&tx, tables::ENDPOINTS)?;
+        touch(&tx, tables::APP_ENDPOINTS)?;
+        touch(&tx, tables::ENDPOINT_UIDS)?;
+        touch(&tx, tables::TRIGGERS)?;
+        touch(&tx, tables::MESSAGES)?;
+        touch(&tx, tables::MESSAGE_EVENT_IDS)?;
+        touch(&tx, tables::DELIVERIES)?;
+        touch(&tx, tables::QUEUE_HIGH)?;
+        touch(&tx, tables::QUEUE_NORMAL)?;
+        touch(&tx, tables::QUEUE_LOW)?;
+        touch(&tx, tables::PARKED)?;
+        touch(&tx, tables::UNIQUE_KEYS)?;
+        touch(&tx, tables::ATTEMPTS)?;
+        touch(&tx, tables::ENDPOINT_ATTEMPTS)?;
+        touch(&tx, tables::ALERTS)?;
+        touch(&tx, tables::CURSORS)?;
+        touch(&tx, tables::TASKS)?;
+        touch(&tx, tables::APP_TASKS)?;
+        touch(&tx, tables::TOKENS)?;
+        touch(&tx, tables::IDEMPOTENCY)?;
+        touch(&tx, tables::USERS)?;
+        touch(&tx, tables::SESSIONS)?;
+        touch(&tx, tables::PORTAL_LINKS)?;
+        touch(&tx, tables::SETUP_TOKENS)?;
+        touch(&tx, tables::MESSAGE_TIMELINE)?;
+        touch(&tx, tables::ENDPOINT_DELIVERIES)?;
+        touch(&tx, tables::FAILED_DELIVERIES)?;
+        touch(&tx, tables::HOURLY)?;
+        touch(&tx, tables::LATENCY)?;
+        touch(&tx, tables::ENDPOINT_HOURLY)?;
+        touch(&tx, tables::APP_DAILY)?;
+        let mut meta = tx.open_table(tables::META)?;
+        let found = meta.get("schema_version")?.map(|v| v.value());
+        match found {
+            None => {
+                meta.insert("schema_version", tables::SCHEMA_VERSION)?;
+            }
+            Some(v) if v == tables::SCHEMA_VERSION => {}
+            // Versions 1 to 3 differ only in how new records are written; every older record
+            // reads as it is. Writing the new version keeps an older build from opening the
+            // file and misreading what this one writes.
+            Some(v) if (tables::SCHEMA_VERSION_OLDEST..tables::SCHEMA_VERSION).contains(&v) => {
+                tracing::info!(
+                    from = v,
+                    to = tables::SCHEMA_VERSION,
+                    "database layout upgraded"
+                );
+                meta.insert("schema_version", tables::SCHEMA_VERSION)?;
+            }
+            Some(v) => {
+                return Err(StoreError::Db(format!(
+                    "database layout version {v} is not supported by this build (it reads {} to {})",
+                    tables::SCHEMA_VERSION_OLDEST,
+                    tables::SCHEMA_VERSION
+                )));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Opening a table in either kind of transaction, so reads are written once for both.
+#[doc(hidden)]
+pub trait Tx {
+    type Table<'t, K: redb::Key + 'static, V: redb::Value + 'static>: redb::ReadableTable<K, V>
+    where
+        Self: 't;
+    fn table<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'t self,
+        def: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'t, K, V>, StoreError>;
+}
+
+impl Tx for ReadTransaction {
+    type Table<'t, K: redb::Key + 'static, V: redb::Value + 'static> = redb::ReadOnlyTable<K, V>;
+    fn table<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'t self,
+        def: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'t, K, V>, StoreError> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+impl Tx for WriteTransaction {
+    type Table<'t, K: redb::Key + 'static, V: redb::Value + 'static> = redb::Table<'t, K, V>;
+    fn table<'t, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'t self,
+        def: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'t, K, V>, StoreError> {
+        Ok(self.open_table(def)?)
+    }
+}
+
+/// One read transaction: a consistent snapshot.
+pub struct Reader {
+    tx: ReadTransaction,
+}
+
+/// The batch's write transaction, lent to one job at a time.
+pub struct Writer<'a> {
+    tx: hot::WriteTx<'a>,
+    /// Set by every mutation; tells the writer a failing job wrote something.
+    dirty: bool,
+    /// Monotonic ULIDs: ids made inside the writer follow commit order.
+    ids: &'a mut ulid::Generator,
+    /// The batch's counter increments, written once per counter before the commit.
+    counters: stats::Deltas,
+    /// Endpoints and triggers of applications that messages of this batch were routed for;
+    /// forgotten whenever a job opens one of `ROUTING_TABLES` for writing.
+    routing: HashMap<AppId, Routing>,
+    /// Applications and event types read in this batch (every message reads both; at most one
+    /// of each per job); forgotten whenever a job opens `apps` or `event_types` for writing.
+    known: std::cell::RefCell<Known>,
+}
+
+/// An application's endpoints and triggers, as routing reads them.
+type Routing = Rc<(Vec<Endpoint>, Vec<Trigger>)>;
+
+#[derive(Default)]
+struct Known {
+    apps: HashMap<AppId, Option<App>>,
+    event_types: HashMap<String, Option<EventType>>,
+}
+
+/// The tables routing reads: a write to any of them invalidates `Writer::routing`.
+const ROUTING_TABLES: [&str; 3] = ["endpoints", "app_endpoints", "triggers"];
+/// The tables `Writer::known` remembers reads of: a write to either forgets them.
+const KNOWN_TABLES: [&str; 2] = ["apps", "event_types"];
+
+impl<'a> Writer<'a> {
+    /// A fresh time-ordered id, strictly greater than every id made before it.
+    pub fn new_id(&mut self) -> u128 {
+        self.ids
+            .generate()
+            .map(|u| u.0)
+            .unwrap_or_else(|_| ulid::Ulid::new().0)
+    }
+
+    /// Opens a table for writing and marks the job as having written.
+    fn table_mut<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        def: TableDefinition<K, V>,
+    ) -> Result<redb::Table<'a, K, V>, StoreError> {
+        use redb::TableHandle;
+        self.dirty = true;
+        if ROUTING_TABLES.contains(&def.name()) {
+            self.routing.clear();
+        }
+        if KNOWN_TABLES.contains(&def.name()) {
+            *self.known.get_mut() = Known::default();
+        }
+        Ok(self.tx.open_table(def)?)
+    }
+
+    /// Writes through the batch's open handle of a hot table (see `hot.rs`); marks the job as
+    /// having written.
+    fn hot_mut<K, V, R>(
+        &mut self,
+        def: TableDefinition<K, V>,
+        f: impl FnOnce(&mut redb::Table<'a, K, V>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError>
+    where
+        K: redb::Key + 'static,
+        V: redb::Value + 'static,
+        (K, V): hot::Slot<'a, K = K, V = V>,
+    {
+        self.dirty = true;
+        self.tx.with(def, f)
+    }
+
+    /// An application's endpoints and triggers, read once per batch: a batch often holds many
+    /// messages of one application, and decoding its endpoints for each was a tenth of the
+    /// writer's time.
+    fn routing_of(&mut self, app: AppId) -> Result<Routing, StoreError> {
+        if let Some(known) = self.routing.get(&app) {
+            return Ok(known.clone());
+        }
+        let read = Rc::new((self.app_endpoints(app)?, self.app_triggers(app)?));
+        self.routing.insert(app, read.clone());
+        Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout_of(path: &Path) -> Option<u64> {
+        let db = Database::open(path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let meta = tx.open_table(tables::META).unwrap();
+        meta.get("schema_version").unwrap().map(|v| v.value())
+    }
+
+    fn set_layout(path: &Path, version: u64) {
+        let db = Database::open(path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(tables::META)
+            .unwrap()
+            .insert("schema_version", version)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn the_writers_remembered_reads_name_the_tables_they_come_from() {
+        use redb::TableHandle;
+        let routing = [tables::ENDPOINTS.name(), tables::APP_ENDPOINTS.name()];
+        assert_eq!(ROUTING_TABLES[..2], routing);
+        assert_eq!(ROUTING_TABLES[2], tables::TRIGGERS.name());
+        assert_eq!(
+            KNOWN_TABLES,
+            [tables::APPS.name(), tables::EVENT_TYPES.name()]
+        );
+    }
+
+    #[test]
+    fn an_older_layout_is_upgraded_at_open_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.redb");
+        init_tables(&open_file(&path, 1 << 20).unwrap()).unwrap();
+        assert_eq!(layout_of(&path), Some(tables::SCHEMA_VERSION));
+
+        set_layout(&path, tables::SCHEMA_VERSION_OLDEST);
+        init_tables(&open_file(&path, 1 << 20).unwrap()).unwrap();
+        assert_eq!(layout_of(&path), Some(tables::SCHEMA_VERSION));
+
+        set_layout(&path, tables::SCHEMA_VERSION + 1);
+        let refused = init_tables(&open_file(&path, 1 << 20).unwrap()).unwrap_err();
+        assert!(refused.to_string().contains("not supported"), "{refused}");
+        assert_eq!(layout_of(&path), Some(tables::SCHEMA_VERSION + 1));
+    }
+}
