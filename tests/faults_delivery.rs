@@ -13,7 +13,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Behaviour, Receiver, TestServer, eventually, start_server, start_server_with};
+use common::{
+    Behaviour, Receiver, TestServer, eventually, start_server, start_server_with,
+    write_back_page_cache,
+};
 use herald::faults::{self, Fault};
 use herald::model::{AlertKind, DeliveryState, EndpointId, MessageId, Priority};
 use herald::storage::Read;
@@ -226,6 +229,7 @@ async fn deliveries_behind_a_pile_of_blocked_ones_go_at_once() {
     while sends.join_next().await.is_some() {}
     // Holding all it may: a fresh endpoint's 4 (it never answers, so it never grows).
     eventually(Duration::from_secs(10), || async { hanging.calls() >= 4 }).await;
+    write_back_page_cache();
     // Healthy traffic at 50 messages/s, as a steady neighbour sends it.
     let (app, _) = s.setup(EVENT, &healthy.url()).await;
     let count = 100;

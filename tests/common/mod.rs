@@ -414,6 +414,13 @@ async fn receive(
     response
 }
 
+/// Writes back what is dirty in the page cache (`sync`), before a test measures latency: a
+/// build or an earlier test leaves gigabytes of it, and an fsync queued behind their writeback
+/// measures the disk, not Herald (herald-bench does the same before each run).
+pub fn write_back_page_cache() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics at the deadline.
 pub async fn eventually<F, Fut>(deadline: Duration, mut condition: F)
 where
