@@ -146,6 +146,10 @@ impl Herald {
         if let Ok(addr) = listener.local_addr() {
             self.service.listening_on(addr);
         }
+        // Before anything answers: a signal must never find its default action (the end of
+        // the process) once the server is up.
+        #[cfg(all(feature = "fault-injection", unix))]
+        install_fault_signals(&self.heartbeats);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let engine = run_delivery(
             self.engine.clone(),
@@ -256,27 +260,29 @@ const DEAD_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Bound on stopping what still runs once a part has died.
 const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Resolves with the first part that died or hung past `heartbeat::DEAD_AFTER`, once it has
-/// stayed so for `DEAD_GRACE`. With `fault-injection`, SIGUSR1 kills the writer and SIGUSR2
-/// the delivery thread.
-async fn watchdog(hb: Arc<heartbeat::Heartbeats>) -> (heartbeat::Part, heartbeat::State) {
-    #[cfg(all(feature = "fault-injection", unix))]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        for (kind, part) in [
-            (SignalKind::user_defined1(), heartbeat::Part::Writer),
-            (SignalKind::user_defined2(), heartbeat::Part::Scheduler),
-        ] {
-            if let Ok(mut s) = signal(kind) {
-                let hb = hb.clone();
-                tokio::spawn(async move {
-                    if s.recv().await.is_some() {
-                        hb.kill(part);
-                    }
-                });
-            }
+/// With `fault-injection` (tests only), SIGUSR1 kills the writer and SIGUSR2 the delivery
+/// thread. Installed at once, not when a future is first polled.
+#[cfg(all(feature = "fault-injection", unix))]
+fn install_fault_signals(hb: &Arc<heartbeat::Heartbeats>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, part) in [
+        (SignalKind::user_defined1(), heartbeat::Part::Writer),
+        (SignalKind::user_defined2(), heartbeat::Part::Scheduler),
+    ] {
+        if let Ok(mut s) = signal(kind) {
+            let hb = hb.clone();
+            tokio::spawn(async move {
+                if s.recv().await.is_some() {
+                    hb.kill(part);
+                }
+            });
         }
     }
+}
+
+/// Resolves with the first part that died or hung past `heartbeat::DEAD_AFTER`, once it has
+/// stayed so for `DEAD_GRACE`.
+async fn watchdog(hb: Arc<heartbeat::Heartbeats>) -> (heartbeat::Part, heartbeat::State) {
     let mut since: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
@@ -313,25 +319,39 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the
+/// future is first polled (axum polls it on a task of its own, possibly after the first
+/// requests were answered): a signal sent once the server answers must stop it gracefully,
+/// never end it by the signal's default action. Call it within the runtime.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn received(s: std::io::Result<Signal>) {
+        match s {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
-    tracing::info!("shutdown requested");
+    let (term, int) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        tokio::select! {
+            _ = received(term) => {}
+            _ = received(int) => {}
+        }
+        tracing::info!("shutdown requested");
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+    }
 }

@@ -215,6 +215,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let db = config.db.clone();
     let config_tls = (config.tls_cert.clone(), config.tls_key.clone());
     tracing::info!(?config, "starting");
+    // Before the listener exists: SIGTERM or SIGINT from then on stops Herald gracefully.
+    let shutdown = shutdown_signal();
     let herald = Herald::open(config)?;
     bootstrap_token(&herald, &db).await?;
     let tls = match (&config_tls.0, &config_tls.1) {
@@ -232,13 +234,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     match tls {
         Some(tls) => {
             herald
-                .serve(
-                    herald::tls::TlsListener::new(listener, tls)?,
-                    shutdown_signal(),
-                )
+                .serve(herald::tls::TlsListener::new(listener, tls)?, shutdown)
                 .await?
         }
-        None => herald.serve(listener, shutdown_signal()).await?,
+        None => herald.serve(listener, shutdown).await?,
     }
     tracing::info!("stopped cleanly");
     Ok(())

@@ -854,13 +854,11 @@ async fn a_dead_part_is_named_and_ends_the_process(signal: &str, code: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("herald.redb");
     let log = dir.path().join("herald.log");
-    let port = free_port();
-    let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    wait_healthy(&client, port).await;
+    let (mut herald, port) = start_own(&db, &log, &client).await;
     let metrics = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
@@ -923,6 +921,35 @@ async fn a_dead_part_is_named_and_ends_the_process(signal: &str, code: &str) {
     let mut herald = Herald::start(&db, port, &log, ATTEMPT_TIMEOUT_MS);
     wait_healthy(&client, port).await;
     herald.terminate();
+}
+
+/// Starts Herald on a free port, and makes sure the server answering there is this one: the
+/// port was free when chosen, but a process of another test running beside this one may take
+/// it before Herald binds it, and health alone would then be answered by that one.
+async fn start_own(db: &Path, log: &Path, client: &reqwest::Client) -> (Herald, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut herald = Herald::start(db, port, log, ATTEMPT_TIMEOUT_MS);
+        wait_healthy(client, port).await;
+        let token_file = format!("{}.admin-token", db.display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && herald.child.try_wait().unwrap().is_none() {
+            // This server's own admin token opens its API; another's would answer 401.
+            if let Ok(token) = std::fs::read_to_string(&token_file) {
+                let answer = client
+                    .get(format!("http://127.0.0.1:{port}/api/v1/app"))
+                    .bearer_auth(token.trim())
+                    .send()
+                    .await;
+                if answer.is_ok_and(|r| r.status().is_success()) {
+                    return (herald, port);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(herald);
+    }
+    panic!("Herald did not start on a port of its own in five tries");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
