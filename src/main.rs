@@ -82,7 +82,8 @@ impl Command {
     /// The database file the command was given on its command line or in `HERALD_DB`.
     fn db(&self) -> Option<&std::path::Path> {
         match self {
-            Command::Serve { db, .. } | Command::Backup { db, .. } => db.as_deref(),
+            Command::Serve { .. } => None,
+            Command::Backup { db, .. } => db.as_deref(),
             Command::Check { path } => Some(path),
             Command::Token { command } => Some(match command {
                 TokenCommand::Create { db, .. }
@@ -167,8 +168,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Before anything prints the database it was given (`serve` checks its merged
-    // configuration, file and environment included, the same way).
+    // Before anything prints the database it was given. `serve` is checked with its merged
+    // configuration (file and environment included), in `Config::validate`.
     if let Some(db) = cli.command.db() {
         herald::config::refuse_db_url(db)?;
     }

@@ -217,13 +217,8 @@ impl Store {
         F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(writer::FnJob {
-            f,
-            result: None,
-            reply,
-        });
-        match self.jobs.try_send(writer::Msg::Job(job)) {
+        let (job, answer) = writer_job(f);
+        match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
@@ -239,16 +234,8 @@ impl Store {
         F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(writer::FnJob {
-            f,
-            result: None,
-            reply,
-        });
-        self.jobs
-            .send(writer::Msg::Job(job))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let (job, answer) = writer_job(f);
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -260,6 +247,21 @@ impl Store {
     pub fn writer_stats(&self) -> &WriterStats {
         &self.stats
     }
+}
+
+/// A write job for the writer's queue, and where its answer comes back.
+fn writer_job<T, F>(f: F) -> (writer::Msg, oneshot::Receiver<Result<T, StoreError>>)
+where
+    F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job = Box::new(writer::FnJob {
+        f,
+        result: None,
+        reply,
+    });
+    (writer::Msg::Job(job), answer)
 }
 
 /// Opens (or creates) a database file with a bounded page cache, readable by its owner only
