@@ -19,7 +19,6 @@ use common::{
 };
 use herald::faults::{self, Fault};
 use herald::model::{AlertKind, DeliveryState, EndpointId, MessageId, Priority};
-use herald::storage::Read;
 use serde_json::json;
 
 const EVENT: &str = "fault.test";

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{TestServer, eventually, start_server};
 use herald::model::{AppId, EndpointId, MessageId, Priority};
-use herald::storage::{Read, StoreError, Writer};
+use herald::storage::{StoreError, Writer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;

@@ -311,7 +311,7 @@ fn to_mend(db: &std::path::Path) -> (u64, u64) {
 /// committed them (the endpoint change), without what it had not (moving its deliveries).
 async fn strand(db: &std::path::Path, verify: String, delete: String, delete_app: String) {
     use herald::model::{AppId, EndpointId};
-    use herald::storage::{Read, Store, StoreSettings};
+    use herald::storage::{Store, StoreSettings};
     let store = Store::open(
         db,
         &StoreSettings {

@@ -218,7 +218,7 @@ async fn the_first_start_token_file_is_readable_by_its_owner_only() {
 // ---- read-modify-write: an update reads and writes in one writer job -------------------------
 
 use herald::model::{AppId, EndpointId};
-use herald::storage::{Read, StoreError, Writer};
+use herald::storage::{StoreError, Writer};
 
 /// The writer held inside a job of its own: a request sent meanwhile reads the committed
 /// state, then waits behind it with its write. Released, the job makes `change` (a concurrent

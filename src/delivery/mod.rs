@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::model::{DeliveryId, EndpointId, Priority, now_millis};
-use crate::storage::{QueueEntry, Read, Store};
+use crate::storage::{QueueEntry, Store};
 pub use outbound::Outbound;
 use pacing::{EndpointState, HeldBack};
 
@@ -436,10 +436,10 @@ impl Engine {
                 }
                 // What each attempt needs, read in this same transaction. A delivery that does
                 // not load must not stop the others: it is mended below.
-                let mut batch = r.dispatch_reads()?;
+                let mut batch = r.dispatch_loads()?;
                 let loaded: Vec<_> = chosen
                     .into_iter()
-                    .map(|(lane, entry)| (lane, entry, worker::load(&mut batch, lane, entry)))
+                    .map(|(lane, entry)| (lane, entry, worker::load(r, &mut *batch, lane, entry)))
                     .collect();
                 Ok(Scan {
                     loaded,

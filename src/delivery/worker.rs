@@ -6,7 +6,7 @@ use super::retry;
 use super::{EndpointSlot, Engine};
 use crate::model::*;
 use crate::routing::template;
-use crate::storage::{AttemptOutcome, DispatchReads, QueueEntry, Read, StoreError};
+use crate::storage::{AttemptOutcome, DispatchLoads, QueueEntry, Read, StoreError};
 
 /// Everything an attempt needs, read in the scheduler's scan transaction (see `load`).
 pub(super) struct Work {
@@ -40,17 +40,17 @@ pub(super) enum Loaded {
 /// the delivery's own (another due time or lane: a leftover) is `Stale`, never attempted, or
 /// its retries would follow each other at once, the real entry's due time unheeded.
 pub(super) fn load(
-    batch: &mut DispatchReads,
+    r: &dyn Read,
+    batch: &mut dyn DispatchLoads,
     lane: Priority,
     entry: QueueEntry,
 ) -> Result<Loaded, StoreError> {
-    let r = batch.reader;
     let Some(delivery) = batch.delivery(entry.id)? else {
         return Ok(Loaded::Stale);
     };
     #[cfg(feature = "fault-injection")]
     if crate::faults::fires(delivery.endpoint_id, crate::faults::Fault::Unreadable) {
-        return Err(StoreError::Corrupt("fault injected: unreadable".into()));
+        return Err(StoreError::corrupt("fault injected: unreadable"));
     }
     if delivery.state != DeliveryState::Pending
         || delivery.due_ms != Some(entry.due_ms)
@@ -210,7 +210,7 @@ async fn try_attempt(
         .write(move |w| {
             #[cfg(feature = "fault-injection")]
             if crate::faults::fires(endpoint_id, crate::faults::Fault::RecordFails) {
-                return Err(StoreError::Db("fault injected: the record failed".into()));
+                return Err(StoreError::backend("fault injected", "the record failed"));
             }
             // Read before writing (the writer's contract), then record.
             let current = if may_change {

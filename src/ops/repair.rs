@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::metrics::Metrics;
 use crate::model::{DeliveryId, DeliveryState, EndpointId};
-use crate::storage::{Mend, QueueCursor, Read, Store, StoreError};
+use crate::storage::{Mend, QueueCursor, Store, StoreError};
 
 /// How often a whole pass runs after the one at start.
 const EVERY: Duration = Duration::from_secs(300);

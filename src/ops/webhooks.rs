@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::delivery::Outbound;
 use crate::model::*;
-use crate::storage::{Read, Store};
+use crate::storage::Store;
 
 const CURSOR: &str = "operational_webhooks";
 /// Alerts read per round.

@@ -6,7 +6,7 @@ use super::endpoints::PARKED_BATCH;
 use super::validate::{self, Problems};
 use super::{ListPage, ListParams, Result, Service, ServiceError, find_app, list_page};
 use crate::model::*;
-use crate::storage::{Read, StoreError};
+use crate::storage::StoreError;
 
 /// Applications one search page looks at.
 pub const APP_SEARCH_SCAN_MAX: usize = 100_000;
@@ -102,7 +102,6 @@ impl Service {
         input.validate()?;
         let now = now_micros();
         let result = self
-            .store
             .write(move |w| {
                 if let (true, Some(uid)) = (get_if_exists, &input.uid)
                     && let Some(id) = w.app_id_by_uid(uid)?
@@ -138,7 +137,6 @@ impl Service {
         let raw = needle.trim().to_string();
         let needle = raw.to_lowercase();
         let page = self
-            .store
             .read(move |r| {
                 if let Caller::App(own) = caller {
                     let app = r.app(own)?;
@@ -160,7 +158,7 @@ impl Service {
                         done: true,
                     });
                 }
-                r.apps_matching(&query, &|a| matches(a, &needle), APP_SEARCH_SCAN_MAX)
+                Ok(r.apps_matching(&query, &|a| matches(a, &needle), APP_SEARCH_SCAN_MAX)?)
             })
             .await?;
         Ok(list_page(page, |a| a.id.to_string()))
@@ -168,9 +166,7 @@ impl Service {
 
     pub async fn get_app(&self, caller: Caller, id_or_uid: &str) -> Result<App> {
         let key = id_or_uid.to_string();
-        self.store
-            .read(move |r| Ok(find_app(r, caller, &key)))
-            .await?
+        self.read(move |r| Ok(find_app(r, caller, &key))).await?
     }
 
     pub async fn list_apps(
@@ -181,9 +177,8 @@ impl Service {
     ) -> Result<ListPage<App>> {
         let query = self.page_query(&params, descending, |s| AppId::parse(s).map(|i| i.0))?;
         let page = self
-            .store
             .read(move |r| match caller {
-                Caller::Admin => r.apps(&query),
+                Caller::Admin => Ok(r.apps(&query)?),
                 // A scoped token sees its own application only.
                 Caller::App(own) => {
                     let app = r.app(own)?;
@@ -216,20 +211,14 @@ impl Service {
             let key = id_or_uid.to_string();
             let fields = input.clone();
             let replaced = self
-                .store
                 .write(move |w| {
-                    let old = match find_app(w, caller, &key) {
-                        Ok(app) => app,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    if let Err(e) = fields.validate_uid_change(caller, &old) {
-                        return Ok(Err(e));
-                    }
+                    let old = find_app(w, caller, &key)?;
+                    fields.validate_uid_change(caller, &old)?;
                     let new = fields.clone().over(&old);
                     w.update_app(&old, &new)?;
-                    Ok(Ok(new))
+                    Ok(new)
                 })
-                .await?;
+                .await;
             match replaced {
                 Ok(app) => return Ok((app, false)),
                 // Unknown: an id names nothing to create; a uid names the application to
@@ -270,26 +259,19 @@ impl Service {
             metadata,
         };
         let key = id_or_uid.to_string();
-        self.store
-            .write(move |w| {
-                // Read and written in one job: the fields not patched are the current ones,
-                // and a delete committed meanwhile is a 404, not an application made again.
-                let old = match find_app(w, caller, &key) {
-                    Ok(app) => app,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let input = patch.clone().over(&old);
-                if let Err(e) = input
-                    .validate()
-                    .and_then(|()| input.validate_uid_change(caller, &old))
-                {
-                    return Ok(Err(e));
-                }
-                let new = input.over(&old);
-                w.update_app(&old, &new)?;
-                Ok(Ok(new))
-            })
-            .await?
+        self.write(move |w| {
+            // Read and written in one job: the fields not patched are the current ones,
+            // and a delete committed meanwhile is a 404, not an application made again.
+            let old = find_app(w, caller, &key)?;
+            let input = patch.clone().over(&old);
+            input
+                .validate()
+                .and_then(|()| input.validate_uid_change(caller, &old))?;
+            let new = input.over(&old);
+            w.update_app(&old, &new)?;
+            Ok(new)
+        })
+        .await
     }
 
     pub async fn delete_app(&self, caller: Caller, id_or_uid: &str) -> Result<()> {
@@ -298,12 +280,9 @@ impl Service {
         super::require_admin(caller)?;
         let key = id_or_uid.to_string();
         let endpoints = self
-            .store
             .write(move |w| {
-                let app = match find_app(w, caller, &key) {
-                    Ok(app) => app,
-                    Err(_) => return Err(StoreError::NotFound),
-                };
+                let app =
+                    find_app(w, caller, &key).map_err(|_| ServiceError::NotFound("Application"))?;
                 let endpoints: Vec<EndpointId> =
                     w.app_endpoints(app.id)?.iter().map(|e| e.id).collect();
                 w.delete_app(&app)?;
@@ -325,11 +304,7 @@ impl Service {
                 }
                 Ok(more)
             })
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ServiceError::NotFound("Application"),
-                e => e.into(),
-            })?;
+            .await?;
         // The rest, in bounded batches.
         for endpoint in endpoints {
             self.cancel_parked_of(endpoint).await?;

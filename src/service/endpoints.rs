@@ -200,24 +200,18 @@ impl Service {
         let app = app.to_string();
         let endpoints_max = self.config.endpoints_per_app_max;
         let ep = self
-            .store
             .write(move |w| {
-                let app = match find_app(w, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let app = find_app(w, caller, &app)?;
                 // Counted in the job that inserts, so racing creates cannot pass the cap.
                 if w.app_endpoint_count(app.id)? >= endpoints_max as u64 {
-                    return Ok(Err(ServiceError::cap_reached(
+                    return Err(ServiceError::cap_reached(
                         "",
                         "this application has as many endpoints as it may",
                         endpoints_max,
                         "endpoints_per_app_max",
-                    )));
+                    ));
                 }
-                if let Err(e) = check_event_types(w, input.event_types.as_deref())? {
-                    return Ok(Err(e));
-                }
+                check_event_types(w, input.event_types.as_deref())?;
                 let now = now_micros();
                 let ep = Endpoint {
                     id: EndpointId(w.new_id()),
@@ -240,9 +234,9 @@ impl Service {
                     updated_at: now,
                 };
                 w.insert_endpoint(&ep)?;
-                Ok(Ok(ep))
+                Ok(ep)
             })
-            .await??;
+            .await?;
         if ep.options.verification.is_some() {
             self.start_handshake(ep.clone());
         }
@@ -283,19 +277,14 @@ impl Service {
             code.trim().to_string(),
         );
         let ep = self
-            .store
             .write(move |w| {
-                let old = match find_app(w, caller, &app)
-                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let old =
+                    find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint))?;
                 let Some(v) = &old.options.verification else {
-                    return Ok(Err(ServiceError::BadRequest {
+                    return Err(ServiceError::BadRequest {
                         code: "not_required",
                         detail: "this endpoint needs no verification".into(),
-                    }));
+                    });
                 };
                 if v.verified_at.is_some() {
                     // Verified before: a retry after a failure also releases what is parked.
@@ -304,13 +293,13 @@ impl Service {
                     } else {
                         0
                     };
-                    return Ok(Ok((old, moved)));
+                    return Ok((old, moved));
                 }
                 if !constant_time_eq(v.code.as_bytes(), code.as_bytes()) {
-                    return Ok(Err(ServiceError::invalid(
+                    return Err(ServiceError::invalid(
                         "code",
                         "the verification code is not right",
-                    )));
+                    ));
                 }
                 let mut new = old.clone();
                 new.options.verification = Some(Verification {
@@ -322,9 +311,9 @@ impl Service {
                 // In the same commit, so a crash cannot leave them parked on a ready endpoint
                 // (beyond one batch, the repair pass mends what a crash leaves: ops/repair.rs).
                 let moved = w.unpark_endpoint(new.id, PARKED_BATCH)?;
-                Ok(Ok((new, moved)))
+                Ok((new, moved))
             })
-            .await??;
+            .await?;
         let (ep, moved) = ep;
         self.release_parked(ep.id, moved).await?;
         Ok(ep)
@@ -341,8 +330,7 @@ impl Service {
                 return Ok(());
             }
             moved = self
-                .store
-                .write(move |w| w.unpark_endpoint(endpoint, PARKED_BATCH))
+                .write(move |w| Ok(w.unpark_endpoint(endpoint, PARKED_BATCH)?))
                 .await?;
         }
     }
@@ -420,11 +408,10 @@ impl Service {
         endpoint: &str,
     ) -> Result<Endpoint> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
-        self.store
-            .read(move |r| {
-                Ok(find_app(r, caller, &app).and_then(|app| find_endpoint(r, app.id, &endpoint)))
-            })
-            .await?
+        self.read(move |r| {
+            Ok(find_app(r, caller, &app).and_then(|app| find_endpoint(r, app.id, &endpoint)))
+        })
+        .await?
     }
 
     pub async fn list_endpoints(
@@ -437,15 +424,11 @@ impl Service {
         let query = self.page_query(&params, descending, |s| EndpointId::parse(s).map(|i| i.0))?;
         let app = app.to_string();
         let page = self
-            .store
             .read(move |r| {
-                let app = match find_app(r, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                Ok(Ok(r.endpoints(app.id, &query)?))
+                let app = find_app(r, caller, &app)?;
+                Ok(r.endpoints(app.id, &query)?)
             })
-            .await??;
+            .await?;
         Ok(list_page(page, |e| e.id.to_string()))
     }
 
@@ -467,22 +450,17 @@ impl Service {
     pub async fn delete_endpoint(&self, caller: Caller, app: &str, endpoint: &str) -> Result<()> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let deleted = self
-            .store
             .write(move |w| {
-                let ep = match find_app(w, caller, &app)
-                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let ep =
+                    find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint))?;
                 w.delete_endpoint_triggers(ep.app_id, ep.id)?;
                 w.delete_endpoint(&ep)?;
                 // The first batch in the same commit; a crash before the rest is mended by the
                 // repair pass (ops/repair.rs).
                 let cancelled = w.cancel_parked(ep.id, PARKED_BATCH)?;
-                Ok(Ok((ep.id, cancelled == PARKED_BATCH)))
+                Ok((ep.id, cancelled == PARKED_BATCH))
             })
-            .await??;
+            .await?;
         match deleted {
             (endpoint, true) => self.cancel_parked_of(endpoint).await,
             (_, false) => Ok(()),
@@ -495,8 +473,7 @@ impl Service {
     pub(super) async fn cancel_parked_of(&self, endpoint: EndpointId) -> Result<()> {
         loop {
             let n = self
-                .store
-                .write(move |w| w.cancel_parked(endpoint, PARKED_BATCH))
+                .write(move |w| Ok(w.cancel_parked(endpoint, PARKED_BATCH)?))
                 .await?;
             if n < PARKED_BATCH {
                 return Ok(());
@@ -575,48 +552,41 @@ impl Service {
         change: impl Fn(&Endpoint) -> EndpointInput + Send + 'static,
     ) -> Result<Endpoint> {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
-        self.store
-            .write(move |w| {
-                let current = match find_app(w, caller, &app)
-                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let input = change(&current);
-                if let Err(e) = check_event_types(w, input.event_types.as_deref())? {
-                    return Ok(Err(e));
-                }
-                let mut new = current.clone();
-                new.url = input.url;
-                new.description = input.description;
-                new.uid = input.uid;
-                new.event_types = input.event_types;
-                new.channels = input.channels;
-                new.disabled = input.disabled;
-                new.throttle_rate = input.throttle_rate;
-                new.metadata = input.metadata;
-                new.options = settable_options(&input.options, &current.options);
-                if current.disabled && !new.disabled {
-                    // Enabled again by hand: forget why Herald disabled it and the failure run.
-                    new.options.disabled_reason = None;
-                    new.options.failing_since = None;
-                }
-                // Headers change only through their own calls (Svix: PUT has no headers).
-                new.updated_at = now_micros();
-                w.update_endpoint(&current, &new)?;
-                // Made ready (enabled, or its verification dropped): its parked deliveries go
-                // back in the same commit, a first batch of them (see `verify_endpoint`).
-                let moved = if !current.ready() && new.ready() {
-                    Some(w.unpark_endpoint(new.id, PARKED_BATCH)?)
-                } else {
-                    None
-                };
-                Ok(Ok((moved, new)))
-            })
-            .await??
-            .pipe_release(self)
-            .await
+        self.write(move |w| {
+            let current =
+                find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint))?;
+            let input = change(&current);
+            check_event_types(w, input.event_types.as_deref())?;
+            let mut new = current.clone();
+            new.url = input.url;
+            new.description = input.description;
+            new.uid = input.uid;
+            new.event_types = input.event_types;
+            new.channels = input.channels;
+            new.disabled = input.disabled;
+            new.throttle_rate = input.throttle_rate;
+            new.metadata = input.metadata;
+            new.options = settable_options(&input.options, &current.options);
+            if current.disabled && !new.disabled {
+                // Enabled again by hand: forget why Herald disabled it and the failure run.
+                new.options.disabled_reason = None;
+                new.options.failing_since = None;
+            }
+            // Headers change only through their own calls (Svix: PUT has no headers).
+            new.updated_at = now_micros();
+            w.update_endpoint(&current, &new)?;
+            // Made ready (enabled, or its verification dropped): its parked deliveries go
+            // back in the same commit, a first batch of them (see `verify_endpoint`).
+            let moved = if !current.ready() && new.ready() {
+                Some(w.unpark_endpoint(new.id, PARKED_BATCH)?)
+            } else {
+                None
+            };
+            Ok((moved, new))
+        })
+        .await?
+        .pipe_release(self)
+        .await
     }
 
     /// Makes `key` (or a new random key) the current secret. The old current key keeps signing
@@ -644,47 +614,41 @@ impl Service {
         };
         let text = signing::format_secret(&new_key);
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
-        self.store
-            .write(move |w| {
-                let old = match find_app(w, caller, &app)
-                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
+        self.write(move |w| {
+            let old = find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint))?;
+            let now = now_micros();
+            let mut keys: Vec<SigningKey> = vec![SigningKey {
+                key: new_key.clone(),
+                expires_at: None,
+            }];
+            for (i, k) in old.keys.iter().enumerate() {
+                let expires_at = if i == 0 {
+                    Some(now + grace as i64 * 1_000_000)
+                } else {
+                    k.expires_at
                 };
-                let now = now_micros();
-                let mut keys: Vec<SigningKey> = vec![SigningKey {
-                    key: new_key.clone(),
-                    expires_at: None,
-                }];
-                for (i, k) in old.keys.iter().enumerate() {
-                    let expires_at = if i == 0 {
-                        Some(now + grace as i64 * 1_000_000)
-                    } else {
-                        k.expires_at
-                    };
-                    if expires_at.is_some_and(|t| t > now) {
-                        keys.push(SigningKey {
-                            key: k.key.clone(),
-                            expires_at,
-                        });
-                    }
+                if expires_at.is_some_and(|t| t > now) {
+                    keys.push(SigningKey {
+                        key: k.key.clone(),
+                        expires_at,
+                    });
                 }
-                if keys.len() - 1 > OLD_KEYS_MAX {
-                    return Ok(Err(ServiceError::BadRequest {
-                        code: "limit_reached",
-                        detail: format!(
-                            "at most {OLD_KEYS_MAX} old secrets may be in their grace period"
-                        ),
-                    }));
-                }
-                let mut new = old.clone();
-                new.keys = keys;
-                new.updated_at = now;
-                w.update_endpoint(&old, &new)?;
-                Ok(Ok(()))
-            })
-            .await??;
+            }
+            if keys.len() - 1 > OLD_KEYS_MAX {
+                return Err(ServiceError::BadRequest {
+                    code: "limit_reached",
+                    detail: format!(
+                        "at most {OLD_KEYS_MAX} old secrets may be in their grace period"
+                    ),
+                });
+            }
+            let mut new = old.clone();
+            new.keys = keys;
+            new.updated_at = now;
+            w.update_endpoint(&old, &new)?;
+            Ok(())
+        })
+        .await?;
         Ok(text)
     }
 
@@ -725,39 +689,33 @@ impl Service {
         p.finish()?;
         let service = self.clone();
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
-        self.store
-            .write(move |w| {
-                let old = match find_app(w, caller, &app)
-                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let mut merged = if replace {
-                    BTreeMap::new()
-                } else {
-                    old.headers.clone()
-                };
-                for (name, value) in headers.clone() {
-                    // Header names are case-insensitive: one spelling per name.
-                    merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
-                    if let Some(v) = value {
-                        merged.insert(name, v);
-                    }
+        self.write(move |w| {
+            let old = find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint))?;
+            let mut merged = if replace {
+                BTreeMap::new()
+            } else {
+                old.headers.clone()
+            };
+            for (name, value) in headers.clone() {
+                // Header names are case-insensitive: one spelling per name.
+                merged.retain(|k, _| !k.eq_ignore_ascii_case(&name));
+                if let Some(v) = value {
+                    merged.insert(name, v);
                 }
-                for name in &remove {
-                    merged.retain(|k, _| !k.eq_ignore_ascii_case(name));
-                }
-                if let Err(msg) = service.headers_fit(merged.len()) {
-                    return Ok(Err(ServiceError::invalid("headers", msg)));
-                }
-                let mut new = old.clone();
-                new.headers = merged;
-                new.updated_at = now_micros();
-                w.update_endpoint(&old, &new)?;
-                Ok(Ok(()))
-            })
-            .await?
+            }
+            for name in &remove {
+                merged.retain(|k, _| !k.eq_ignore_ascii_case(name));
+            }
+            if let Err(msg) = service.headers_fit(merged.len()) {
+                return Err(ServiceError::invalid("headers", msg));
+            }
+            let mut new = old.clone();
+            new.headers = merged;
+            new.updated_at = now_micros();
+            w.update_endpoint(&old, &new)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deliveries to the endpoint whose latest attempt falls in `[since, until]`, counted by
@@ -788,34 +746,33 @@ impl Service {
             id_floor_at_millis(ms(since)),
             id_floor_at_millis(ms(until) + 1).saturating_sub(1),
         );
-        self.store
-            .read(move |r| {
-                let mut stats = EndpointStats::default();
-                // Ids only (no stored responses are read): at most STATS_ATTEMPTS_MAX of them.
-                let mut seen = std::collections::HashSet::new();
-                let mut count = |_, delivery| {
-                    if !seen.insert(delivery) {
-                        return Ok(true); // counted at its newest attempt
-                    }
-                    let status = match r.delivery(delivery)? {
-                        Some(d) => MessageStatus::of_delivery(&d),
-                        // Gone with its message: its attempts are being removed too.
-                        None => return Ok(true),
-                    };
-                    match status {
-                        MessageStatus::Success => stats.success += 1,
-                        MessageStatus::Pending => stats.pending += 1,
-                        MessageStatus::Sending => stats.sending += 1,
-                        MessageStatus::Fail => stats.fail += 1,
-                        MessageStatus::Canceled => stats.canceled += 1,
-                    }
-                    Ok(true)
+        self.read(move |r| {
+            let mut stats = EndpointStats::default();
+            // Ids only (no stored responses are read): at most STATS_ATTEMPTS_MAX of them.
+            let mut seen = std::collections::HashSet::new();
+            let mut count = |_, delivery| {
+                if !seen.insert(delivery) {
+                    return Ok(true); // counted at its newest attempt
+                }
+                let status = match r.delivery(delivery)? {
+                    Some(d) => MessageStatus::of_delivery(&d),
+                    // Gone with its message: its attempts are being removed too.
+                    None => return Ok(true),
                 };
-                r.visit_endpoint_attempts(ep.id, (lo, hi), true, STATS_ATTEMPTS_MAX, &mut count)?;
-                Ok(stats)
-            })
-            .await
-            .map_err(Into::into)
+                match status {
+                    MessageStatus::Success => stats.success += 1,
+                    MessageStatus::Pending => stats.pending += 1,
+                    MessageStatus::Sending => stats.sending += 1,
+                    MessageStatus::Fail => stats.fail += 1,
+                    MessageStatus::Canceled => stats.canceled += 1,
+                }
+                Ok(true)
+            };
+            r.visit_endpoint_attempts(ep.id, (lo, hi), true, STATS_ATTEMPTS_MAX, &mut count)?;
+            Ok(stats)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// Sends an example payload of an event type to this one endpoint, as a new message: the
@@ -845,11 +802,10 @@ impl Service {
         let event_type = event_type.to_string();
         let app_id = ep.app_id;
         let (msg, _) = self
-            .store
             .write(move |w| {
                 // Deleted since it was read: no message for an endpoint that is gone.
                 if w.endpoint(target)?.is_none() {
-                    return Ok(Err(ServiceError::NotFound("Endpoint")));
+                    return Err(ServiceError::NotFound("Endpoint"));
                 }
                 let msg = Message {
                     id: MessageId(0),
@@ -864,9 +820,9 @@ impl Service {
                 let only_target = move |_: &Message, _: &[Endpoint], _: &[Trigger]| {
                     vec![NewDelivery::plain(target, Priority::High)]
                 };
-                w.ingest_message(msg, &only_target).map(Ok)
+                Ok(w.ingest_message(msg, &only_target)?)
             })
-            .await??;
+            .await?;
         self.waker.wake();
         Ok(msg)
     }
@@ -1001,10 +957,7 @@ fn validate_options(o: &EndpointOptions, p: &mut Problems) {
 pub const PING_EVENT_TYPE: &str = "svix.ping";
 
 /// Every listed event type must be in the catalog and not archived.
-pub(super) fn check_event_types(
-    r: &impl Read,
-    types: Option<&[String]>,
-) -> std::result::Result<Result<()>, crate::storage::StoreError> {
+pub(super) fn check_event_types(r: &dyn Read, types: Option<&[String]>) -> Result<()> {
     let mut p = Problems::default();
     for name in types.unwrap_or_default() {
         match r.event_type(name)? {
@@ -1015,5 +968,5 @@ pub(super) fn check_event_types(
             Some(_) => {}
         }
     }
-    Ok(p.finish())
+    p.finish()
 }

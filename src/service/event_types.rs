@@ -3,7 +3,7 @@
 use super::validate::{self, Problems};
 use super::{ListPage, ListParams, Result, Service, ServiceError, require_admin};
 use crate::model::*;
-use crate::storage::{Conflict, Read, StoreError};
+use crate::storage::{Conflict, StoreError};
 
 /// Endpoints looked at to find an event type's subscribers.
 pub const SUBSCRIBERS_SCAN_MAX: usize = 10_000;
@@ -104,12 +104,11 @@ impl Service {
         require_admin(caller)?;
         input.validate()?;
         let et = self
-            .store
             .write(move |w| {
                 if let Some(existing) = w.event_type(&input.name)?
                     && !existing.archived
                 {
-                    return Err(StoreError::Conflict(Conflict::EventTypeExists));
+                    return Err(StoreError::Conflict(Conflict::EventTypeExists).into());
                 }
                 let et = input.clone().into_event_type(now_micros());
                 w.put_event_type(&et)?;
@@ -128,7 +127,6 @@ impl Service {
         require_admin(caller)?;
         input.validate()?;
         Ok(self
-            .store
             .write(move |w| {
                 let existing = w.event_type(&input.name)?;
                 let created = existing.is_none();
@@ -154,25 +152,23 @@ impl Service {
         require_admin(caller)?;
         patch.clone().over(&read).validate()?;
         let name = name.to_string();
-        self.store
-            .write(move |w| {
-                let Some(current) = w.event_type(&name)? else {
-                    return Ok(Err(ServiceError::NotFound("Event type")));
-                };
-                let et = patch
-                    .clone()
-                    .over(&current)
-                    .into_event_type(current.created_at);
-                w.put_event_type(&et)?;
-                Ok(Ok(et))
-            })
-            .await?
+        self.write(move |w| {
+            let Some(current) = w.event_type(&name)? else {
+                return Err(ServiceError::NotFound("Event type"));
+            };
+            let et = patch
+                .clone()
+                .over(&current)
+                .into_event_type(current.created_at);
+            w.put_event_type(&et)?;
+            Ok(et)
+        })
+        .await
     }
 
     pub async fn get_event_type(&self, name: &str) -> Result<EventType> {
         let name = name.to_string();
-        self.store
-            .read(move |r| r.event_type(&name))
+        self.read(move |r| Ok(r.event_type(&name)?))
             .await?
             .ok_or(ServiceError::NotFound("Event type"))
     }
@@ -184,7 +180,6 @@ impl Service {
     ) -> Result<ListPage<EventType>> {
         let limit = self.limit(&params)?;
         let page = self
-            .store
             .read(move |r| {
                 let iter = params.iterator.as_deref().filter(|s| !s.is_empty());
                 let (after, before) = match iter.map(|s| s.strip_prefix('-')) {
@@ -192,7 +187,7 @@ impl Service {
                     Some(None) => (iter, None),
                     None => (None, None),
                 };
-                r.event_types(after, before, limit, include_archived)
+                Ok(r.event_types(after, before, limit, include_archived)?)
             })
             .await?;
         Ok(super::list_page(page, |e| e.name.clone()))
@@ -207,7 +202,6 @@ impl Service {
     ) -> Result<(Vec<(App, Endpoint)>, usize)> {
         let name = name.to_string();
         Ok(self
-            .store
             .read(move |r| {
                 let mut named = Vec::new();
                 let mut every = 0;
@@ -234,23 +228,18 @@ impl Service {
     pub async fn delete_event_type(&self, caller: Caller, name: &str, expunge: bool) -> Result<()> {
         require_admin(caller)?;
         let name = name.to_string();
-        self.store
-            .write(move |w| {
-                let Some(mut et) = w.event_type(&name)? else {
-                    return Err(StoreError::NotFound);
-                };
-                if expunge {
-                    w.remove_event_type(&name)
-                } else {
-                    et.archived = true;
-                    et.updated_at = now_micros();
-                    w.put_event_type(&et)
-                }
-            })
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ServiceError::NotFound("Event type"),
-                e => e.into(),
-            })
+        self.write(move |w| {
+            let Some(mut et) = w.event_type(&name)? else {
+                return Err(ServiceError::NotFound("Event type"));
+            };
+            if expunge {
+                Ok(w.remove_event_type(&name)?)
+            } else {
+                et.archived = true;
+                et.updated_at = now_micros();
+                Ok(w.put_event_type(&et)?)
+            }
+        })
+        .await
     }
 }

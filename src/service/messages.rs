@@ -8,7 +8,6 @@ use super::{
 };
 use crate::model::*;
 use crate::routing;
-use crate::storage::Read;
 
 #[derive(Clone, Debug, Default)]
 pub struct MessageInput {
@@ -148,12 +147,11 @@ impl Service {
         let limits = self.config.template_limits();
         let budget = std::time::Duration::from_millis(self.config.routing_budget_ms);
         let created = self
-            .store
             .write_or_shed(move |w| {
                 if let Some(r) = &remember
                     && let Some(answer) = replay(w, &r.key)?
                 {
-                    return Ok(Ok((Created::Replayed(answer), 0)));
+                    return Ok((Created::Replayed(answer), 0));
                 }
                 let app = match (find_app(w, caller, &app), input.application.clone()) {
                     (Ok(a), _) => a,
@@ -172,32 +170,32 @@ impl Service {
                         if w.event_type(&input.event_type)?
                             .is_none_or(|et| et.archived)
                         {
-                            return Ok(Err(ServiceError::invalid(
+                            return Err(ServiceError::invalid(
                                 "eventType",
                                 format!("event type '{}' does not exist", input.event_type),
-                            )));
+                            ));
                         }
                         w.insert_app(&created)?;
                         created
                     }
-                    (Err(e), _) => return Ok(Err(e)),
+                    (Err(e), _) => return Err(e),
                 };
                 if service.writer_share.exhausted(app.id) {
-                    return Ok(Err(ServiceError::BusyTenant));
+                    return Err(ServiceError::BusyTenant);
                 }
                 match w.event_type(&input.event_type)? {
                     Some(et) if !et.archived => {}
                     Some(_) => {
-                        return Ok(Err(ServiceError::invalid(
+                        return Err(ServiceError::invalid(
                             "eventType",
                             "this event type is archived",
-                        )));
+                        ));
                     }
                     None => {
-                        return Ok(Err(ServiceError::invalid(
+                        return Err(ServiceError::invalid(
                             "eventType",
                             format!("event type '{}' does not exist", input.event_type),
-                        )));
+                        ));
                     }
                 }
                 let msg = Message {
@@ -226,9 +224,9 @@ impl Service {
                     let record = service.remembered_message(&msg, r.with_content);
                     w.put_idempotent_response(&r.key, &record)?;
                 }
-                Ok(Ok((Created::New(msg), deliveries)))
+                Ok((Created::New(msg), deliveries))
             })
-            .await??;
+            .await?;
         if let (Created::New(..), deliveries) = &created {
             self.metrics.messages_ingested.inc();
             if *deliveries > 0 {
@@ -240,8 +238,7 @@ impl Service {
 
     pub async fn get_message(&self, caller: Caller, app: &str, msg: &str) -> Result<Message> {
         let (app, msg) = (app.to_string(), msg.to_string());
-        self.store
-            .read(move |r| Ok(find_app(r, caller, &app).and_then(|a| find_message(r, a.id, &msg))))
+        self.read(move |r| Ok(find_app(r, caller, &app).and_then(|a| find_message(r, a.id, &msg))))
             .await?
     }
 
@@ -256,25 +253,22 @@ impl Service {
             MessageId::parse(s).map(|i| i.0)
         })?;
         let app = app.to_string();
-        let page =
-            self.store
-                .read(move |r| {
-                    let app = match find_app(r, caller, &app) {
-                        Ok(a) => a,
-                        Err(e) => return Ok(Err(e)),
-                    };
-                    let keep = |m: &Message| {
-                        filter
-                            .event_types
+        let page = self
+            .read(move |r| {
+                let app = find_app(r, caller, &app)?;
+                let keep = |m: &Message| {
+                    filter
+                        .event_types
+                        .as_ref()
+                        .is_none_or(|t| t.contains(&m.event_type))
+                        && filter
+                            .channel
                             .as_ref()
-                            .is_none_or(|t| t.contains(&m.event_type))
-                            && filter.channel.as_ref().is_none_or(|c| {
-                                m.channels.as_ref().is_some_and(|cs| cs.contains(c))
-                            })
-                    };
-                    Ok(Ok(r.messages(app.id, &query, &keep)?))
-                })
-                .await??;
+                            .is_none_or(|c| m.channels.as_ref().is_some_and(|cs| cs.contains(c)))
+                };
+                Ok(r.messages(app.id, &query, &keep)?)
+            })
+            .await?;
         Ok(list_page(page, |m| m.id.to_string()))
     }
 
@@ -292,7 +286,6 @@ impl Service {
         })?;
         let (app, msg) = (app.to_string(), msg.to_string());
         let page = self
-            .store
             .read(move |r| {
                 let found = find_app(r, caller, &app).and_then(|a| {
                     let m = find_message(r, a.id, &msg)?;
@@ -302,16 +295,13 @@ impl Service {
                     };
                     Ok((m, ep))
                 });
-                let (m, ep) = match found {
-                    Ok(x) => x,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let (m, ep) = found?;
                 let keep = |a: &Attempt| {
                     ep.is_none_or(|ep| a.endpoint_id == ep) && attempt_matches(a, &filter)
                 };
-                Ok(Ok(r.message_attempts(m.id, &query, &keep)?))
+                Ok(r.message_attempts(m.id, &query, &keep)?)
             })
-            .await??;
+            .await?;
         Ok(list_page(
             page.map(|a| {
                 let status = attempt_status(&a);
@@ -391,18 +381,14 @@ impl Service {
         msg: &str,
     ) -> Result<()> {
         let (app, msg) = (app.to_string(), msg.to_string());
-        self.store
-            .write(move |w| {
-                let m = match find_app(w, caller, &app).and_then(|a| find_message(w, a.id, &msg)) {
-                    Ok(m) => m,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let mut expunged = m.clone();
-                expunged.payload = None;
-                w.replace_message(&expunged)?;
-                Ok(Ok(()))
-            })
-            .await?
+        self.write(move |w| {
+            let m = find_app(w, caller, &app).and_then(|a| find_message(w, a.id, &msg))?;
+            let mut expunged = m.clone();
+            expunged.payload = None;
+            w.replace_message(&expunged)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Queues the message again for one endpoint, now, as a manual attempt. The event-type
@@ -410,45 +396,41 @@ impl Service {
     pub async fn resend(&self, caller: Caller, app: &str, msg: &str, endpoint: &str) -> Result<()> {
         let (app, msg, endpoint) = (app.to_string(), msg.to_string(), endpoint.to_string());
         let max = self.config.resends_per_message_max;
-        self.store
-            .write(move |w| {
-                let found = find_app(w, caller, &app).and_then(|a| {
-                    Ok((
-                        find_message(w, a.id, &msg)?,
-                        find_endpoint(w, a.id, &endpoint)?,
-                    ))
+        self.write(move |w| {
+            let found = find_app(w, caller, &app).and_then(|a| {
+                Ok((
+                    find_message(w, a.id, &msg)?,
+                    find_endpoint(w, a.id, &endpoint)?,
+                ))
+            });
+            let (m, ep) = found?;
+            if m.payload.is_none() {
+                return Err(ServiceError::BadRequest {
+                    code: "missing_payload",
+                    detail: "the message payload has expired or was expunged".into(),
                 });
-                let (m, ep) = match found {
-                    Ok(x) => x,
-                    Err(e) => return Ok(Err(e)),
-                };
-                if m.payload.is_none() {
-                    return Ok(Err(ServiceError::BadRequest {
-                        code: "missing_payload",
-                        detail: "the message payload has expired or was expunged".into(),
-                    }));
-                }
-                // Refused before anything is written: a refusal in the writer must not roll back
-                // the other jobs of its batch.
-                let refused = || {
-                    ServiceError::cap_reached(
-                        "",
-                        "this message was sent again as often as it may be",
-                        max,
-                        "resends_per_message_max",
-                    )
-                };
-                if w.manual_deliveries(m.id, max)? >= max {
-                    return Ok(Err(refused()));
-                }
-                if w.enqueue_manual((m.app_id, m.id), &ep, Priority::High)?
-                    .is_none()
-                {
-                    return Ok(Err(refused()));
-                }
-                Ok(Ok(()))
-            })
-            .await??;
+            }
+            // Refused before anything is written: a refusal in the writer must not roll back
+            // the other jobs of its batch.
+            let refused = || {
+                ServiceError::cap_reached(
+                    "",
+                    "this message was sent again as often as it may be",
+                    max,
+                    "resends_per_message_max",
+                )
+            };
+            if w.manual_deliveries(m.id, max)? >= max {
+                return Err(refused());
+            }
+            if w.enqueue_manual((m.app_id, m.id), &ep, Priority::High)?
+                .is_none()
+            {
+                return Err(refused());
+            }
+            Ok(())
+        })
+        .await?;
         self.waker.wake();
         Ok(())
     }
@@ -467,14 +449,9 @@ impl Service {
         })?;
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let page = self
-            .store
             .read(move |r| {
-                let ep = match find_app(r, caller, &app)
-                    .and_then(|a| find_endpoint(r, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let ep =
+                    find_app(r, caller, &app).and_then(|a| find_endpoint(r, a.id, &endpoint))?;
                 let types = filter.event_types.clone();
                 let keep = |a: &Attempt| {
                     attempt_matches(a, &filter)
@@ -486,9 +463,9 @@ impl Service {
                                 .is_some_and(|m| t.contains(&m.event_type))
                         })
                 };
-                Ok(Ok(r.endpoint_attempts(ep.id, &query, &keep)?))
+                Ok(r.endpoint_attempts(ep.id, &query, &keep)?)
             })
-            .await??;
+            .await?;
         Ok(list_page(
             page.map(|a| {
                 let s = attempt_status(&a);
@@ -508,16 +485,12 @@ impl Service {
         let id = AttemptId::parse(attempt).ok_or(ServiceError::NotFound("Message attempt"))?;
         let (app, msg) = (app.to_string(), msg.to_string());
         let a = self
-            .store
             .read(move |r| {
-                Ok(find_app(r, caller, &app)
-                    .and_then(|a| find_message(r, a.id, &msg))
-                    .and_then(|m| {
-                        r.attempt(m.id, id)?
-                            .ok_or(ServiceError::NotFound("Message attempt"))
-                    }))
+                let m = find_app(r, caller, &app).and_then(|a| find_message(r, a.id, &msg))?;
+                r.attempt(m.id, id)?
+                    .ok_or(ServiceError::NotFound("Message attempt"))
             })
-            .await??;
+            .await?;
         let s = attempt_status(&a);
         Ok((a, s))
     }
@@ -531,23 +504,19 @@ impl Service {
     ) -> Result<()> {
         let id = AttemptId::parse(attempt).ok_or(ServiceError::NotFound("Message attempt"))?;
         let (app, msg) = (app.to_string(), msg.to_string());
-        self.store
-            .write(move |w| {
-                let found = find_app(w, caller, &app)
-                    .and_then(|a| find_message(w, a.id, &msg))
-                    .and_then(|m| {
-                        w.attempt(m.id, id)?
-                            .ok_or(ServiceError::NotFound("Message attempt"))
-                    });
-                let mut a = match found {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                a.response = "EXPUNGED".into();
-                w.replace_attempt(&a)?;
-                Ok(Ok(()))
-            })
-            .await?
+        self.write(move |w| {
+            let found = find_app(w, caller, &app)
+                .and_then(|a| find_message(w, a.id, &msg))
+                .and_then(|m| {
+                    w.attempt(m.id, id)?
+                        .ok_or(ServiceError::NotFound("Message attempt"))
+                });
+            let mut a = found?;
+            a.response = "EXPUNGED".into();
+            w.replace_attempt(&a)?;
+            Ok(())
+        })
+        .await
     }
 
     /// The endpoints a message was sent to, ascending by endpoint id, each with the status of
@@ -562,12 +531,8 @@ impl Service {
         let limit = self.limit(&params)?;
         let (app, msg) = (app.to_string(), msg.to_string());
         let mut all = self
-            .store
             .read(move |r| {
-                let m = match find_app(r, caller, &app).and_then(|a| find_message(r, a.id, &msg)) {
-                    Ok(m) => m,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let m = find_app(r, caller, &app).and_then(|a| find_message(r, a.id, &msg))?;
                 let mut latest: std::collections::BTreeMap<EndpointId, Delivery> =
                     Default::default();
                 for d in r.message_deliveries(m.id)? {
@@ -582,9 +547,9 @@ impl Service {
                         next_attempt_ms: d.due_ms,
                     });
                 }
-                Ok(Ok(out))
+                Ok(out)
             })
-            .await??;
+            .await?;
         // A message has few destinations: page in memory, by endpoint id.
         let bad_iterator = || ServiceError::invalid("iterator", "invalid iterator");
         let (after, before) = match params.iterator.as_deref().filter(|s| !s.is_empty()) {
@@ -625,14 +590,9 @@ impl Service {
         })?;
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let page = self
-            .store
             .read(move |r| {
-                let ep = match find_app(r, caller, &app)
-                    .and_then(|a| find_endpoint(r, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let ep =
+                    find_app(r, caller, &app).and_then(|a| find_endpoint(r, a.id, &endpoint))?;
                 // The latest delivery of a message to this endpoint that was attempted.
                 let latest = |m: &Message| -> Option<Delivery> {
                     let ds = r.message_deliveries(m.id).ok()?;
@@ -667,12 +627,12 @@ impl Service {
                         })
                     })
                     .collect();
-                Ok(Ok(crate::storage::Page {
+                Ok(crate::storage::Page {
                     items,
                     done: page.done,
-                }))
+                })
             })
-            .await??;
+            .await?;
         Ok(list_page(page, |m| m.message.id.to_string()))
     }
 }

@@ -132,11 +132,12 @@ impl From<StoreError> for ServiceError {
                 detail: format!("A message with this eventId already exists ({id})"),
             },
             StoreError::Panicked => ServiceError::NotStored,
-            StoreError::Limit(detail) => ServiceError::BadRequest {
-                code: "limit_reached",
-                detail,
-            },
-            StoreError::Db(m) | StoreError::Corrupt(m) => ServiceError::Internal(m),
+            StoreError::Unreachable(_) => ServiceError::Unavailable,
+            e @ (StoreError::Backend { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Layout { .. }
+            | StoreError::File { .. }
+            | StoreError::Stale(_)) => ServiceError::Internal(e.to_string()),
         }
     }
 }
@@ -199,6 +200,35 @@ pub struct Parts {
     /// `public_url` is set, and whether the operator was told so.
     listening: std::sync::OnceLock<std::net::SocketAddr>,
     told_public_url: std::sync::atomic::AtomicBool,
+}
+
+/// The store's calls with the service's error: a closure may fail with a rule it finds broken
+/// (`ServiceError`) or with the store's own error (`?` turns it into one), and the caller gets
+/// one `Result` back, never a result inside a result.
+impl Parts {
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&crate::storage::Reader) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.store.read_as(f).await
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.store.write_as(f).await
+    }
+
+    async fn write_or_shed<T, F>(&self, f: F) -> Result<T>
+    where
+        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.store.write_or_shed_as(f).await
+    }
 }
 
 impl Service {
@@ -296,7 +326,7 @@ fn list_page<T>(page: Page<T>, key: impl Fn(&T) -> String) -> ListPage<T> {
 }
 
 /// Finds an application by id or uid, as `caller` may see it.
-fn find_app(r: &impl Read, caller: Caller, id_or_uid: &str) -> Result<App> {
+fn find_app(r: &dyn Read, caller: Caller, id_or_uid: &str) -> Result<App> {
     let id = match AppId::parse(id_or_uid) {
         Some(id) => Some(id),
         None => r.app_id_by_uid(id_or_uid)?,
@@ -310,7 +340,7 @@ fn find_app(r: &impl Read, caller: Caller, id_or_uid: &str) -> Result<App> {
 }
 
 /// Finds an endpoint of `app` by id or uid.
-fn find_endpoint(r: &impl Read, app: AppId, id_or_uid: &str) -> Result<Endpoint> {
+fn find_endpoint(r: &dyn Read, app: AppId, id_or_uid: &str) -> Result<Endpoint> {
     let id = match EndpointId::parse(id_or_uid) {
         Some(id) => Some(id),
         None => r.endpoint_id_by_uid(app, id_or_uid)?,
@@ -322,7 +352,7 @@ fn find_endpoint(r: &impl Read, app: AppId, id_or_uid: &str) -> Result<Endpoint>
 }
 
 /// Finds a message of `app` by id or eventId.
-fn find_message(r: &impl Read, app: AppId, id_or_event_id: &str) -> Result<Message> {
+fn find_message(r: &dyn Read, app: AppId, id_or_event_id: &str) -> Result<Message> {
     let id = match MessageId::parse(id_or_event_id) {
         Some(id) => Some(id),
         None => r.message_id_by_event_id(app, id_or_event_id)?,
@@ -343,7 +373,7 @@ fn require_admin(caller: Caller) -> Result<()> {
 impl Service {
     /// Whether the database answers a read.
     pub async fn health(&self) -> Result<()> {
-        self.store.read(|r| r.queue_depth(Priority::High)).await?;
+        self.read(|r| Ok(r.queue_depth(Priority::High)?)).await?;
         Ok(())
     }
 
@@ -388,7 +418,6 @@ impl Service {
     /// The Prometheus text exposition, with the queue depth read now.
     pub async fn metrics_text(&self) -> Result<String> {
         let depths = self
-            .store
             .read(|r| {
                 Ok([
                     r.queue_depth(Priority::High)?,

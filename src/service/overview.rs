@@ -5,7 +5,7 @@
 
 use super::{Result, Service, find_app, find_endpoint, require_admin};
 use crate::model::*;
-use crate::storage::{EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, Read, day_of, hour_of};
+use crate::storage::{EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, day_of, hour_of};
 
 /// Hours the overview looks back.
 pub const OVERVIEW_HOURS: u64 = 24;
@@ -83,90 +83,87 @@ impl Service {
         require_admin(caller)?;
         let now_hour = hour_of(now_micros());
         let from = now_hour + 1 - OVERVIEW_HOURS;
-        self.store
-            .read(move |r| {
-                let hours = r.hourly_counts(from, now_hour)?;
-                let mut totals = HourCounts::default();
-                for h in &hours {
-                    totals.messages += h.messages;
-                    totals.deliveries += h.deliveries;
-                    totals.attempts_succeeded += h.attempts_succeeded;
-                    totals.attempts_failed += h.attempts_failed;
-                    totals.deliveries_failed += h.deliveries_failed;
-                }
-                let attempts = totals.attempts_succeeded + totals.attempts_failed;
-                let success_rate =
-                    (attempts > 0).then(|| totals.attempts_succeeded as f64 / attempts as f64);
-                let histogram = r.latency_histogram(from, now_hour)?;
-                let queue_depth =
-                    Priority::ALL.map(|lane| (lane, r.queue_depth(lane).unwrap_or(0)));
-                let mut outcomes: Vec<EndpointOutcomes> = r
-                    .endpoint_outcomes(from, now_hour)?
-                    .into_iter()
-                    .filter(|o| o.failed > 0)
-                    .collect();
-                outcomes.sort_by(|a, b| {
-                    b.failed
-                        .cmp(&a.failed)
-                        .then(a.succeeded.cmp(&b.succeeded))
-                        .then(a.endpoint_id.cmp(&b.endpoint_id))
+        self.read(move |r| {
+            let hours = r.hourly_counts(from, now_hour)?;
+            let mut totals = HourCounts::default();
+            for h in &hours {
+                totals.messages += h.messages;
+                totals.deliveries += h.deliveries;
+                totals.attempts_succeeded += h.attempts_succeeded;
+                totals.attempts_failed += h.attempts_failed;
+                totals.deliveries_failed += h.deliveries_failed;
+            }
+            let attempts = totals.attempts_succeeded + totals.attempts_failed;
+            let success_rate =
+                (attempts > 0).then(|| totals.attempts_succeeded as f64 / attempts as f64);
+            let histogram = r.latency_histogram(from, now_hour)?;
+            let queue_depth = Priority::ALL.map(|lane| (lane, r.queue_depth(lane).unwrap_or(0)));
+            let mut outcomes: Vec<EndpointOutcomes> = r
+                .endpoint_outcomes(from, now_hour)?
+                .into_iter()
+                .filter(|o| o.failed > 0)
+                .collect();
+            outcomes.sort_by(|a, b| {
+                b.failed
+                    .cmp(&a.failed)
+                    .then(a.succeeded.cmp(&b.succeeded))
+                    .then(a.endpoint_id.cmp(&b.endpoint_id))
+            });
+            outcomes.truncate(FAILING_ENDPOINTS_MAX);
+            let mut failing = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                let endpoint = r.endpoint(o.endpoint_id)?;
+                let app = match &endpoint {
+                    Some(ep) => r.app(ep.app_id)?,
+                    None => None,
+                };
+                let last_failure = match o.last_failure {
+                    Some((msg, attempt)) => r.attempt(msg, attempt)?,
+                    None => None,
+                };
+                failing.push(FailingEndpoint {
+                    outcomes: o,
+                    endpoint,
+                    app,
+                    last_failure,
                 });
-                outcomes.truncate(FAILING_ENDPOINTS_MAX);
-                let mut failing = Vec::with_capacity(outcomes.len());
-                for o in outcomes {
-                    let endpoint = r.endpoint(o.endpoint_id)?;
-                    let app = match &endpoint {
-                        Some(ep) => r.app(ep.app_id)?,
-                        None => None,
-                    };
-                    let last_failure = match o.last_failure {
-                        Some((msg, attempt)) => r.attempt(msg, attempt)?,
-                        None => None,
-                    };
-                    failing.push(FailingEndpoint {
-                        outcomes: o,
-                        endpoint,
-                        app,
-                        last_failure,
-                    });
-                }
-                Ok(Overview {
-                    hours,
-                    totals,
-                    success_rate,
-                    p50_ms: percentile(&histogram, 0.5),
-                    p95_ms: percentile(&histogram, 0.95),
-                    queue_depth,
-                    failing,
-                })
+            }
+            Ok(Overview {
+                hours,
+                totals,
+                success_rate,
+                p50_ms: percentile(&histogram, 0.5),
+                p95_ms: percentile(&histogram, 0.95),
+                queue_depth,
+                failing,
             })
-            .await
-            .map_err(Into::into)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// Endpoint counts and today's messages and failures of some applications the caller may
     /// see (others are answered as zeros).
     pub async fn app_activity(&self, caller: Caller, apps: Vec<AppId>) -> Result<Vec<AppActivity>> {
         let today = day_of(now_micros());
-        self.store
-            .read(move |r| {
-                let mut out = Vec::with_capacity(apps.len());
-                for app in apps {
-                    if !caller.may_access(app) {
-                        out.push(AppActivity::default());
-                        continue;
-                    }
-                    let (messages_today, failed_today) = r.app_daily(app, today)?;
-                    out.push(AppActivity {
-                        endpoints: r.app_endpoint_count(app)?,
-                        messages_today,
-                        failed_today,
-                    });
+        self.read(move |r| {
+            let mut out = Vec::with_capacity(apps.len());
+            for app in apps {
+                if !caller.may_access(app) {
+                    out.push(AppActivity::default());
+                    continue;
                 }
-                Ok(out)
-            })
-            .await
-            .map_err(Into::into)
+                let (messages_today, failed_today) = r.app_daily(app, today)?;
+                out.push(AppActivity {
+                    endpoints: r.app_endpoint_count(app)?,
+                    messages_today,
+                    failed_today,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// One endpoint's attempts per hour over the last 24 hours, and its newest failure.
@@ -179,24 +176,18 @@ impl Service {
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let now_hour = hour_of(now_micros());
         let from = now_hour + 1 - OVERVIEW_HOURS;
-        self.store
-            .read(move |r| {
-                let ep = match find_app(r, caller, &app)
-                    .and_then(|a| find_endpoint(r, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let last_failure = match r.endpoint_last_failure(ep.id, from, now_hour)? {
-                    Some((msg, attempt)) => r.attempt(msg, attempt)?,
-                    None => None,
-                };
-                Ok(Ok(EndpointActivity {
-                    hours: r.endpoint_hourly(ep.id, from, now_hour)?,
-                    last_failure,
-                }))
+        self.read(move |r| {
+            let ep = find_app(r, caller, &app).and_then(|a| find_endpoint(r, a.id, &endpoint))?;
+            let last_failure = match r.endpoint_last_failure(ep.id, from, now_hour)? {
+                Some((msg, attempt)) => r.attempt(msg, attempt)?,
+                None => None,
+            };
+            Ok(EndpointActivity {
+                hours: r.endpoint_hourly(ep.id, from, now_hour)?,
+                last_failure,
             })
-            .await?
+        })
+        .await
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use super::{Result, Service, ServiceError, find_app, find_endpoint, find_message};
 use crate::model::*;
 use crate::signing;
-use crate::storage::{Cursor, QueueQuery, Read};
+use crate::storage::{Cursor, QueueQuery};
 
 /// Index entries one queue page may pass over before answering with what it found (so a
 /// filter that matches rarely still answers fast, with a link to look further).
@@ -270,86 +270,84 @@ impl Service {
             Some(QueueCursor::Older(m)) => Cursor::After(m.0),
             Some(QueueCursor::Newer(m)) => Cursor::Before(m.0),
         };
-        self.store
-            .read(move |r| {
-                let app = match (&filter.app, caller) {
-                    (Some(a), _) => match find_app(r, caller, a) {
-                        Ok(app) => Some(app.id),
-                        Err(e) => return Ok(Err(e)),
-                    },
-                    (None, Caller::App(own)) => Some(own),
-                    (None, Caller::Admin) => None,
-                };
-                let endpoint = match &filter.endpoint {
-                    None => None,
-                    Some(key) => {
-                        let found = match (EndpointId::parse(key), app) {
-                            (Some(id), _) => r
-                                .endpoint(id)?
-                                .filter(|ep| caller.may_access(ep.app_id))
-                                .filter(|ep| app.is_none_or(|a| a == ep.app_id)),
-                            (None, Some(app)) => find_endpoint(r, app, key).ok(),
-                            (None, None) => None,
-                        };
-                        match found {
-                            Some(ep) => Some(ep.id),
-                            None => return Ok(Err(ServiceError::NotFound("Endpoint"))),
-                        }
-                    }
-                };
-                let query = QueueQuery {
-                    app,
-                    endpoint,
-                    only_failed: filter.state == Some(StateFilter::Failed),
-                    within: lo..=hi,
-                    cursor,
-                    limit,
-                    scan_max: QUEUE_SCAN_MAX,
-                };
-                let event_type = filter.event_type.clone();
-                let state = filter.state;
-                let keep_message =
-                    |m: &Message| event_type.as_ref().is_none_or(|t| &m.event_type == t);
-                let keep = |_: &Message, d: Option<&Delivery>| {
-                    state.is_none_or(|s| s.matches(d)) && (endpoint.is_none() || d.is_some())
-                };
-                let page = r.queue_page(&query, &keep_message, &keep)?;
-                let mut apps: HashMap<AppId, Option<App>> = HashMap::new();
-                let mut endpoints: HashMap<EndpointId, Option<Endpoint>> = HashMap::new();
-                let mut items = Vec::with_capacity(page.rows.len());
-                for row in page.rows {
-                    let app_id = row.message.app_id;
-                    if let std::collections::hash_map::Entry::Vacant(e) = apps.entry(app_id) {
-                        e.insert(r.app(app_id)?);
-                    }
-                    let endpoint = match &row.delivery {
-                        Some(d) => {
-                            if let std::collections::hash_map::Entry::Vacant(e) =
-                                endpoints.entry(d.endpoint_id)
-                            {
-                                e.insert(r.endpoint(d.endpoint_id)?);
-                            }
-                            endpoints[&d.endpoint_id].clone()
-                        }
-                        None => None,
+        self.read(move |r| {
+            let app = match (&filter.app, caller) {
+                (Some(a), _) => match find_app(r, caller, a) {
+                    Ok(app) => Some(app.id),
+                    Err(e) => return Err(e),
+                },
+                (None, Caller::App(own)) => Some(own),
+                (None, Caller::Admin) => None,
+            };
+            let endpoint = match &filter.endpoint {
+                None => None,
+                Some(key) => {
+                    let found = match (EndpointId::parse(key), app) {
+                        (Some(id), _) => r
+                            .endpoint(id)?
+                            .filter(|ep| caller.may_access(ep.app_id))
+                            .filter(|ep| app.is_none_or(|a| a == ep.app_id)),
+                        (None, Some(app)) => find_endpoint(r, app, key).ok(),
+                        (None, None) => None,
                     };
-                    items.push(QueueItem {
-                        app: apps[&app_id].clone(),
-                        status: row.delivery.as_ref().map(MessageStatus::of_delivery),
-                        message: row.message,
-                        delivery: row.delivery,
-                        endpoint,
-                        last_attempt: row.last_attempt,
-                    });
+                    match found {
+                        Some(ep) => Some(ep.id),
+                        None => return Err(ServiceError::NotFound("Endpoint")),
+                    }
                 }
-                Ok(Ok(QueueListing {
-                    items,
-                    older: page.older.map(|m| QueueCursor::Older(MessageId(m))),
-                    newer: page.newer.map(|m| QueueCursor::Newer(MessageId(m))),
-                    scan_capped: page.scan_capped,
-                }))
+            };
+            let query = QueueQuery {
+                app,
+                endpoint,
+                only_failed: filter.state == Some(StateFilter::Failed),
+                within: lo..=hi,
+                cursor,
+                limit,
+                scan_max: QUEUE_SCAN_MAX,
+            };
+            let event_type = filter.event_type.clone();
+            let state = filter.state;
+            let keep_message = |m: &Message| event_type.as_ref().is_none_or(|t| &m.event_type == t);
+            let keep = |_: &Message, d: Option<&Delivery>| {
+                state.is_none_or(|s| s.matches(d)) && (endpoint.is_none() || d.is_some())
+            };
+            let page = r.queue_page(&query, &keep_message, &keep)?;
+            let mut apps: HashMap<AppId, Option<App>> = HashMap::new();
+            let mut endpoints: HashMap<EndpointId, Option<Endpoint>> = HashMap::new();
+            let mut items = Vec::with_capacity(page.rows.len());
+            for row in page.rows {
+                let app_id = row.message.app_id;
+                if let std::collections::hash_map::Entry::Vacant(e) = apps.entry(app_id) {
+                    e.insert(r.app(app_id)?);
+                }
+                let endpoint = match &row.delivery {
+                    Some(d) => {
+                        if let std::collections::hash_map::Entry::Vacant(e) =
+                            endpoints.entry(d.endpoint_id)
+                        {
+                            e.insert(r.endpoint(d.endpoint_id)?);
+                        }
+                        endpoints[&d.endpoint_id].clone()
+                    }
+                    None => None,
+                };
+                items.push(QueueItem {
+                    app: apps[&app_id].clone(),
+                    status: row.delivery.as_ref().map(MessageStatus::of_delivery),
+                    message: row.message,
+                    delivery: row.delivery,
+                    endpoint,
+                    last_attempt: row.last_attempt,
+                });
+            }
+            Ok(QueueListing {
+                items,
+                older: page.older.map(|m| QueueCursor::Older(MessageId(m))),
+                newer: page.newer.map(|m| QueueCursor::Newer(MessageId(m))),
+                scan_capped: page.scan_capped,
             })
-            .await?
+        })
+        .await
     }
 
     /// How many of the endpoint's newest `PENDING_SCAN` deliveries are still pending (waiting
@@ -361,17 +359,16 @@ impl Service {
         endpoint: &str,
     ) -> Result<(usize, bool)> {
         let ep = self.get_endpoint(caller, app, endpoint).await?;
-        self.store
-            .read(move |r| {
-                let recent = r.endpoint_recent_deliveries(ep.id, PENDING_SCAN)?;
-                let pending = recent
-                    .iter()
-                    .filter(|d| d.state == DeliveryState::Pending)
-                    .count();
-                Ok((pending, recent.len() == PENDING_SCAN))
-            })
-            .await
-            .map_err(Into::into)
+        self.read(move |r| {
+            let recent = r.endpoint_recent_deliveries(ep.id, PENDING_SCAN)?;
+            let pending = recent
+                .iter()
+                .filter(|d| d.state == DeliveryState::Pending)
+                .count();
+            Ok((pending, recent.len() == PENDING_SCAN))
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// Finds a message by id across the applications the caller may see, or by eventId
@@ -383,22 +380,21 @@ impl Service {
         app: Option<&str>,
     ) -> Result<(App, Message)> {
         let (key, app) = (key.trim().to_string(), app.map(str::to_string));
-        self.store
-            .read(move |r| {
-                let app = match (MessageId::parse(&key), app) {
-                    (Some(id), _) => match r.message_app(id)? {
-                        Some(a) => find_app(r, caller, &a.to_string()),
-                        None => Err(ServiceError::NotFound("Message")),
-                    },
-                    (None, Some(a)) => find_app(r, caller, &a),
-                    (None, None) => Err(ServiceError::NotFound("Message")),
-                };
-                Ok(app.and_then(|app| {
-                    let m = find_message(r, app.id, &key)?;
-                    Ok((app, m))
-                }))
-            })
-            .await?
+        self.read(move |r| {
+            let app = match (MessageId::parse(&key), app) {
+                (Some(id), _) => match r.message_app(id)? {
+                    Some(a) => find_app(r, caller, &a.to_string()),
+                    None => Err(ServiceError::NotFound("Message")),
+                },
+                (None, Some(a)) => find_app(r, caller, &a),
+                (None, None) => Err(ServiceError::NotFound("Message")),
+            };
+            Ok(app.and_then(|app| {
+                let m = find_message(r, app.id, &key)?;
+                Ok((app, m))
+            }))
+        })
+        .await?
     }
 
     /// One message with every delivery and attempt, grouped by destination endpoint.
@@ -410,69 +406,65 @@ impl Service {
     ) -> Result<MessageDetail> {
         let (app, msg) = (app.to_string(), msg.to_string());
         let limits = self.config.template_limits();
-        self.store
-            .read(move |r| {
-                let deadline = limits.deadline();
-                let found =
-                    find_app(r, caller, &app).and_then(|a| Ok((find_message(r, a.id, &msg)?, a)));
-                let (message, app) = match found {
-                    Ok(x) => x,
-                    Err(e) => return Ok(Err(e)),
+        self.read(move |r| {
+            let deadline = limits.deadline();
+            let found =
+                find_app(r, caller, &app).and_then(|a| Ok((find_message(r, a.id, &msg)?, a)));
+            let (message, app) = found?;
+            let attempts = r.message_attempts_upto(message.id, MESSAGE_ATTEMPTS_MAX)?;
+            let mut destinations: Vec<DestinationDetail> = Vec::new();
+            for d in r.message_deliveries(message.id)? {
+                let at = match destinations
+                    .iter()
+                    .position(|x| x.endpoint_id == d.endpoint_id)
+                {
+                    Some(i) => i,
+                    None => {
+                        destinations.push(DestinationDetail {
+                            endpoint_id: d.endpoint_id,
+                            endpoint: r.endpoint(d.endpoint_id)?,
+                            deliveries: Vec::new(),
+                        });
+                        destinations.len() - 1
+                    }
                 };
-                let attempts = r.message_attempts_upto(message.id, MESSAGE_ATTEMPTS_MAX)?;
-                let mut destinations: Vec<DestinationDetail> = Vec::new();
-                for d in r.message_deliveries(message.id)? {
-                    let at = match destinations
-                        .iter()
-                        .position(|x| x.endpoint_id == d.endpoint_id)
-                    {
-                        Some(i) => i,
-                        None => {
-                            destinations.push(DestinationDetail {
-                                endpoint_id: d.endpoint_id,
-                                endpoint: r.endpoint(d.endpoint_id)?,
-                                deliveries: Vec::new(),
-                            });
-                            destinations.len() - 1
-                        }
-                    };
-                    let dest = &mut destinations[at];
-                    let trigger = match d.trigger_id {
-                        Some(t) => r.trigger(app.id, t)?.filter(|t| t.template.is_some()),
-                        None => None,
-                    };
-                    let body = sent_body(
-                        &message,
-                        trigger.as_ref().map(|t| (t, &app)),
-                        &limits,
-                        deadline,
-                    );
-                    let mine = attempts
-                        .iter()
-                        .filter(|a| a.delivery_id == d.id)
-                        .map(|a| AttemptDetail {
-                            request_headers: sent_headers(
-                                &message,
-                                a,
-                                dest.endpoint.as_ref(),
-                                body.as_ref(),
-                            ),
-                            attempt: a.clone(),
-                        })
-                        .collect();
-                    dest.deliveries.push(DeliveryDetail {
-                        status: MessageStatus::of_delivery(&d),
-                        delivery: d,
-                        attempts: mine,
-                    });
-                }
-                Ok(Ok(MessageDetail {
-                    message,
-                    app,
-                    destinations,
-                }))
+                let dest = &mut destinations[at];
+                let trigger = match d.trigger_id {
+                    Some(t) => r.trigger(app.id, t)?.filter(|t| t.template.is_some()),
+                    None => None,
+                };
+                let body = sent_body(
+                    &message,
+                    trigger.as_ref().map(|t| (t, &app)),
+                    &limits,
+                    deadline,
+                );
+                let mine = attempts
+                    .iter()
+                    .filter(|a| a.delivery_id == d.id)
+                    .map(|a| AttemptDetail {
+                        request_headers: sent_headers(
+                            &message,
+                            a,
+                            dest.endpoint.as_ref(),
+                            body.as_ref(),
+                        ),
+                        attempt: a.clone(),
+                    })
+                    .collect();
+                dest.deliveries.push(DeliveryDetail {
+                    status: MessageStatus::of_delivery(&d),
+                    delivery: d,
+                    attempts: mine,
+                });
+            }
+            Ok(MessageDetail {
+                message,
+                app,
+                destinations,
             })
-            .await?
+        })
+        .await
     }
 }
 

@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 
 use super::{Result, Service, ServiceError, find_app, require_admin};
 use crate::model::*;
-use crate::storage::Read;
 
 /// Path of the portal's entrance; the link token follows it.
 pub const PORTAL_ACCESS_PATH: &str = "/portal/access/";
@@ -166,12 +165,11 @@ impl Service {
             expires_at: until.map_or(ttl_end, |u| u.min(ttl_end)),
         };
         let stored = session.clone();
-        self.store
-            .write(move |w| {
-                w.sweep_expired(now)?;
-                w.insert_session(&hash, &stored)
-            })
-            .await?;
+        self.write(move |w| {
+            w.sweep_expired(now)?;
+            Ok(w.insert_session(&hash, &stored)?)
+        })
+        .await?;
         Ok(NewSession {
             token,
             view: view(session),
@@ -184,7 +182,6 @@ impl Service {
         let hash = digest(token);
         let now = now_micros();
         let found = self
-            .store
             .read(move |r| {
                 let Some(s) = r.session(&hash)? else {
                     return Ok(None);
@@ -206,7 +203,7 @@ impl Service {
     /// Ends a session (logout). Unknown tokens are fine.
     pub async fn end_session(&self, token: &str) -> Result<()> {
         let hash = digest(token);
-        self.store.write(move |w| w.remove_session(&hash)).await?;
+        self.write(move |w| Ok(w.remove_session(&hash)?)).await?;
         Ok(())
     }
 
@@ -232,24 +229,20 @@ impl Service {
         let hash = digest(&token);
         let app = app.to_string();
         let now = now_micros();
-        self.store
-            .write(move |w| {
-                let app = match find_app(w, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                w.insert_portal_link(
-                    &hash,
-                    &PortalLink {
-                        app_id: app.id,
-                        read_only,
-                        created_at: now,
-                        expires_at: now + expiry as i64 * 1_000_000,
-                    },
-                )?;
-                Ok(Ok(()))
-            })
-            .await??;
+        self.write(move |w| {
+            let app = find_app(w, caller, &app)?;
+            w.insert_portal_link(
+                &hash,
+                &PortalLink {
+                    app_id: app.id,
+                    read_only,
+                    created_at: now,
+                    expires_at: now + expiry as i64 * 1_000_000,
+                },
+            )?;
+            Ok(())
+        })
+        .await?;
         Ok(PortalAccess {
             url: format!("{}{PORTAL_ACCESS_PATH}{token}", self.public_base()),
             token,
@@ -262,7 +255,6 @@ impl Service {
         let hash = digest(token);
         let now = now_micros();
         let link = self
-            .store
             .read(move |r| {
                 let Some(link) = r.portal_link(&hash)? else {
                     return Ok(None);

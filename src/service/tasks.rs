@@ -93,7 +93,7 @@ fn window_ids(since: Micros, until: Option<Micros>) -> Result<(u128, u128)> {
 /// kept. Replay picks a message the endpoint's subscription covers that never had a delivery
 /// to it, payload still kept.
 fn walk(
-    r: &impl Read,
+    r: &dyn Read,
     kind: TaskKind,
     ep: &Endpoint,
     (from, hi): (u128, u128),
@@ -130,7 +130,7 @@ fn walk(
 }
 
 fn recoverable(
-    r: &impl Read,
+    r: &dyn Read,
     ep: &Endpoint,
     attempt: AttemptId,
     delivery: DeliveryId,
@@ -152,7 +152,7 @@ fn recoverable(
     }))
 }
 
-fn missing(r: &impl Read, ep: &Endpoint, m: &MessageHead) -> std::result::Result<bool, StoreError> {
+fn missing(r: &dyn Read, ep: &Endpoint, m: &MessageHead) -> std::result::Result<bool, StoreError> {
     Ok(m.has_payload
         && routing::covers(ep, &m.event_type, m.channels.as_deref())
         && r.newest_delivery_to(m.id, ep.id)?.is_none())
@@ -160,7 +160,7 @@ fn missing(r: &impl Read, ep: &Endpoint, m: &MessageHead) -> std::result::Result
 
 /// Whether a pick read outside the writer still holds inside it.
 fn still_holds(
-    w: &impl Read,
+    w: &dyn Read,
     kind: TaskKind,
     ep: EndpointId,
     pick: Pick,
@@ -192,25 +192,17 @@ impl Service {
         let kept_max = self.config.tasks_kept_per_app_max;
         let (app, endpoint) = (app.to_string(), endpoint.to_string());
         let task = self
-            .store
             .write(move |w| {
-                let ep = match find_app(w, caller, &app)
-                    .and_then(|a| find_endpoint(w, a.id, &endpoint))
-                {
-                    Ok(ep) => ep,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let (lo, hi) = match window.clone() {
-                    Ok(w) => w,
-                    Err(e) => return Ok(Err(e)),
-                };
+                let ep =
+                    find_app(w, caller, &app).and_then(|a| find_endpoint(w, a.id, &endpoint))?;
+                let (lo, hi) = window.clone()?;
                 if w.running_tasks_of(ep.app_id)? >= running_max {
-                    return Ok(Err(ServiceError::cap_reached(
+                    return Err(ServiceError::cap_reached(
                         "",
                         "this application has as many background tasks running as it may",
                         running_max,
                         "tasks_running_per_app_max",
-                    )));
+                    ));
                 }
                 let now = now_micros();
                 let task = BackgroundTask {
@@ -228,16 +220,16 @@ impl Service {
                     updated_at: now,
                 };
                 w.insert_task(&task, kept_max)?;
-                Ok(Ok(task))
+                Ok(task)
             })
-            .await??;
+            .await?;
         self.spawn_runner(task.id);
         Ok(task)
     }
 
     /// Carries on every task that was running when Herald stopped (called at start).
     pub async fn resume_tasks(&self) -> Result<usize> {
-        let running = self.store.read(|r| r.running_tasks(RESUME_MAX)).await?;
+        let running = self.read(|r| Ok(r.running_tasks(RESUME_MAX)?)).await?;
         for id in &running {
             self.spawn_runner(*id);
         }
@@ -376,30 +368,28 @@ impl Service {
     }
 
     async fn fail_task(&self, id: TaskId, why: &'static str) -> Result<()> {
-        self.store
-            .write(move |w| {
-                if let Some(mut task) = w.task(id)?.filter(|t| t.status == TaskStatus::Running) {
-                    task.status = TaskStatus::Failed;
-                    task.failure = Some(why.into());
-                    task.updated_at = now_micros();
-                    w.put_task(&task)?;
-                }
-                Ok(())
-            })
-            .await?;
+        self.write(move |w| {
+            if let Some(mut task) = w.task(id)?.filter(|t| t.status == TaskStatus::Running) {
+                task.status = TaskStatus::Failed;
+                task.failure = Some(why.into());
+                task.updated_at = now_micros();
+                w.put_task(&task)?;
+            }
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 
     /// A task, as `caller` may see it: another application's is not found.
     pub async fn get_task(&self, caller: Caller, id: &str) -> Result<BackgroundTask> {
         let id = TaskId::parse(id).ok_or(ServiceError::NotFound("Background task"))?;
-        self.store
-            .read(move |r| {
-                Ok(r.task(id)?
-                    .filter(|t| caller.may_access(t.app_id))
-                    .ok_or(ServiceError::NotFound("Background task")))
-            })
-            .await?
+        self.read(move |r| {
+            Ok(r.task(id)?
+                .filter(|t| caller.may_access(t.app_id))
+                .ok_or(ServiceError::NotFound("Background task")))
+        })
+        .await?
     }
 
     /// The tasks `caller` may see (an application's own, or every one for an admin).
@@ -412,15 +402,14 @@ impl Service {
     ) -> Result<ListPage<BackgroundTask>> {
         let query = self.page_query(&params, descending, |s| TaskId::parse(s).map(|i| i.0))?;
         let page = self
-            .store
             .read(move |r| {
                 let keep = |t: &BackgroundTask| {
                     filter.status.is_none_or(|s| s == t.status)
                         && filter.kind.is_none_or(|k| k == t.kind)
                 };
                 match caller {
-                    Caller::App(app) => r.app_tasks(app, &query, &keep),
-                    Caller::Admin => r.tasks(&query, &keep),
+                    Caller::App(app) => Ok(r.app_tasks(app, &query, &keep)?),
+                    Caller::Admin => Ok(r.tasks(&query, &keep)?),
                 }
             })
             .await?;
@@ -468,7 +457,6 @@ impl Service {
         let window = window_ids(since, until)?;
         let resends_max = self.config.resends_per_message_max;
         Ok(self
-            .store
             .read(move |r| {
                 let mut count = 0;
                 let mut counted = |p: Pick| {

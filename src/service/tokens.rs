@@ -79,7 +79,7 @@ impl Service {
             Ok(caller) => return Ok(caller),
             Err(generation) => generation,
         };
-        let token = self.store.read(move |r| r.token(&h)).await?;
+        let token = self.read(move |r| Ok(r.token(&h)?)).await?;
         match token {
             Some(t) => {
                 let caller = t.app_id.map_or(Caller::Admin, Caller::App);
@@ -99,13 +99,12 @@ impl Service {
         let name = name.to_string();
         let app = app.map(str::to_owned);
         let token = self
-            .store
             .write(move |w| {
                 // Found in the job that writes, so no token is made for an application
                 // deleted meanwhile.
                 let app_id = match app.as_ref().map(|key| find_app(w, Caller::Admin, key)) {
                     Some(Ok(app)) => Some(app.id),
-                    Some(Err(e)) => return Ok(Err(e)),
+                    Some(Err(e)) => return Err(e),
                     None => None,
                 };
                 let token = Token {
@@ -115,19 +114,19 @@ impl Service {
                     created_at: now_micros(),
                 };
                 w.insert_token(&h, &token)?;
-                Ok(Ok(token))
+                Ok(token)
             })
-            .await??;
+            .await?;
         Ok(NewToken { token, text })
     }
 
     pub async fn list_tokens(&self) -> Result<Vec<Token>> {
-        Ok(self.store.read(|r| r.tokens()).await?)
+        Ok(self.read(|r| Ok(r.tokens()?)).await?)
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {
         let id = TokenId::parse(id).ok_or(ServiceError::NotFound("Token"))?;
-        let revoked = self.store.write(move |w| w.revoke_token(id)).await?;
+        let revoked = self.write(move |w| Ok(w.revoke_token(id)?)).await?;
         // After the commit: a request checked from now on reads the token table again.
         self.tokens.clear();
         match revoked {
@@ -149,7 +148,7 @@ impl Service {
 
     /// The remembered answer for this key, if still fresh.
     pub async fn idempotent_response(&self, key: [u8; 32]) -> Result<Option<Replay>> {
-        Ok(self.store.read(move |r| replay(r, &key)).await?)
+        Ok(self.read(move |r| Ok(replay(r, &key)?)).await?)
     }
 
     pub async fn remember_response(&self, key: [u8; 32], status: u16, body: Vec<u8>) -> Result<()> {
@@ -157,8 +156,7 @@ impl Service {
             return Ok(());
         };
         Ok(self
-            .store
-            .write(move |w| w.put_idempotent_response(&key, &response))
+            .write(move |w| Ok(w.put_idempotent_response(&key, &response)?))
             .await?)
     }
 
@@ -218,7 +216,7 @@ pub enum Replay {
 /// read back from its message, which outlives the record (`remembered_message`); were it gone
 /// all the same, the key is treated as expired.
 pub(super) fn replay(
-    r: &impl Read,
+    r: &dyn Read,
     key: &[u8; 32],
 ) -> std::result::Result<Option<Replay>, StoreError> {
     let Some(found) = r.idempotent_response(key)? else {

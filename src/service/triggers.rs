@@ -58,10 +58,7 @@ pub struct Preview {
 pub use crate::routing::template::merge_fields;
 
 impl TriggerInput {
-    fn validate(
-        &self,
-        r: &impl Read,
-    ) -> std::result::Result<Result<()>, crate::storage::StoreError> {
+    fn validate(&self, r: &dyn Read) -> Result<()> {
         let mut p = Problems::default();
         p.check(validate::text(&self.description, false), "description");
         if self.event_types.is_empty() {
@@ -101,7 +98,7 @@ impl TriggerInput {
         if self.delay_ms > DELAY_MS_MAX {
             p.add("delayMs", format!("must be at most {DELAY_MS_MAX}"));
         }
-        Ok(p.finish())
+        p.finish()
     }
 }
 
@@ -109,34 +106,26 @@ impl Service {
     /// Every trigger of an application: the built-in ones (one per endpoint) first.
     pub async fn list_triggers(&self, caller: Caller, app: &str) -> Result<Vec<TriggerView>> {
         let app = app.to_string();
-        self.store
-            .read(move |r| {
-                let app = match find_app(r, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let mut out: Vec<TriggerView> = r
-                    .app_endpoints(app.id)?
-                    .into_iter()
-                    .map(TriggerView::Builtin)
-                    .collect();
-                out.extend(r.app_triggers(app.id)?.into_iter().map(TriggerView::Custom));
-                Ok(Ok(out))
-            })
-            .await?
+        self.read(move |r| {
+            let app = find_app(r, caller, &app)?;
+            let mut out: Vec<TriggerView> = r
+                .app_endpoints(app.id)?
+                .into_iter()
+                .map(TriggerView::Builtin)
+                .collect();
+            out.extend(r.app_triggers(app.id)?.into_iter().map(TriggerView::Custom));
+            Ok(out)
+        })
+        .await
     }
 
     pub async fn get_trigger(&self, caller: Caller, app: &str, id: &str) -> Result<TriggerView> {
         let (app, id) = (app.to_string(), id.to_string());
-        self.store
-            .read(move |r| {
-                let app = match find_app(r, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                Ok(find_trigger(r, &app, &id))
-            })
-            .await?
+        self.read(move |r| {
+            let app = find_app(r, caller, &app)?;
+            Ok(find_trigger(r, &app, &id))
+        })
+        .await?
     }
 
     pub async fn create_trigger(
@@ -149,47 +138,41 @@ impl Service {
         self.check_against_examples(&found, &input).await?;
         let app = app.to_string();
         let triggers_max = self.config.triggers_per_app_max;
-        self.store
-            .write(move |w| {
-                let found = find_app(w, caller, &app)
-                    .and_then(|a| Ok((find_endpoint(w, a.id, &input.endpoint)?, a)));
-                let (ep, app) = match found {
-                    Ok(x) => x,
-                    Err(e) => return Ok(Err(e)),
-                };
-                if let Err(e) = input.validate(w)? {
-                    return Ok(Err(e));
-                }
-                // Counted in the job that inserts, so racing creates cannot pass the cap.
-                if w.app_triggers(app.id)?.len() >= triggers_max {
-                    return Ok(Err(ServiceError::cap_reached(
-                        "",
-                        "this application has as many triggers as it may",
-                        triggers_max,
-                        "triggers_per_app_max",
-                    )));
-                }
-                let now = now_micros();
-                let trigger = Trigger {
-                    id: TriggerId(w.new_id()),
-                    app_id: app.id,
-                    endpoint_id: ep.id,
-                    description: input.description.clone(),
-                    event_types: input.event_types.clone(),
-                    condition: input.condition.clone(),
-                    template: input.template.clone(),
-                    content_type: input.content_type,
-                    priority: input.priority.unwrap_or(Priority::Normal),
-                    unique_key: input.unique_key.clone(),
-                    delay_ms: input.delay_ms,
-                    enabled: input.enabled,
-                    created_at: now,
-                    updated_at: now,
-                };
-                w.put_trigger(&trigger)?;
-                Ok(Ok(trigger))
-            })
-            .await?
+        self.write(move |w| {
+            let found = find_app(w, caller, &app)
+                .and_then(|a| Ok((find_endpoint(w, a.id, &input.endpoint)?, a)));
+            let (ep, app) = found?;
+            input.validate(w)?;
+            // Counted in the job that inserts, so racing creates cannot pass the cap.
+            if w.app_triggers(app.id)?.len() >= triggers_max {
+                return Err(ServiceError::cap_reached(
+                    "",
+                    "this application has as many triggers as it may",
+                    triggers_max,
+                    "triggers_per_app_max",
+                ));
+            }
+            let now = now_micros();
+            let trigger = Trigger {
+                id: TriggerId(w.new_id()),
+                app_id: app.id,
+                endpoint_id: ep.id,
+                description: input.description.clone(),
+                event_types: input.event_types.clone(),
+                condition: input.condition.clone(),
+                template: input.template.clone(),
+                content_type: input.content_type,
+                priority: input.priority.unwrap_or(Priority::Normal),
+                unique_key: input.unique_key.clone(),
+                delay_ms: input.delay_ms,
+                enabled: input.enabled,
+                created_at: now,
+                updated_at: now,
+            };
+            w.put_trigger(&trigger)?;
+            Ok(trigger)
+        })
+        .await
     }
 
     /// Replaces a trigger's settings. For a built-in trigger only `event_types` (exact names,
@@ -204,48 +187,34 @@ impl Service {
         let found = self.get_app(caller, app).await?;
         self.check_against_examples(&found, &input).await?;
         let (app, id) = (app.to_string(), id.to_string());
-        self.store
-            .write(move |w| {
-                let app = match find_app(w, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let current = match find_trigger(w, &app, &id) {
-                    Ok(t) => t,
-                    Err(e) => return Ok(Err(e)),
-                };
+        self.write(move |w| {
+                let app = find_app(w, caller, &app)?;
+                let current = find_trigger(w, &app, &id)?;
                 match current {
                     TriggerView::Builtin(ep) => {
                         if input.condition.is_some() || input.template.is_some() || input.unique_key.is_some() || input.delay_ms > 0 {
-                            return Ok(Err(ServiceError::invalid(
+                            return Err(ServiceError::invalid(
                                 "eventTypes",
                                 "a built-in trigger has only event types and enabled; add a trigger for the rest",
-                            )));
+                            ));
                         }
                         let types = if input.event_types.iter().any(|t| t == "*") { None } else { Some(input.event_types.clone()) };
                         if let Some(list) = &types {
                             if list.iter().any(|t| t.ends_with(".*")) {
-                                return Ok(Err(ServiceError::invalid("eventTypes", "a subscription lists exact event types, or * for all")));
+                                return Err(ServiceError::invalid("eventTypes", "a subscription lists exact event types, or * for all"));
                             }
-                            if let Err(e) = super::endpoints::check_event_types(w, Some(list))? {
-                                return Ok(Err(e));
-                            }
+                            super::endpoints::check_event_types(w, Some(list))?;
                         }
                         let mut new = ep.clone();
                         new.event_types = types;
                         new.options.subscription_disabled = !input.enabled;
                         new.updated_at = now_micros();
                         w.update_endpoint(&ep, &new)?;
-                        Ok(Ok(TriggerView::Builtin(new)))
+                        Ok(TriggerView::Builtin(new))
                     }
                     TriggerView::Custom(old) => {
-                        let ep = match find_endpoint(w, app.id, &input.endpoint) {
-                            Ok(ep) => ep,
-                            Err(e) => return Ok(Err(e)),
-                        };
-                        if let Err(e) = input.validate(w)? {
-                            return Ok(Err(e));
-                        }
+                        let ep = find_endpoint(w, app.id, &input.endpoint)?;
+                        input.validate(w)?;
                         let new = Trigger {
                             endpoint_id: ep.id,
                             description: input.description.clone(),
@@ -261,34 +230,32 @@ impl Service {
                             ..old
                         };
                         w.put_trigger(&new)?;
-                        Ok(Ok(TriggerView::Custom(new)))
+                        Ok(TriggerView::Custom(new))
                     }
                 }
             })
-            .await?
+            .await
     }
 
     pub async fn delete_trigger(&self, caller: Caller, app: &str, id: &str) -> Result<()> {
         let (app, id) = (app.to_string(), id.to_string());
-        self.store
-            .write(move |w| {
-                let app = match find_app(w, caller, &app) {
-                    Ok(a) => a,
-                    Err(e) => return Ok(Err(e)),
-                };
-                match find_trigger(w, &app, &id) {
-                    Ok(TriggerView::Custom(t)) => {
-                        w.delete_trigger(app.id, t.id)?;
-                        Ok(Ok(()))
-                    }
-                    Ok(TriggerView::Builtin(_)) => Ok(Err(ServiceError::BadRequest {
-                        code: "builtin_trigger",
-                        detail: "a built-in trigger cannot be deleted; disable it, or delete its endpoint".into(),
-                    })),
-                    Err(e) => Ok(Err(e)),
+        self.write(move |w| {
+            let app = find_app(w, caller, &app)?;
+            match find_trigger(w, &app, &id) {
+                Ok(TriggerView::Custom(t)) => {
+                    w.delete_trigger(app.id, t.id)?;
+                    Ok(())
                 }
-            })
-            .await?
+                Ok(TriggerView::Builtin(_)) => Err(ServiceError::BadRequest {
+                    code: "builtin_trigger",
+                    detail:
+                        "a built-in trigger cannot be deleted; disable it, or delete its endpoint"
+                            .into(),
+                }),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Renders a trigger's condition, body and unique key against an event type's example
@@ -396,7 +363,6 @@ impl Service {
         const EXAMPLES_MAX: usize = 8;
         let patterns = input.event_types.clone();
         let examples: Vec<(String, String)> = self
-            .store
             .read(move |r| {
                 let mut out = Vec::new();
                 for pattern in &patterns {
@@ -498,7 +464,7 @@ impl Service {
 }
 
 /// Finds a trigger of `app` by id; `builtin_<endpoint>` names an endpoint's subscription.
-fn find_trigger(r: &impl Read, app: &App, id: &str) -> Result<TriggerView> {
+fn find_trigger(r: &dyn Read, app: &App, id: &str) -> Result<TriggerView> {
     if let Some(ep) = id.strip_prefix(BUILTIN_PREFIX) {
         return find_endpoint(r, app.id, ep)
             .map(TriggerView::Builtin)

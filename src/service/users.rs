@@ -18,7 +18,6 @@ use super::sessions::{NewSession, digest, random_token};
 use super::validate::Problems;
 use super::{Result, Service, ServiceError};
 use crate::model::*;
-use crate::storage::{Read, StoreError};
 
 /// Longest username.
 pub const USERNAME_LEN_MAX: usize = 64;
@@ -150,19 +149,18 @@ impl Service {
             updated_at: now,
         };
         let stored = user.clone();
-        self.store
-            .write(move |w| {
-                if w.user(&stored.username)?.is_some() {
-                    return Ok(Err(ServiceError::Conflict {
-                        code: "conflict",
-                        detail: format!("a user named '{}' already exists", stored.username),
-                    }));
-                }
-                w.put_user(&stored)?;
-                w.clear_setup_tokens()?;
-                Ok(Ok(()))
-            })
-            .await??;
+        self.write(move |w| {
+            if w.user(&stored.username)?.is_some() {
+                return Err(ServiceError::Conflict {
+                    code: "conflict",
+                    detail: format!("a user named '{}' already exists", stored.username),
+                });
+            }
+            w.put_user(&stored)?;
+            w.clear_setup_tokens()?;
+            Ok(())
+        })
+        .await?;
         Ok(user)
     }
 
@@ -172,33 +170,32 @@ impl Service {
         let password = password.to_string();
         let password_hash = blocking(move || hash_password(&password)).await??;
         let username = username.to_string();
-        self.store
-            .write(move |w| {
-                let Some(mut user) = w.user(&username)? else {
-                    return Ok(Err(ServiceError::NotFound("User")));
-                };
-                user.password_hash = password_hash.clone();
-                user.updated_at = now_micros();
-                w.put_user(&user)?;
-                Ok(Ok(()))
-            })
-            .await?
+        self.write(move |w| {
+            let Some(mut user) = w.user(&username)? else {
+                return Err(ServiceError::NotFound("User"));
+            };
+            user.password_hash = password_hash.clone();
+            user.updated_at = now_micros();
+            w.put_user(&user)?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn remove_user(&self, username: &str) -> Result<()> {
         let username = username.to_string();
-        match self.store.write(move |w| w.remove_user(&username)).await? {
+        match self.write(move |w| Ok(w.remove_user(&username)?)).await? {
             true => Ok(()),
             false => Err(ServiceError::NotFound("User")),
         }
     }
 
     pub async fn users(&self) -> Result<Vec<User>> {
-        Ok(self.store.read(|r| r.users()).await?)
+        Ok(self.read(|r| Ok(r.users()?)).await?)
     }
 
     pub async fn has_users(&self) -> Result<bool> {
-        Ok(self.store.read(|r| r.user_count()).await? > 0)
+        Ok(self.read(|r| Ok(r.user_count()?)).await? > 0)
     }
 
     /// Logs a user in: answers a new session, `Unauthorized` for a wrong name or password (the
@@ -222,7 +219,7 @@ impl Service {
             return Err(ServiceError::Unauthorized);
         }
         let name = username.to_string();
-        let user = self.store.read(move |r| r.user(&name)).await?;
+        let user = self.read(move |r| Ok(r.user(&name)?)).await?;
         let hash = user
             .as_ref()
             .map_or_else(|| decoy_hash().to_string(), |u| u.password_hash.clone());
@@ -248,7 +245,6 @@ impl Service {
         let hash = digest(&token);
         let now = now_micros();
         let made = self
-            .store
             .write(move |w| {
                 if w.user_count()? > 0 {
                     return Ok(false);
@@ -271,7 +267,6 @@ impl Service {
         let hash = digest(token);
         let now = now_micros();
         Ok(self
-            .store
             .read(move |r| {
                 Ok(r.user_count()? == 0
                     && r.setup_token(&hash)?.is_some_and(|t| t.expires_at > now))
@@ -302,7 +297,6 @@ impl Service {
         };
         let name = user.username.clone();
         let created = self
-            .store
             .write(move |w| {
                 if w.user_count()? > 0 {
                     return Ok(false);
@@ -316,8 +310,7 @@ impl Service {
                 w.clear_setup_tokens()?;
                 Ok(true)
             })
-            .await
-            .map_err(|e: StoreError| ServiceError::from(e))?;
+            .await?;
         if !created {
             return Err(ServiceError::NotFound("Setup link"));
         }

@@ -56,7 +56,7 @@ fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
         // A full chunk: commit it and go on with a fresh transaction.
         let mut tx = dst.take().expect("set above");
         tx.set_durability(redb::Durability::None)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(|e| StoreError::backend("durability", e))?;
         tx.commit()?;
     }
 }
@@ -113,7 +113,7 @@ fn copy_all(src: &ReadTransaction, dst_db: &Database) -> Result<(Vec<String>, u6
         None => dst_db.begin_write()?,
     };
     tx.set_durability(redb::Durability::Immediate)
-        .map_err(|e| StoreError::Db(e.to_string()))?;
+        .map_err(|e| StoreError::backend("durability", e))?;
     tx.commit()?;
     Ok((names, rows))
 }
@@ -137,24 +137,24 @@ impl Store {
             write_backup(&src, &path)
         })
         .await
-        .map_err(|e| StoreError::Db(format!("backup task failed: {e}")))?
+        .map_err(|e| StoreError::backend("backup task failed", e))?
     }
 }
 
 fn write_backup(src: &ReadTransaction, path: &Path) -> Result<BackupReport, StoreError> {
     if path.exists() {
-        return Err(StoreError::Db(format!("{} already exists", path.display())));
+        return Err(StoreError::file("backup", path, "already exists"));
     }
     let partial = PathBuf::from(format!("{}.partial", path.display()));
     let _ = std::fs::remove_file(&partial);
     let result = (|| {
         let file = super::open_private(&partial, super::Create::New)
-            .map_err(|e| StoreError::Db(format!("creating {}: {e}", partial.display())))?;
+            .map_err(|e| StoreError::file("backup", &partial, e))?;
         let dst = super::database_in(file, COPY_CACHE_BYTES)?;
         let (names, rows) = copy_all(src, &dst)?;
         drop(dst);
         std::fs::rename(&partial, path)
-            .map_err(|e| StoreError::Db(format!("renaming the backup: {e}")))?;
+            .map_err(|e| StoreError::file("backup (renaming it into place)", path, e))?;
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         Ok(BackupReport {
             tables: names.len(),

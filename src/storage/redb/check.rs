@@ -14,7 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use super::codec::{CodecError, Record, decode};
 use super::rows::{KeyedRecord, decode_keyed};
 use super::tables::*;
-use super::{Read, Reader, Store, StoreError};
+use super::{Reader, Store, StoreError, TxRead};
 use crate::model::*;
 
 /// Decodes every value of a table with `decode` (given the entry's key and value bytes) and
@@ -38,7 +38,7 @@ fn decode_table<K: redb::Key + 'static>(
     let mut n = 0;
     for entry in table.iter()? {
         let (k, v) = entry?;
-        decode(&k, v.value()).map_err(|e| StoreError::Corrupt(format!("{}: {e}", def.name())))?;
+        decode(&k, v.value()).map_err(|e| StoreError::corrupt(format!("{}: {e}", def.name())))?;
         n += 1;
     }
     let _ = writeln!(report, "{:<18} {n}", def.name());
@@ -73,7 +73,7 @@ impl Store {
     /// problem found.
     pub fn check(path: &Path) -> Result<String, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Db(format!("{} does not exist", path.display())));
+            return Err(StoreError::file("database", path, "does not exist"));
         }
         let db = Database::open(path)?;
         let tx = db.begin_read()?;
@@ -82,7 +82,7 @@ impl Store {
             .get("schema_version")?
             .map(|v| v.value());
         if !version.is_some_and(|v| (SCHEMA_VERSION_OLDEST..=SCHEMA_VERSION).contains(&v)) {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::corrupt(format!(
                 "layout version {version:?}, expected {SCHEMA_VERSION_OLDEST} to {SCHEMA_VERSION}"
             )));
         }
@@ -112,14 +112,14 @@ impl Store {
                 let d: Delivery = match deliveries.get((msg, n))? {
                     Some(v) => decode_keyed((msg, n), v.value())?,
                     None => {
-                        return Err(StoreError::Corrupt(format!(
+                        return Err(StoreError::corrupt(format!(
                             "queue entry for missing delivery {msg}/{n}"
                         )));
                     }
                 };
                 if d.state != DeliveryState::Pending || d.due_ms != Some(due) || d.priority != lane
                 {
-                    return Err(StoreError::Corrupt(format!(
+                    return Err(StoreError::corrupt(format!(
                         "queue entry disagrees with delivery {}",
                         d.id
                     )));
@@ -229,7 +229,7 @@ pub struct QueueCursor {
 
 /// An endpoint's state as the strays depend on it, remembered per search.
 fn endpoint_mend(
-    r: &impl Read,
+    r: &impl TxRead,
     known: &mut HashMap<u128, Option<Mend>>,
     id: u128,
 ) -> Result<Option<Mend>, StoreError> {

@@ -17,6 +17,7 @@ mod check;
 mod codec;
 mod edits;
 mod hot;
+mod interface;
 mod ops;
 mod pages;
 mod reads;
@@ -39,11 +40,14 @@ use redb::{
 use tokio::sync::{mpsc, oneshot};
 
 pub use backup::BackupReport;
+pub use check::StrayParked;
 pub use check::{Mend, QueueCursor, Strays};
 pub use codec::{IdempotentResponse, RememberedAnswer, decode_any_record};
 pub use ops::AttemptOutcome;
+pub use ops::RouteFn;
 pub use pages::{Cursor, Page, PageQuery};
-pub use reads::{DispatchReads, QueueEntry, Read};
+pub(crate) use reads::TxRead;
+pub use reads::{DispatchReads, DueDeliveries, QueueEntry};
 pub use retention::Purged;
 pub use rows::MessageHead;
 pub use stats::{
@@ -60,7 +64,7 @@ macro_rules! db_error {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
+                StoreError::backend("failed", e)
             }
         }
     )*};
@@ -76,7 +80,7 @@ db_error!(
 
 impl From<codec::CodecError> for StoreError {
     fn from(e: codec::CodecError) -> Self {
-        StoreError::Corrupt(e.to_string())
+        StoreError::Corrupt(std::sync::Arc::new(e))
     }
 }
 
@@ -136,7 +140,7 @@ impl Store {
             stats.clone(),
             settings.metrics.clone(),
         )
-        .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
+        .map_err(|e| StoreError::backend("writer thread did not start", e))?;
         Ok(Store {
             db: slot,
             jobs: tx,
@@ -196,32 +200,53 @@ impl Store {
     /// Runs `f` in one read transaction on a blocking thread.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&crate::storage::Reader) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
+    {
+        self.read_as(f).await
+    }
+
+    /// `read` whose closure fails with the caller's error type (a rule it found broken, or
+    /// the store's error turned into one).
+    pub async fn read_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&crate::storage::Reader) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let db = self.database_for_read().await?;
         tokio::task::spawn_blocking(move || {
             let reader = Reader {
-                tx: db.begin_read()?,
+                tx: db.begin_read().map_err(StoreError::from)?,
             };
             f(&reader)
         })
         .await
-        .map_err(|e| StoreError::Db(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::backend("read task failed", e))?
     }
 
     /// Like `write`, but when the writer's queue is full it answers `Busy` at once instead of
     /// waiting for room: the API sheds load this way rather than piling up requests.
     pub async fn write_or_shed<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
+    {
+        self.write_or_shed_as(f).await
+    }
+
+    /// `write_or_shed` with the caller's error type, as `write_as`.
+    pub async fn write_or_shed_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (job, answer) = writer_job(f);
         match self.jobs.try_send(job) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy.into()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed.into()),
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -231,8 +256,19 @@ impl Store {
     /// batch fails), so it must have no effect outside the transaction: see `writer.rs`.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
+    {
+        self.write_as(f).await
+    }
+
+    /// `write` whose job fails with the caller's error type: a rule the job finds broken is
+    /// its answer as it is (and, like any failure after a write, keeps it out of the commit).
+    pub async fn write_as<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (job, answer) = writer_job(f);
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
@@ -250,10 +286,11 @@ impl Store {
 }
 
 /// A write job for the writer's queue, and where its answer comes back.
-fn writer_job<T, F>(f: F) -> (writer::Msg, oneshot::Receiver<Result<T, StoreError>>)
+fn writer_job<T, E, F>(f: F) -> (writer::Msg, oneshot::Receiver<Result<T, E>>)
 where
-    F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send + 'static,
+    F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     let job = Box::new(writer::FnJob {
@@ -267,14 +304,14 @@ where
 /// Opens (or creates) a database file with a bounded page cache, readable by its owner only
 /// (`open_private`).
 pub(crate) fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
-    let file = open_private(path, Create::IfMissing)
-        .map_err(|e| StoreError::Db(format!("opening {}: {e}", path.display())))?;
+    let file =
+        open_private(path, Create::IfMissing).map_err(|e| StoreError::file("database", path, e))?;
     database_in(file, cache_bytes)
 }
 
 fn database_in(file: std::fs::File, cache_bytes: usize) -> Result<Database, StoreError> {
     let backend =
-        redb::backends::FileBackend::new(file).map_err(|e| StoreError::Db(e.to_string()))?;
+        redb::backends::FileBackend::new(file).map_err(|e| StoreError::backend("file lock", e))?;
     Ok(Database::builder()
         .set_cache_size(cache_bytes)
         .create_with_backend(backend)?)
@@ -382,11 +419,11 @@ fn init_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert("schema_version", tables::SCHEMA_VERSION)?;
             }
             Some(v) => {
-                return Err(StoreError::Db(format!(
-                    "database layout version {v} is not supported by this build (it reads {} to {})",
-                    tables::SCHEMA_VERSION_OLDEST,
-                    tables::SCHEMA_VERSION
-                )));
+                return Err(StoreError::Layout {
+                    found: v,
+                    oldest: tables::SCHEMA_VERSION_OLDEST,
+                    newest: tables::SCHEMA_VERSION,
+                });
             }
         }
     }

@@ -5,7 +5,7 @@
 use redb::{ReadableTable, TableDefinition};
 
 use super::codec::{IdempotentResponse, encode};
-use super::reads::{QueueEntry, Read};
+use super::reads::{QueueEntry, TxRead};
 use super::rows::{KeyedRecord, encode_keyed};
 use super::tables::*;
 use super::{Conflict, StoreError, Writer};
@@ -39,10 +39,8 @@ pub enum AttemptOutcome {
 /// An update whose `old` is not what is stored: read in an earlier job, it would bring back a
 /// deleted row or undo a change committed since (a PATCH re-enabling an endpoint Herald just
 /// disabled). Read and write in one job; this refuses the write that did not.
-fn stale_update(what: &str) -> StoreError {
-    StoreError::Db(format!(
-        "an {what} update was built on a read of an earlier transaction"
-    ))
+fn stale_update(what: &'static str) -> StoreError {
+    StoreError::Stale(what)
 }
 
 impl Writer<'_> {

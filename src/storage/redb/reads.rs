@@ -1,5 +1,6 @@
 //! Typed reads, written once for both a read transaction (`Reader`) and the writer's
-//! transaction (`Writer`), so a write can check what is there before it writes.
+//! transaction (`Writer`), so a write can check what is there before it writes: trait
+//! `TxRead`, whose methods are storage's `Read` (see `interface.rs`).
 
 use redb::{ReadableTable, ReadableTableMetadata};
 use serde::de::DeserializeOwned;
@@ -56,7 +57,7 @@ pub struct QueueEntry {
 pub type DueDeliveries = (Vec<QueueEntry>, Option<Millis>);
 
 /// A transaction that can be read. Implemented by `Reader` and `Writer`.
-pub trait Read {
+pub trait TxRead {
     #[doc(hidden)]
     type X: Tx;
     #[doc(hidden)]
@@ -800,8 +801,7 @@ fn manual_deliveries_in(
 /// share it (opening a table and decoding an endpoint per delivery were a tenth of the
 /// delivery side's CPU under load).
 pub struct DispatchReads<'r> {
-    /// The scan's transaction, for the rarer reads (a trigger and its application).
-    pub reader: &'r Reader,
+    _reader: std::marker::PhantomData<&'r Reader>,
     deliveries: redb::ReadOnlyTable<(u128, u16), &'static [u8]>,
     messages: redb::ReadOnlyTable<(u128, u128), &'static [u8]>,
     endpoints: redb::ReadOnlyTable<u128, &'static [u8]>,
@@ -835,7 +835,7 @@ impl DispatchReads<'_> {
 impl Reader {
     pub fn dispatch_reads(&self) -> Result<DispatchReads<'_>, StoreError> {
         Ok(DispatchReads {
-            reader: self,
+            _reader: std::marker::PhantomData,
             deliveries: self.tx.open_table(DELIVERIES)?,
             messages: self.tx.open_table(MESSAGES)?,
             endpoints: self.tx.open_table(ENDPOINTS)?,
@@ -844,14 +844,14 @@ impl Reader {
     }
 }
 
-impl Read for Reader {
+impl TxRead for Reader {
     type X = redb::ReadTransaction;
     fn tx(&self) -> &Self::X {
         &self.tx
     }
 }
 
-impl<'a> Read for Writer<'a> {
+impl<'a> TxRead for Writer<'a> {
     type X = super::hot::WriteTx<'a>;
     fn tx(&self) -> &Self::X {
         &self.tx

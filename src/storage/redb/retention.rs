@@ -9,7 +9,7 @@
 use redb::ReadableTable;
 
 use super::codec::{IdempotentResponse, decode};
-use super::reads::Read;
+use super::reads::TxRead;
 use super::reads::keyed_entry;
 use super::tables::*;
 use super::{StoreError, Writer};

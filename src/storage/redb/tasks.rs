@@ -2,7 +2,7 @@
 //! per-application index that says which are running.
 
 use super::codec::encode;
-use super::reads::Read;
+use super::reads::TxRead;
 use super::tables::{APP_TASKS, TASKS};
 use super::{StoreError, Tx, Writer};
 use crate::model::{AppId, BackgroundTask, TaskId, TaskStatus};

@@ -24,7 +24,7 @@ impl Writer<'_> {
         app: AppId,
         endpoint: EndpointId,
     ) -> Result<(), StoreError> {
-        use super::reads::Read;
+        use super::reads::TxRead;
         let doomed: Vec<TriggerId> = self
             .app_triggers(app)?
             .into_iter()

@@ -45,16 +45,20 @@ pub(super) trait Job: Send {
     fn complete(self: Box<Self>, committed: Result<(), StoreError>);
 }
 
-pub(super) struct FnJob<F, T> {
+/// A closure's job. Its error type `E` is the caller's (a `ServiceError` for a rule the job
+/// found broken, say); the store's own failures reach it through `From<StoreError>`. Any
+/// error counts as the job failing: if it wrote before failing, the batch runs again without it.
+pub(super) struct FnJob<F, T, E> {
     pub f: F,
-    pub result: Option<Result<T, StoreError>>,
-    pub reply: oneshot::Sender<Result<T, StoreError>>,
+    pub result: Option<Result<T, E>>,
+    pub reply: oneshot::Sender<Result<T, E>>,
 }
 
-impl<F, T> Job for FnJob<F, T>
+impl<F, T, E> Job for FnJob<F, T, E>
 where
-    F: Fn(&mut Writer<'_>) -> Result<T, StoreError> + Send,
+    F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send,
     T: Send,
+    E: From<StoreError> + Send,
 {
     fn apply(&mut self, w: &mut Writer<'_>) -> bool {
         w.dirty = false;
@@ -65,13 +69,15 @@ where
     }
 
     fn panicked(&mut self) {
-        self.result = Some(Err(StoreError::Panicked));
+        self.result = Some(Err(StoreError::Panicked.into()));
     }
 
     fn complete(self: Box<Self>, committed: Result<(), StoreError>) {
         let answer = match committed {
-            Ok(()) => self.result.unwrap_or(Err(StoreError::Aborted)),
-            Err(e) => Err(e),
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::Aborted.into())),
+            Err(e) => Err(e.into()),
         };
         // The caller may have gone away (client disconnected); the work is committed anyway.
         let _ = self.reply.send(answer);
@@ -279,7 +285,7 @@ fn run_batch(
     while !batch.is_empty() {
         let mut tx = db.begin_write()?;
         tx.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .map_err(|e| StoreError::backend("durability", e))?;
         let faulty = {
             let mut w = Writer {
                 tx: super::hot::WriteTx::new(&tx),
