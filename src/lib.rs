@@ -79,7 +79,7 @@ impl Herald {
             },
         )
         .map_err(|source| RunError::Store {
-            path: config.db.display().to_string(),
+            path: crate::config::redact_url(&config.db.to_string_lossy()),
             source,
         })?;
         let heartbeats = metrics.heartbeats.clone();

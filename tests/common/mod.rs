@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod pg;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,9 +34,17 @@ pub struct TestServer {
 
 /// The configuration every test starts from: a fresh database, loopback and http allowed,
 /// and a retry schedule of milliseconds so retries are observable without long waits.
+///
+/// With `HERALD_TEST_BACKEND=postgres` the database is a fresh PostgreSQL database instead
+/// (`pg.rs`).
 pub fn test_config(dir: &std::path::Path) -> Config {
+    let db = if pg::selected() {
+        std::path::PathBuf::from(pg::fresh_database())
+    } else {
+        dir.join("herald.redb")
+    };
     Config {
-        db: dir.join("herald.redb"),
+        db,
         listen: "127.0.0.1:0".parse().unwrap(),
         allow_destination: vec!["127.0.0.0/8".parse().unwrap()],
         allow_http_destinations: true,

@@ -177,8 +177,8 @@ mod tests {
     async fn a_backup_copies_every_table_of_a_fresh_database() {
         let dir = tempfile::tempdir().unwrap();
         let settings = StoreSettings::for_tests();
-        let store = Store::open(&dir.path().join("live.redb"), &settings).unwrap();
-        let db = store.database().unwrap();
+        let store = crate::storage::Store::open(&dir.path().join("live.redb"), &settings).unwrap();
+        let db = store.redb().database().unwrap();
         let tx = db.begin_read().unwrap();
         let mut live: Vec<String> = tx
             .list_tables()

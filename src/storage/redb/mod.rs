@@ -14,7 +14,6 @@
 mod admin;
 mod backup;
 mod check;
-mod codec;
 mod edits;
 mod hot;
 mod interface;
@@ -22,7 +21,6 @@ mod ops;
 mod pages;
 mod reads;
 mod retention;
-mod rows;
 mod stats;
 mod tables;
 mod tasks;
@@ -37,7 +35,7 @@ use std::sync::Arc;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub use backup::BackupReport;
 pub use check::StrayParked;
@@ -45,7 +43,6 @@ pub use check::{Mend, QueueCursor, Strays};
 pub use codec::{IdempotentResponse, RememberedAnswer, decode_any_record};
 pub use ops::AttemptOutcome;
 pub use ops::RouteFn;
-pub use pages::{Cursor, Page, PageQuery};
 pub(crate) use reads::TxRead;
 pub use reads::{DispatchReads, DueDeliveries, QueueEntry};
 pub use retention::Purged;
@@ -54,11 +51,12 @@ pub use stats::{
     Counter, EndpointOutcomes, HourCounts, LATENCY_BUCKETS_MS, QueuePage, QueueQuery, QueueRow,
     day_of, hour_of,
 };
-pub use writer::WriterStats;
 
 use crate::model::{App, AppId, Endpoint, EventType, Trigger};
 
-use super::{Conflict, StoreError};
+use super::jobs::{Msg, WriterStats};
+use super::{Conflict, StoreError, StoreSettings};
+use super::{codec, rows};
 
 macro_rules! db_error {
     ($($t:ty),*) => {$(
@@ -78,42 +76,12 @@ db_error!(
     redb::CommitError
 );
 
-impl From<codec::CodecError> for StoreError {
-    fn from(e: codec::CodecError) -> Self {
-        StoreError::Corrupt(std::sync::Arc::new(e))
-    }
-}
-
-/// Settings the store needs from the configuration.
-#[derive(Clone, Debug)]
-pub struct StoreSettings {
-    pub writer_batch_max: usize,
-    pub writer_queue_max: usize,
-    /// Where the writer reports each batch's size and commit time.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// redb's page cache, in bytes.
-    pub cache_bytes: usize,
-}
-
-#[cfg(test)]
-impl StoreSettings {
-    /// Small settings for unit tests: batches and queue of 8, a 1 MiB page cache.
-    pub(crate) fn for_tests() -> StoreSettings {
-        StoreSettings {
-            writer_batch_max: 8,
-            writer_queue_max: 8,
-            metrics: Default::default(),
-            cache_bytes: 1 << 20,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     /// Taken out by `close`, so the file is released even while clones of `Store` live on.
     db: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
-    jobs: mpsc::Sender<writer::Msg>,
-    stats: Arc<WriterStats>,
+    /// The writer's queue, to know when it has stopped for good.
+    jobs: mpsc::Sender<Msg>,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,28 +92,28 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the database file, creates missing tables, checks the layout
-    /// version, and starts the writer thread.
-    pub fn open(path: &Path, settings: &StoreSettings) -> Result<Store, StoreError> {
+    /// version, and starts the writer thread, which takes its jobs from `rx`.
+    pub(crate) fn open(
+        path: &Path,
+        settings: &StoreSettings,
+        jobs: mpsc::Sender<Msg>,
+        rx: mpsc::Receiver<Msg>,
+        stats: Arc<WriterStats>,
+    ) -> Result<Store, StoreError> {
         let db = open_file(path, settings.cache_bytes)?;
         init_tables(&db)?;
         let slot: writer::Slot = Arc::new(std::sync::RwLock::new(Some(Arc::new(db))));
-        let (tx, rx) = mpsc::channel(settings.writer_queue_max);
-        let stats = Arc::new(WriterStats::default());
         writer::spawn(
             slot.clone(),
             path.to_path_buf(),
             settings.cache_bytes,
             rx,
             settings.writer_batch_max,
-            stats.clone(),
+            stats,
             settings.metrics.clone(),
         )
         .map_err(|e| StoreError::backend("writer thread did not start", e))?;
-        Ok(Store {
-            db: slot,
-            jobs: tx,
-            stats,
-        })
+        Ok(Store { db: slot, jobs })
     }
 
     fn database(&self) -> Result<Arc<Database>, StoreError> {
@@ -172,13 +140,9 @@ impl Store {
         self.database()
     }
 
-    /// Commits what the writer holds, stops it, and closes the file; later calls on any clone
+    /// Closes the file once the writer has stopped (`jobs::stop`); later calls on any clone
     /// answer `Closed`. Waits (bounded) for reads in progress to let go of the database.
     pub async fn close(&self) {
-        let (done, stopped) = oneshot::channel();
-        if self.jobs.send(writer::Msg::Stop(done)).await.is_ok() {
-            let _ = stopped.await;
-        }
         let Some(mut db) = self.db.write().expect("not poisoned").take() else {
             return;
         };
@@ -198,16 +162,6 @@ impl Store {
     }
 
     /// Runs `f` in one read transaction on a blocking thread.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&crate::storage::Reader) -> Result<T, StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.read_as(f).await
-    }
-
-    /// `read` whose closure fails with the caller's error type (a rule it found broken, or
-    /// the store's error turned into one).
     pub async fn read_as<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&crate::storage::Reader) -> Result<T, E> + Send + 'static,
@@ -224,81 +178,6 @@ impl Store {
         .await
         .map_err(|e| StoreError::backend("read task failed", e))?
     }
-
-    /// Like `write`, but when the writer's queue is full it answers `Busy` at once instead of
-    /// waiting for room: the API sheds load this way rather than piling up requests.
-    pub async fn write_or_shed<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write_or_shed_as(f).await
-    }
-
-    /// `write_or_shed` with the caller's error type, as `write_as`.
-    pub async fn write_or_shed_as<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
-        let (job, answer) = writer_job(f);
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(StoreError::Busy.into()),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed.into()),
-        }
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Runs `f` in the writer's next batch and answers after that batch is durably committed.
-    /// `f` should check before it writes, and may run more than once (when another job of its
-    /// batch fails), so it must have no effect outside the transaction: see `writer.rs`.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.write_as(f).await
-    }
-
-    /// `write` whose job fails with the caller's error type: a rule the job finds broken is
-    /// its answer as it is (and, like any failure after a write, keeps it out of the commit).
-    pub async fn write_as<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
-        let (job, answer) = writer_job(f);
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Jobs sent to the writer and not yet taken into a batch.
-    pub fn jobs_waiting(&self) -> usize {
-        self.jobs.max_capacity() - self.jobs.capacity()
-    }
-
-    pub fn writer_stats(&self) -> &WriterStats {
-        &self.stats
-    }
-}
-
-/// A write job for the writer's queue, and where its answer comes back.
-fn writer_job<T, E, F>(f: F) -> (writer::Msg, oneshot::Receiver<Result<T, E>>)
-where
-    F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send + 'static,
-    T: Send + 'static,
-    E: From<StoreError> + Send + 'static,
-{
-    let (reply, answer) = oneshot::channel();
-    let job = Box::new(writer::FnJob {
-        f,
-        result: None,
-        reply,
-    });
-    (writer::Msg::Job(job), answer)
 }
 
 /// Opens (or creates) a database file with a bounded page cache, readable by its owner only

@@ -643,7 +643,7 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{Store, StoreSettings};
+    use crate::storage::StoreSettings;
 
     fn endpoint(id: u128, app: AppId) -> Endpoint {
         Endpoint::plain(EndpointId(id), app, "https://example.com")
@@ -667,7 +667,9 @@ mod tests {
     #[tokio::test]
     async fn an_update_built_on_a_row_that_changed_or_went_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb"), &StoreSettings::for_tests()).unwrap();
+        let store =
+            crate::storage::Store::open(&dir.path().join("s.redb"), &StoreSettings::for_tests())
+                .unwrap();
         let app = AppId(1);
         let read = endpoint(10, app);
         store
@@ -740,7 +742,7 @@ mod tests {
     async fn routing_within_one_batch_sees_an_endpoint_added_by_an_earlier_job() {
         let dir = tempfile::tempdir().unwrap();
         let settings = StoreSettings::for_tests();
-        let store = Store::open(&dir.path().join("r.redb"), &settings).unwrap();
+        let store = crate::storage::Store::open(&dir.path().join("r.redb"), &settings).unwrap();
         let app = AppId(1);
         // One transaction, as one batch: the routing read for the first message must not
         // hide the endpoints written after it.
@@ -762,7 +764,9 @@ mod tests {
     #[tokio::test]
     async fn reads_between_writes_through_the_open_hot_tables_see_those_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("h.redb"), &StoreSettings::for_tests()).unwrap();
+        let store =
+            crate::storage::Store::open(&dir.path().join("h.redb"), &StoreSettings::for_tests())
+                .unwrap();
         let app = AppId(1);
         // One job: the ingests write deliveries, messages and the queue through the batch's
         // open handles; the reads in between open those tables the ordinary way, which must

@@ -6,11 +6,12 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use serde::de::DeserializeOwned;
 
 use super::codec::{IdempotentResponse, Record, decode};
-use super::pages::{Page, PageQuery, page_by_prefix};
+use super::pages::page_by_prefix;
 use super::rows::{KeyedRecord, decode_keyed};
 use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
 use crate::model::*;
+use crate::storage::{Page, PageQuery};
 
 /// The record stored under a key, decoded.
 fn decoded<T: Record>(
@@ -80,11 +81,11 @@ pub trait TxRead {
         let (lo, hi) = (*query.within.start(), *query.within.end());
         let mut items = Vec::new();
         let (from, to, forward, flip) = match (query.cursor, query.descending) {
-            (super::Cursor::First, d) => (lo, hi, !d, false),
-            (super::Cursor::After(k), false) => (k.saturating_add(1), hi, true, false),
-            (super::Cursor::After(k), true) => (lo, k.saturating_sub(1), false, false),
-            (super::Cursor::Before(k), false) => (lo, k.saturating_sub(1), false, true),
-            (super::Cursor::Before(k), true) => (k.saturating_add(1), hi, true, true),
+            (crate::storage::Cursor::First, d) => (lo, hi, !d, false),
+            (crate::storage::Cursor::After(k), false) => (k.saturating_add(1), hi, true, false),
+            (crate::storage::Cursor::After(k), true) => (lo, k.saturating_sub(1), false, false),
+            (crate::storage::Cursor::Before(k), false) => (lo, k.saturating_sub(1), false, true),
+            (crate::storage::Cursor::Before(k), true) => (k.saturating_add(1), hi, true, true),
         };
         if from > to {
             return Ok(Page { items, done: true });
@@ -501,9 +502,9 @@ pub trait TxRead {
         let t = self.tx().table(APPS)?;
         let (lo, hi) = (*query.within.start(), *query.within.end());
         let (from, to, upward) = match query.cursor {
-            super::Cursor::First => (lo, hi, false),
-            super::Cursor::After(k) => (lo, k.saturating_sub(1).min(hi), false),
-            super::Cursor::Before(k) => (k.saturating_add(1).max(lo), hi, true),
+            crate::storage::Cursor::First => (lo, hi, false),
+            crate::storage::Cursor::After(k) => (lo, k.saturating_sub(1).min(hi), false),
+            crate::storage::Cursor::Before(k) => (k.saturating_add(1).max(lo), hi, true),
         };
         let mut items = Vec::new();
         if from > to {

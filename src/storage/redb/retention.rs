@@ -171,7 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = StoreSettings::for_tests();
         let path = dir.path().join("r.redb");
-        let store = Store::open(&path, &settings).unwrap();
+        let store = crate::storage::Store::open(&path, &settings).unwrap();
         let (app, ep) = (AppId(1), EndpointId(2));
         store
             .write(move |w| {

@@ -21,12 +21,12 @@ use std::collections::HashMap;
 
 use redb::ReadableTable;
 
-use super::pages::Cursor;
 use super::reads::{keyed, keyed_entry};
 use super::rows::decode_keyed;
 use super::tables::*;
 use super::{Reader, StoreError, Tx, Writer};
 use crate::model::*;
+use crate::storage::Cursor;
 
 /// The counters of the `HOURLY` table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

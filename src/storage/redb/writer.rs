@@ -32,72 +32,7 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, Writer};
-
-/// A unit of work for the writer thread.
-pub(super) trait Job: Send {
-    /// Runs against the batch's transaction; may run again in a later transaction of the same
-    /// batch. Returns false when the job failed after writing (its error is its answer).
-    fn apply(&mut self, w: &mut Writer<'_>) -> bool;
-    /// Makes a panic of `apply` the job's answer.
-    fn panicked(&mut self);
-    /// Answers the caller once the batch's fate is known: the job's own answer if the batch
-    /// committed (or the job was taken out of it), else the batch's error.
-    fn complete(self: Box<Self>, committed: Result<(), StoreError>);
-}
-
-/// A closure's job. Its error type `E` is the caller's (a `ServiceError` for a rule the job
-/// found broken, say); the store's own failures reach it through `From<StoreError>`. Any
-/// error counts as the job failing: if it wrote before failing, the batch runs again without it.
-pub(super) struct FnJob<F, T, E> {
-    pub f: F,
-    pub result: Option<Result<T, E>>,
-    pub reply: oneshot::Sender<Result<T, E>>,
-}
-
-impl<F, T, E> Job for FnJob<F, T, E>
-where
-    F: Fn(&mut crate::storage::Writer<'_>) -> Result<T, E> + Send,
-    T: Send,
-    E: From<StoreError> + Send,
-{
-    fn apply(&mut self, w: &mut Writer<'_>) -> bool {
-        w.dirty = false;
-        let result = (self.f)(w);
-        let clean = result.is_ok() || !w.dirty;
-        self.result = Some(result);
-        clean
-    }
-
-    fn panicked(&mut self) {
-        self.result = Some(Err(StoreError::Panicked.into()));
-    }
-
-    fn complete(self: Box<Self>, committed: Result<(), StoreError>) {
-        let answer = match committed {
-            Ok(()) => self
-                .result
-                .unwrap_or_else(|| Err(StoreError::Aborted.into())),
-            Err(e) => Err(e.into()),
-        };
-        // The caller may have gone away (client disconnected); the work is committed anyway.
-        let _ = self.reply.send(answer);
-    }
-}
-
-/// Counters the writer keeps for metrics and benchmarks.
-#[derive(Default)]
-pub struct WriterStats {
-    pub batches: std::sync::atomic::AtomicU64,
-    pub jobs: std::sync::atomic::AtomicU64,
-    pub commit_micros: std::sync::atomic::AtomicU64,
-}
-
-/// What the writer thread receives.
-pub(super) enum Msg {
-    Job(Box<dyn Job>),
-    /// Finish what was received before, drop the database handle, and end the thread.
-    Stop(oneshot::Sender<()>),
-}
+use crate::storage::jobs::{Job, Msg, WriterStats, panic_text};
 
 /// The database handle shared by readers; the writer empties it to close the file after an
 /// I/O failure and fills it again when the file reopens.
@@ -329,25 +264,19 @@ fn run_jobs(
         // and its transaction, which the caller drops and aborts (never commits); the job
         // itself is answered `Panicked` and never runs again. The id generator only moves
         // forward, whatever the panic interrupted.
+        w.dirty = false;
         match catch_unwind(AssertUnwindSafe(|| job.apply(w))) {
             Ok(true) => {}
+            // Failed before writing anything: its answer is its error, the batch goes on.
+            Ok(false) if !w.dirty => {}
             Ok(false) => return Some(at),
             Err(panic) => {
                 tracing::error!(cause = panic_text(&*panic), "a write job panicked");
                 metrics.writer_job_panicked();
-                job.panicked();
+                job.fail(StoreError::Panicked);
                 return Some(at);
             }
         }
     }
     None
-}
-
-/// What a panic said, when it said it with a string.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }

@@ -149,7 +149,7 @@ mod tests {
 
     use super::*;
     use crate::model::*;
-    use crate::storage::redb::rows::{KeyedRecord, decode_keyed, encode_keyed};
+    use crate::storage::rows::{KeyedRecord, decode_keyed, encode_keyed};
 
     fn round_trip<T: Record + PartialEq + std::fmt::Debug>(value: T) {
         let bytes = encode(&value);
