@@ -3,7 +3,7 @@
 
 #![allow(unused_imports)]
 
-use super::session::{Txn, big, bytes_of, id, id_of, u64_of};
+use super::session::{Txn, big, bytes_of, id, id_of, lane, n, n_of, u64_of};
 use crate::model::*;
 use crate::storage::*;
 

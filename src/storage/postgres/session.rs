@@ -281,3 +281,23 @@ impl Txn<'_> {
         Ok(Page { items, done })
     }
 }
+
+/// A priority lane as the `queue.lane` column holds it (0 high, 1 normal, 2 low: the order
+/// dispatch takes them in).
+pub(super) fn lane(p: crate::model::Priority) -> i16 {
+    match p {
+        crate::model::Priority::High => 0,
+        crate::model::Priority::Normal => 1,
+        crate::model::Priority::Low => 2,
+    }
+}
+
+/// A delivery's number (`n`) as its `integer` column holds it, and back.
+pub(super) fn n(v: u16) -> i32 {
+    i32::from(v)
+}
+
+pub(super) fn n_of(row: &Row, column: usize) -> Result<u16, StoreError> {
+    let v: i32 = row.try_get(column).map_err(pg_error)?;
+    u16::try_from(v).map_err(|_| StoreError::corrupt(format!("a delivery number {v}")))
+}
