@@ -20,8 +20,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The redb database file: queue, configuration and history in one file.
+    /// The database: a file path (an embedded redb file: queue, configuration and history in
+    /// one file), or a `postgres://` URL (a PostgreSQL database several nodes may share).
     pub db: PathBuf,
+    /// What this node does: `all` (the API, the dashboard and delivery), `api` (the API and
+    /// the dashboard; delivery is left to other nodes) or `worker` (delivery and upkeep; its
+    /// HTTP listener answers only health and metrics). Roles other than `all` make sense on a
+    /// shared PostgreSQL database.
+    pub role: Role,
     /// Address the API and dashboard listen on.
     pub listen: SocketAddr,
     /// CIDRs that delivery may reach even though they are loopback, private, link-local, ...
@@ -169,6 +175,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             db: PathBuf::from("herald.redb"),
+            role: Role::All,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_destination: Vec::new(),
             allow_http_destinations: false,
@@ -250,6 +257,28 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What a node runs (`Config::role`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    #[default]
+    All,
+    Api,
+    Worker,
+}
+
+impl Role {
+    /// Whether this node serves the API and the dashboard.
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+
+    /// Whether this node delivers (scheduler, attempts, background tasks, upkeep).
+    pub fn delivers(self) -> bool {
+        self != Role::Api
+    }
+}
+
 /// Values given on the command line; `None` leaves the lower layers' value.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Overrides {
@@ -257,6 +286,8 @@ pub struct Overrides {
     pub db: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allow_destination: Vec<IpNet>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -425,9 +456,9 @@ impl Config {
     }
 }
 
-/// Refuses a database URL where a file path is wanted, naming it without its password. This
-/// build keeps its data in a redb file; a URL taken for a path would fail further on with
-/// errors that print it whole, password included.
+/// Refuses a database URL Herald does not speak, naming it without its password: `db` is a
+/// file path (redb) or a `postgres://` / `postgresql://` URL. Any other URL taken for a path
+/// would fail further on with errors that print it whole, password included.
 pub fn refuse_db_url(db: &Path) -> Result<(), ConfigError> {
     let text = db.to_string_lossy();
     let is_url = text.split_once("://").is_some_and(|(scheme, _)| {
@@ -436,13 +467,18 @@ pub fn refuse_db_url(db: &Path) -> Result<(), ConfigError> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     });
-    if !is_url {
+    if !is_url || crate::storage::postgres_url(db).is_some() {
         return Ok(());
     }
     Err(ConfigError::Invalid(format!(
-        "db: {} is a database URL; this Herald keeps its data in a file: give a path",
+        "db: {} is a database URL Herald does not speak: give a file path (redb) or a postgres:// URL",
         redact_url(&text)
     )))
+}
+
+/// The database as it may be shown in a log line or an error: a URL without its password.
+pub fn shown_db(db: &Path) -> String {
+    redact_url(&db.to_string_lossy())
 }
 
 /// A URL as it may be shown: the password of its user part, and its query (where a password
@@ -472,7 +508,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_database_url_is_refused_and_shown_without_its_password() {
+    fn a_database_url_herald_does_not_speak_is_refused_and_shown_without_its_password() {
         assert_eq!(
             redact_url(
                 "postgres://herald:s3cret@db.internal:5432/herald?sslmode=require&password=x"
@@ -480,13 +516,19 @@ mod tests {
             "postgres://herald:***@db.internal:5432/herald?***"
         );
         assert_eq!(redact_url("postgres://db/h"), "postgres://db/h");
-        let refused = refuse_db_url(Path::new("postgresql://u:pw@h/d")).unwrap_err();
+        let refused = refuse_db_url(Path::new("mysql://u:pw@h/d")).unwrap_err();
         assert!(
-            refused.to_string().contains("postgresql://u:***@h/d"),
+            refused.to_string().contains("mysql://u:***@h/d"),
             "{refused}"
         );
         assert!(!refused.to_string().contains("pw"), "{refused}");
-        for path in ["herald.redb", "/var/lib/herald/h.redb", "./a:b/c.redb"] {
+        for path in [
+            "herald.redb",
+            "/var/lib/herald/h.redb",
+            "./a:b/c.redb",
+            "postgres://u:pw@h/d",
+            "postgresql://h/d",
+        ] {
             assert!(refuse_db_url(Path::new(path)).is_ok(), "{path}");
         }
     }

@@ -50,6 +50,9 @@ struct Beat {
     at_ms: AtomicU64,
     /// Cleared by the `Alive` guard when the part's thread ends.
     alive: AtomicBool,
+    /// Set when this node does not run the part at all (`Config::role`): never dead, never
+    /// stuck.
+    absent: AtomicBool,
     #[cfg(feature = "fault-injection")]
     kill: AtomicBool,
 }
@@ -122,7 +125,15 @@ impl Heartbeats {
         self.state_within(part, STALE_AFTER)
     }
 
+    /// Marks `part` as not run by this node (an `api` node runs no scheduler).
+    pub fn absent(&self, part: Part) {
+        self.beat(part).absent.store(true, Relaxed);
+    }
+
     fn state_within(&self, part: Part, bound: Duration) -> State {
+        if self.beat(part).absent.load(Relaxed) {
+            return State::Ok;
+        }
         if !self.beat(part).alive.load(Relaxed) {
             return State::Dead;
         }

@@ -114,6 +114,11 @@ impl Herald {
         &self.service
     }
 
+    /// Checks a PostgreSQL database while nodes may serve on it (`Store::check_open`).
+    pub async fn check_database(&self) -> Result<String, StoreError> {
+        self.store.check_open().await
+    }
+
     /// Closes the database without serving (for commands that only read or write it).
     pub async fn close(self) {
         self.store.close().await;
@@ -151,29 +156,44 @@ impl Herald {
         #[cfg(all(feature = "fault-injection", unix))]
         install_fault_signals(&self.heartbeats);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let engine = run_delivery(
-            self.engine.clone(),
-            self.heartbeats.clone(),
-            stopped(stop_rx.clone()),
-        )?;
-        // Background tasks that were running when Herald stopped carry on from their cursors.
-        let service = self.service.clone();
-        tokio::spawn(async move {
-            if let Err(e) = service.resume_tasks().await {
-                tracing::error!(error = %e, "background tasks could not be resumed");
-            }
-        });
-        let upkeep = ops::spawn(
-            self.store.clone(),
-            self.config.clone(),
-            self.outbound.clone(),
-            self.metrics.clone(),
-            stop_rx,
-        );
+        let role = self.config.role;
+        let (engine, upkeep) = if role.delivers() {
+            let engine = run_delivery(
+                self.engine.clone(),
+                self.heartbeats.clone(),
+                stopped(stop_rx.clone()),
+            )?;
+            // Background tasks that were running when Herald stopped carry on from their
+            // cursors.
+            let service = self.service.clone();
+            tokio::spawn(async move {
+                if let Err(e) = service.resume_tasks().await {
+                    tracing::error!(error = %e, "background tasks could not be resumed");
+                }
+            });
+            let upkeep = ops::spawn(
+                self.store.clone(),
+                self.config.clone(),
+                self.outbound.clone(),
+                self.metrics.clone(),
+                stop_rx,
+            );
+            (Some(engine), upkeep)
+        } else {
+            // An `api` node: delivery is the workers'; its health does not wait for a
+            // scheduler it never runs.
+            self.heartbeats.absent(heartbeat::Part::Scheduler);
+            (None, Vec::new())
+        };
+        let routes = if role.serves_api() {
+            self.router()
+        } else {
+            api::worker_router(self.service.clone())
+        };
         // Trailing slashes are trimmed before routing: Svix accepts `/api/v1/app/` too.
         let app = tower::Layer::layer(
             &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
-            self.router(),
+            routes,
         );
         let server = axum::serve(
             listener,
@@ -192,7 +212,9 @@ impl Herald {
         };
         let _ = stop_tx.send(true);
         if result.is_ok() {
-            let _ = engine.await;
+            if let Some(engine) = engine {
+                let _ = engine.await;
+            }
             for task in upkeep {
                 let _ = task.await;
             }
@@ -201,7 +223,9 @@ impl Herald {
             // A dead or hung part may never answer: stop what can be stopped, bounded, so the
             // process exits and its supervisor starts a fresh one.
             let _ = tokio::time::timeout(EXIT_WAIT, async {
-                let _ = engine.await;
+                if let Some(engine) = engine {
+                    let _ = engine.await;
+                }
                 for task in upkeep {
                     let _ = task.await;
                 }

@@ -30,12 +30,15 @@ enum Command {
         /// A TOML configuration file (default: ./herald.toml when present).
         #[arg(long, env = "HERALD_CONFIG")]
         config: Option<PathBuf>,
-        /// The database file.
+        /// The database: a file path, or a postgres:// URL.
         #[arg(long)]
         db: Option<PathBuf>,
         /// Address to listen on.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// What this node does: all, api (API and dashboard) or worker (delivery).
+        #[arg(long, value_enum)]
+        role: Option<herald::config::Role>,
         /// A CIDR that deliveries may reach although it is not public (repeatable).
         #[arg(long = "allow-destination", value_name = "CIDR")]
         allow_destination: Vec<IpNet>,
@@ -178,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             db,
             listen,
+            role,
             allow_destination,
             allow_http_destinations,
             tls_cert,
@@ -186,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let overrides = Overrides {
                 db,
                 listen,
+                role,
                 allow_destination,
                 allow_http_destinations,
                 tls_cert,
@@ -203,8 +208,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             out_path,
         } => backup(db, url, token, out_path).await,
         Command::Check { path } => {
-            let report = herald::storage::Store::check(&path)
-                .with_context(|| format!("checking {}", path.display()))?;
+            let shown = herald::config::shown_db(&path);
+            let report = if herald::storage::postgres_url(&path).is_some() {
+                // Applies the schema if the database is empty, as any node would.
+                let herald = Herald::open(Config {
+                    db: path.clone(),
+                    ..Config::default()
+                })
+                .with_context(|| format!("opening {shown}"))?;
+                let report = herald.check_database().await;
+                herald.close().await;
+                report
+            } else {
+                herald::storage::Store::check(&path)
+            }
+            .with_context(|| format!("checking {shown}"))?;
             println!("{report}");
             Ok(())
         }
@@ -215,7 +233,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let db = config.db.clone();
     let config_tls = (config.tls_cert.clone(), config.tls_key.clone());
-    tracing::info!(?config, "starting");
+    // The database URL's password never reaches a log line.
+    let shown = Config {
+        db: herald::config::shown_db(&config.db).into(),
+        ..config.clone()
+    };
+    tracing::info!(config = ?shown, "starting");
     // Before the listener exists: SIGTERM or SIGINT from then on stops Herald gracefully.
     let shutdown = shutdown_signal();
     let herald = Herald::open(config)?;
@@ -230,7 +253,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     herald.service().listening_on(address);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%address, db = %db.display(), "Herald is listening: API at {scheme}://{address}/api/v1");
+    tracing::info!(%address, db = %herald::config::shown_db(&db), "Herald is listening: API at {scheme}://{address}/api/v1");
     log_dashboard(&herald, &format!("{scheme}://{address}")).await?;
     match tls {
         Some(tls) => {
@@ -344,10 +367,20 @@ async fn bootstrap_token(herald: &Herald, db: &std::path::Path) -> anyhow::Resul
         return Ok(());
     }
     let new = herald.service().create_token("bootstrap", None).await?;
-    let path = PathBuf::from(format!("{}.admin-token", db.display()));
+    let path = token_file(db);
     write_private(&path, format!("{}\n", new.text).as_bytes())?;
     tracing::info!(file = %path.display(), "first start: an admin API token was written to this file");
     Ok(())
+}
+
+/// Where the first start writes its admin token: beside a database file, or, for a database
+/// URL, `herald.admin-token` in the working directory (the node that first starts on an empty
+/// database writes it; the others find a token there and write none).
+fn token_file(db: &std::path::Path) -> PathBuf {
+    match herald::storage::postgres_url(db) {
+        Some(_) => PathBuf::from("herald.admin-token"),
+        None => PathBuf::from(format!("{}.admin-token", db.display())),
+    }
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -377,6 +410,12 @@ async fn backup(
         return backup_from_server(&url, &token, &out).await;
     }
     let db = db.unwrap_or_else(|| PathBuf::from("herald.redb"));
+    anyhow::ensure!(
+        herald::storage::postgres_url(&db).is_none(),
+        "{} is a PostgreSQL database: back it up with PostgreSQL's own tools (pg_dump, or base \
+         backups with WAL archiving)",
+        herald::config::shown_db(&db)
+    );
     anyhow::ensure!(db.exists(), "{} does not exist", db.display());
     let herald = Herald::open(Config {
         db: db.clone(),

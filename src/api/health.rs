@@ -71,7 +71,19 @@ async fn health(State(service): State<Service>) -> Result<Json<HealthOut>, ApiEr
             detail,
         ));
     }
-    service.health().await?;
+    match service.health().await {
+        Ok(()) => {}
+        // The database cannot be reached (PostgreSQL down or restarting, or the store
+        // closing): say so, so a load balancer takes this node out until it answers again.
+        Err(crate::service::ServiceError::Unavailable) => {
+            return Err(ApiError::status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unreachable",
+                "the database does not answer".to_string(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(Json(HealthOut {
         database: OK,
         queue: OK,

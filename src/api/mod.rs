@@ -79,6 +79,24 @@ pub fn router(service: Service) -> Router {
         .with_state(service)
 }
 
+/// What a `worker` node answers over HTTP: health and metrics, for its supervisor and its
+/// scraper; the API and the dashboard are the `api` nodes'.
+pub fn worker_router(service: Service) -> Router {
+    let api = OpenApiRouter::new()
+        .nest("/api/v1", health::routes())
+        .merge(metrics::routes());
+    let (router, _) = api.split_for_parts();
+    router
+        .fallback(|| async {
+            ApiError::status(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "This node is a worker: it answers only health and metrics",
+            )
+        })
+        .with_state(service)
+}
+
 /// Answers a path whose percent-escapes do not decode to UTF-8 with the Svix error shape,
 /// before the path extractors would answer it in plain text.
 async fn reject_undecodable_paths(req: Request, next: Next) -> Response {

@@ -24,16 +24,18 @@ fn hash(text: &str) -> [u8; 32] {
 }
 
 /// Valid tokens already looked up, by hash: every API request authenticates, and a read on a
-/// blocking thread per request costs more than the rest of a message's ingest. Only this
-/// process changes the token table (the CLI needs the server stopped), so clearing the cache
-/// after a revocation keeps it exact. Unknown tokens are never cached, and the cache is bounded
-/// (cleared when full), so guessing tokens cannot grow it.
+/// blocking thread per request costs more than the rest of a message's ingest. A revocation
+/// in this process clears the cache, so it takes effect here at once; one made elsewhere (the
+/// CLI, or another node on the same PostgreSQL database) takes effect within
+/// `TOKEN_CACHE_TTL`, after which a cached token is looked up again. Unknown tokens are never
+/// cached, and the cache is bounded (cleared when full), so guessing tokens cannot grow it.
 #[derive(Default)]
 pub(super) struct TokenCache(std::sync::Mutex<CachedTokens>);
 
 #[derive(Default)]
 pub(super) struct CachedTokens {
-    callers: std::collections::HashMap<[u8; 32], Caller>,
+    /// Each caller, with when it was looked up.
+    callers: std::collections::HashMap<[u8; 32], (Caller, std::time::Instant)>,
     /// Bumped by every clear, so a lookup that read the table before a revocation cannot put
     /// its stale answer back after it.
     generation: u64,
@@ -41,12 +43,18 @@ pub(super) struct CachedTokens {
 
 /// Most tokens the cache holds before it starts over.
 const TOKEN_CACHE_MAX: usize = 1_024;
+/// How long a looked-up token is trusted before it is looked up again: the bound on how late a
+/// revocation made by another process is seen.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl TokenCache {
     /// The cached caller, or the generation a lookup in the table must present to `put`.
     fn get(&self, hash: &[u8; 32]) -> Result<Caller, u64> {
         let cached = self.0.lock().expect("not poisoned");
-        cached.callers.get(hash).copied().ok_or(cached.generation)
+        match cached.callers.get(hash) {
+            Some((caller, at)) if at.elapsed() < TOKEN_CACHE_TTL => Ok(*caller),
+            _ => Err(cached.generation),
+        }
     }
 
     fn put(&self, hash: [u8; 32], caller: Caller, generation: u64) {
@@ -57,7 +65,9 @@ impl TokenCache {
         if cached.callers.len() >= TOKEN_CACHE_MAX {
             cached.callers.clear();
         }
-        cached.callers.insert(hash, caller);
+        cached
+            .callers
+            .insert(hash, (caller, std::time::Instant::now()));
     }
 
     fn clear(&self) {

@@ -212,9 +212,22 @@ impl Store {
     }
 
     /// Verifies a database file that no server has open. Answers a short report, or the
-    /// first problem found.
+    /// first problem found. (A PostgreSQL database is checked with `check_open`, on a store
+    /// opened on it, while nodes may serve.)
     pub fn check(path: &Path) -> Result<String, StoreError> {
         redb::Store::check(path)
+    }
+
+    /// Verifies the database this store has open: PostgreSQL only (a redb file is checked
+    /// closed, with `check`).
+    pub async fn check_open(&self) -> Result<String, StoreError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.check().await,
+            Backend::Redb(_) => Err(StoreError::backend(
+                "check",
+                "a database file is checked while no server has it open",
+            )),
+        }
     }
 }
 

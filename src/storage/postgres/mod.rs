@@ -18,6 +18,7 @@
 //! stored (that is `service/`), let a driver type escape `storage`, or put the database URL's
 //! password in a log line or an error.
 
+mod check;
 mod ops;
 mod reads;
 mod schema;
@@ -132,6 +133,31 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::backend("read task failed", e))?
+    }
+
+    /// Verifies the database while nodes may serve on it: every record decodes, every queue
+    /// entry points at its pending delivery. Answers a short report, or the first problem.
+    pub async fn check(&self) -> Result<String, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        let rt = self.rt.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = rt
+                .block_on(
+                    client
+                        .build_transaction()
+                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start(),
+                )
+                .map_err(pg_error)?;
+            let txn = Txn::reading(&tx, &rt);
+            let report = check::check(&txn, schema::newest());
+            drop(txn);
+            rt.block_on(tx.rollback()).map_err(pg_error)?;
+            report
+        })
+        .await
+        .map_err(|e| StoreError::backend("check task failed", e))?
     }
 
     /// Lets go of every connection. The writer has stopped by now (`jobs::stop`).

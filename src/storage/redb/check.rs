@@ -222,9 +222,10 @@ pub type StrayParked = (Vec<(EndpointId, Mend)>, Option<EndpointId>);
 /// Where a search of the queue lanes goes on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueCursor {
-    lane: usize,
-    /// The first key of `lane` not yet looked at.
-    from: (u64, u128, u16),
+    /// The lane (index into `Priority::ALL`) the search is in.
+    pub(crate) lane: usize,
+    /// The first key (due ms, message id, n) of `lane` not yet looked at.
+    pub(crate) from: (u64, u128, u16),
 }
 
 /// An endpoint's state as the strays depend on it, remembered per search.
