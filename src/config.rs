@@ -39,6 +39,12 @@ pub struct Config {
     /// PEM private key for built-in HTTPS.
     pub tls_key: Option<PathBuf>,
 
+    /// On a database several nodes share (PostgreSQL): how long a node's claim on a delivery
+    /// lasts, in milliseconds, before another node may take it over: the bound on how late a
+    /// dead node's deliveries are taken over. A claim never ends before its attempt's request
+    /// timeout plus 5 s, so it never expires under an attempt still running.
+    pub lease_ms: u64,
+
     /// Largest message payload accepted, in bytes. Svix allows about 1 MiB too.
     pub payload_max_bytes: usize,
     /// Largest request body of any other API call, in bytes.
@@ -176,6 +182,7 @@ impl Default for Config {
         Config {
             db: PathBuf::from("herald.redb"),
             role: Role::All,
+            lease_ms: 30_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_destination: Vec::new(),
             allow_http_destinations: false,

@@ -121,6 +121,10 @@ pub struct Engine {
     last_wide_scan: Mutex<(Option<Instant>, bool)>,
 }
 
+/// A claim on a delivery outlasts its attempt's request timeout by this much at least, so the
+/// attempt is recorded before another node may take the delivery over.
+const LEASE_MARGIN_MS: u64 = 5_000;
+
 /// A worker's share of its endpoint's concurrency cap. It is given back as soon as the receiver
 /// has answered (`release`), before the attempt is committed: the cap bounds the requests a
 /// receiver sees at once, and holding it through the commit (a batch's fsync) would leave the
@@ -191,12 +195,15 @@ struct Pace {
 }
 
 /// What one scan found.
+/// A queue entry a scan chose, and what loading it found.
+type Dispatched = (
+    Priority,
+    QueueEntry,
+    Result<worker::Loaded, crate::storage::StoreError>,
+);
+
 struct Scan {
-    loaded: Vec<(
-        Priority,
-        QueueEntry,
-        Result<worker::Loaded, crate::storage::StoreError>,
-    )>,
+    loaded: Vec<Dispatched>,
     /// Due deliveries of paused endpoints, with their pause's end.
     paused: Vec<(QueueEntry, u64)>,
     next: Option<u64>,
@@ -467,9 +474,17 @@ impl Engine {
                 (scan.deepest, Some(Instant::now()));
         }
         self.defer_paused(workers, scan.paused);
+        let loaded = if self.store.shared() {
+            match self.claim(now, scan.loaded).await {
+                Some(claimed) => claimed,
+                None => return Next::At(now + WIDE_SCAN_EVERY.as_millis() as u64),
+            }
+        } else {
+            scan.loaded
+        };
         let mut mend: Vec<(Priority, QueueEntry, Option<String>)> = Vec::new();
         let mut started = 0;
-        for (lane, entry, work) in scan.loaded {
+        for (lane, entry, work) in loaded {
             let (id, endpoint) = (entry.id, entry.endpoint);
             let work = match work {
                 Ok(worker::Loaded::Work(work)) => work,
@@ -548,6 +563,40 @@ impl Engine {
         } else {
             scan.next.map_or(Next::Idle, Next::At)
         }
+    }
+
+    /// On a database other nodes deliver from too: claims the deliveries a scan chose before
+    /// any is attempted, and keeps those claimed (another node may have taken some since the
+    /// scan). What is not an attempt (entries to mend) is kept as it is. `None` when the claim
+    /// failed: nothing is attempted, the next dispatch tries again.
+    async fn claim(&self, now: u64, loaded: Vec<Dispatched>) -> Option<Vec<Dispatched>> {
+        let default_timeout = self.config.request_timeout_ms;
+        let leases: Vec<(QueueEntry, u64)> = loaded
+            .iter()
+            .filter_map(|(_, entry, work)| match work {
+                Ok(worker::Loaded::Work(work)) => {
+                    let timeout = work.timeout_ms().unwrap_or(default_timeout);
+                    let lease = self.config.lease_ms.max(timeout + LEASE_MARGIN_MS);
+                    Some((*entry, now + lease))
+                }
+                _ => None,
+            })
+            .collect();
+        let claimed: HashSet<DeliveryId> = match self.store.claim(now, &leases).await {
+            Ok(ids) => ids.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "deliveries could not be claimed");
+                return None;
+            }
+        };
+        Some(
+            loaded
+                .into_iter()
+                .filter(|(_, entry, work)| {
+                    !matches!(work, Ok(worker::Loaded::Work(_))) || claimed.contains(&entry.id)
+                })
+                .collect(),
+        )
     }
 
     /// Adds the deliveries held back now to `skip`; answers `Err(until)` when so many are

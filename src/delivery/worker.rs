@@ -23,6 +23,11 @@ impl Work {
     pub(super) fn concurrency_cap(&self) -> Option<u32> {
         self.endpoint.as_ref()?.options.concurrency_max
     }
+
+    /// The attempt's request timeout, where the endpoint sets one.
+    pub(super) fn timeout_ms(&self) -> Option<u64> {
+        self.endpoint.as_ref()?.options.timeout_ms
+    }
 }
 
 /// What a queue entry loads to.

@@ -181,6 +181,26 @@ impl Store {
         }
     }
 
+    /// Whether other processes may deliver from this database at the same time (PostgreSQL):
+    /// dispatch then claims what it attempts (`claim`).
+    pub fn shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Claims queued deliveries for this process until the time given with each, so no other node
+    /// attempts them meanwhile (`postgres/leases.rs`); answers those claimed. A redb file has
+    /// one process: every entry is its own.
+    pub async fn claim(
+        &self,
+        now_ms: u64,
+        leases: &[(QueueEntry, u64)],
+    ) -> Result<Vec<crate::model::DeliveryId>, StoreError> {
+        match &self.backend {
+            Backend::Postgres(s) => s.claim(now_ms, leases).await,
+            Backend::Redb(_) => Ok(leases.iter().map(|(e, _)| e.id).collect()),
+        }
+    }
+
     /// Jobs sent to the writer and not yet taken into a batch.
     pub fn jobs_waiting(&self) -> usize {
         jobs::waiting(&self.jobs)

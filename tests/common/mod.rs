@@ -35,11 +35,12 @@ pub struct TestServer {
 /// The configuration every test starts from: a fresh database, loopback and http allowed,
 /// and a retry schedule of milliseconds so retries are observable without long waits.
 ///
-/// With `HERALD_TEST_BACKEND=postgres` the database is a fresh PostgreSQL database instead
-/// (`pg.rs`).
+/// With `HERALD_TEST_BACKEND=postgres` the database is a PostgreSQL database instead, fresh
+/// for each directory (`pg.rs`): a test that builds the configuration of `dir` again opens the
+/// same database again, as it would the same file.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let db = if pg::selected() {
-        std::path::PathBuf::from(pg::fresh_database())
+        std::path::PathBuf::from(pg::database_for(dir))
     } else {
         dir.join("herald.redb")
     };

@@ -67,6 +67,19 @@ pub fn fresh_database() -> String {
     format!("{}/{name}", server_url())
 }
 
+/// The database of a test directory: fresh the first time `dir` asks, the same one after.
+pub fn database_for(dir: &std::path::Path) -> String {
+    static BY_DIR: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut known = BY_DIR.lock().unwrap();
+    if let Some((_, url)) = known.iter().find(|(d, _)| d == dir) {
+        return url.clone();
+    }
+    let url = fresh_database();
+    known.push((dir.to_path_buf(), url.clone()));
+    url
+}
+
 /// Drops the test databases of processes that are gone.
 fn sweep_stale() {
     let url = format!("{}/postgres", server_url());

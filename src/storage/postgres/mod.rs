@@ -19,6 +19,7 @@
 //! password in a log line or an error.
 
 mod check;
+mod leases;
 mod ops;
 mod reads;
 mod schema;
@@ -47,6 +48,8 @@ const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct Store {
     pool: Pool,
     rt: Handle,
+    /// This node's name in its claims on deliveries (`leases.rs`), unique per process start.
+    node: Arc<str>,
 }
 
 impl Store {
@@ -101,7 +104,8 @@ impl Store {
             settings.metrics.clone(),
         )
         .map_err(|e| StoreError::backend("writer thread did not start", e))?;
-        let store = Store { pool, rt };
+        let node = format!("{}-{}", std::process::id(), ulid::Ulid::new()).into();
+        let store = Store { pool, rt, node };
         Ok(store)
     }
 
@@ -114,6 +118,7 @@ impl Store {
     {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let rt = self.rt.clone();
+        let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
             let tx = rt
                 .block_on(
@@ -124,7 +129,7 @@ impl Store {
                         .start(),
                 )
                 .map_err(pg_error)?;
-            let session = Txn::reading(&tx, &rt);
+            let session = Txn::reading(&tx, &rt, &node);
             let answer = f(&session);
             drop(session);
             // Nothing was written; ending it is only to hand the connection back clean.
@@ -140,6 +145,7 @@ impl Store {
     pub async fn check(&self) -> Result<String, StoreError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let rt = self.rt.clone();
+        let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
             let tx = rt
                 .block_on(
@@ -150,7 +156,7 @@ impl Store {
                         .start(),
                 )
                 .map_err(pg_error)?;
-            let txn = Txn::reading(&tx, &rt);
+            let txn = Txn::reading(&tx, &rt, &node);
             let report = check::check(&txn, schema::newest());
             drop(txn);
             rt.block_on(tx.rollback()).map_err(pg_error)?;
@@ -178,11 +184,6 @@ async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Clie
         }
     });
     Ok(client)
-}
-
-/// A method of the interface the PostgreSQL backend does not have yet.
-pub(super) fn not_yet(what: &'static str) -> StoreError {
-    StoreError::backend(what, "not yet on the PostgreSQL backend")
 }
 
 /// A driver error as storage tells it: a lost or refused connection is `Unreachable` (the same

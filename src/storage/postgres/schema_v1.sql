@@ -17,6 +17,9 @@ CREATE TABLE event_types (
     name text PRIMARY KEY,
     rec bytea NOT NULL
 );
+-- Names in byte order, as redb orders them (the list pages by name, whatever the database's
+-- collation).
+CREATE INDEX event_types_by_bytes ON event_types (name COLLATE "C");
 
 CREATE TABLE endpoints (
     id bytea PRIMARY KEY,

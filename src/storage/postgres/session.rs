@@ -18,6 +18,9 @@ pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 /// One transaction: a read snapshot, or the writer's batch transaction lent to one job.
 pub struct Txn<'a> {
+    /// This node's name in the claims it holds (`leases.rs`): a read's scan of the queue takes
+    /// the entries this node holds, and those no node holds.
+    pub(super) node: &'a str,
     tx: TxRef<'a>,
     rt: Blocker<'a>,
     /// The writer's id generator (monotonic, so ids made in the writer follow commit order);
@@ -29,6 +32,12 @@ pub struct Txn<'a> {
     /// transaction, and answers its COMMIT by rolling back, so the writer must not go on with
     /// the batch as if only the job had failed.
     broken: std::cell::Cell<bool>,
+    /// The batch's counter increments (writer only), written once per counter by
+    /// `flush_counters` before the commit (`ops.rs`).
+    pub(super) counters: super::ops::Deltas,
+    /// Endpoints and triggers of the applications this batch routed messages for (writer
+    /// only); forgotten whenever a job writes an endpoint or a trigger (`ops.rs`).
+    pub(super) routing: super::ops::RoutingCache,
 }
 
 /// How a `Txn` waits for its statements on a blocking thread.
@@ -85,13 +94,20 @@ impl TxRef<'_> {
 }
 
 impl<'a> Txn<'a> {
-    pub(super) fn reading(tx: &'a deadpool_postgres::Transaction<'a>, rt: &'a Handle) -> Self {
+    pub(super) fn reading(
+        tx: &'a deadpool_postgres::Transaction<'a>,
+        rt: &'a Handle,
+        node: &'a str,
+    ) -> Self {
         Txn {
+            node,
             tx: TxRef::Pooled(tx),
             rt: Blocker::Handle(rt),
             ids: None,
             dirty: false,
             broken: Default::default(),
+            counters: Default::default(),
+            routing: Default::default(),
         }
     }
 
@@ -102,11 +118,14 @@ impl<'a> Txn<'a> {
         ids: &'a mut ulid::Generator,
     ) -> Self {
         Txn {
+            node: "",
             tx: TxRef::Own(tx, statements),
             rt: Blocker::Runtime(rt),
             ids: Some(ids),
             dirty: false,
             broken: Default::default(),
+            counters: Default::default(),
+            routing: Default::default(),
         }
     }
 
