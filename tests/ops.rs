@@ -122,6 +122,11 @@ async fn an_endpoint_failing_for_longer_than_the_limit_is_disabled_with_its_reas
 
 #[tokio::test]
 async fn a_backup_over_the_api_is_a_consistent_database_that_serves_what_was_pending() {
+    if common::pg::selected() {
+        // A PostgreSQL database is backed up with PostgreSQL's tools; the API refuses.
+        eprintln!("skipped on PostgreSQL: the backup API copies a redb file");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let placeholder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = placeholder.local_addr().unwrap();

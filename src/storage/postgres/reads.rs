@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::pg_error;
-use super::session::{Params, Txn, big, bytes_of, id, id_of, lane, n, n_of, u64_of};
+use super::session::{Params, Txn, big, bytes_of, id, id_of, lane, n, n_of, storable, u64_of};
 use crate::model::*;
 use crate::storage::codec::{Record, decode};
 use crate::storage::rows::{KeyedRecord, decode_attempt_head, decode_keyed, decode_message_head};
@@ -231,6 +231,9 @@ impl Read for Txn<'_> {
     }
 
     fn app_id_by_uid(&self, uid: &str) -> Result<Option<AppId>, StoreError> {
+        if !storable(uid) {
+            return Ok(None);
+        }
         let row = self.row("SELECT id FROM apps WHERE uid = $1", &[&uid])?;
         row.map(|r| id_of(&r, 0).map(AppId)).transpose()
     }
@@ -242,6 +245,9 @@ impl Read for Txn<'_> {
     }
 
     fn event_type(&self, name: &str) -> Result<Option<EventType>, StoreError> {
+        if !storable(name) {
+            return Ok(None);
+        }
         let row = self.row("SELECT rec FROM event_types WHERE name = $1", &[&name])?;
         record(row.as_ref())
     }
@@ -256,7 +262,11 @@ impl Read for Txn<'_> {
         let mut items = Vec::new();
         // `before` wins over `after`, as on redb; `bound` moves on with each chunk.
         let downward = before.is_some();
-        let mut bound: Option<String> = before.or(after).map(str::to_string);
+        // A cursor past a NUL is cut there: no stored name holds one, and every name after
+        // "x\0..." in byte order is after "x" too (one before it is at most "x" itself).
+        let mut bound: Option<String> = before
+            .or(after)
+            .map(|b| b.split('\0').next().unwrap_or_default().to_string());
         'walk: loop {
             let chunk = (limit.saturating_add(1) - items.len()).clamp(1, CHUNK);
             let n = limit_of(chunk);
@@ -296,6 +306,9 @@ impl Read for Txn<'_> {
     }
 
     fn endpoint_id_by_uid(&self, app: AppId, uid: &str) -> Result<Option<EndpointId>, StoreError> {
+        if !storable(uid) {
+            return Ok(None);
+        }
         let row = self.row(
             "SELECT id FROM endpoints WHERE app_id = $1 AND uid = $2",
             &[&id(app.0), &uid],
@@ -352,6 +365,9 @@ impl Read for Txn<'_> {
         app: AppId,
         event_id: &str,
     ) -> Result<Option<MessageId>, StoreError> {
+        if !storable(event_id) {
+            return Ok(None);
+        }
         let row = self.row(
             "SELECT id FROM messages WHERE app_id = $1 AND event_id = $2",
             &[&id(app.0), &event_id],
@@ -573,6 +589,9 @@ impl Read for Txn<'_> {
     }
 
     fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        if !storable(username) {
+            return Ok(None);
+        }
         let row = self.row("SELECT rec FROM users WHERE username = $1", &[&username])?;
         record(row.as_ref())
     }
@@ -705,6 +724,9 @@ impl Read for Txn<'_> {
     }
 
     fn cursor(&self, name: &str) -> Result<Option<u128>, StoreError> {
+        if !storable(name) {
+            return Ok(None);
+        }
         let row = self.row("SELECT position FROM cursors WHERE name = $1", &[&name])?;
         row.map(|r| id_of(&r, 0)).transpose()
     }

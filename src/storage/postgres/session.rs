@@ -206,6 +206,14 @@ impl Txn<'_> {
     }
 }
 
+/// Whether a text key can be in a PostgreSQL `text` column, which holds no NUL. One with a NUL
+/// was never stored (service validation refuses it in every name, uid and event id, and unique
+/// keys are stored escaped), so a lookup of it finds nothing without asking: PostgreSQL would
+/// refuse the statement, and that must be a 404, never a 500.
+pub(super) fn storable(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// An id as its column holds it.
 pub(super) fn id(v: u128) -> Vec<u8> {
     v.to_be_bytes().to_vec()
