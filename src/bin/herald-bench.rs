@@ -163,6 +163,15 @@ struct Args {
     /// Keep the temporary databases and logs.
     #[arg(long)]
     keep: bool,
+    /// A PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432): each burst or rate run's
+    /// Herald gets a fresh database on it, made and dropped by this tool. Default: a redb file
+    /// in the run's directory.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// burst and rate with --postgres: Herald nodes started on the run's database; the load's
+    /// connections are spread over them, round robin.
+    #[arg(long, default_value_t = 1, requires = "postgres")]
+    nodes: usize,
     /// Before each run: flush the page cache's dirty pages (`sync`) and wait this long, so a
     /// run does not measure the write-back and discards of the run before it (the second of two
     /// identical back-to-back bursts measured 5-12 % slower without it).
@@ -308,6 +317,10 @@ async fn settle(ms: u64) {
 struct Target {
     api: Api,
     herald: Option<HeraldProcess>,
+    /// Nodes after the first (`--nodes`), stopped with it.
+    others: Vec<HeraldProcess>,
+    /// The run's PostgreSQL database (`--postgres`), dropped after the nodes stop.
+    _pg: Option<BenchDb>,
     _dir: Option<WorkDir>,
 }
 
@@ -316,14 +329,37 @@ async fn target(args: &Args, label: &str, deadline: Instant) -> anyhow::Result<T
         (Some(url), Some(token)) => Ok(Target {
             api: Api::new(url, token, args)?,
             herald: None,
+            others: Vec::new(),
+            _pg: None,
             _dir: None,
         }),
         _ => {
             let dir = WorkDir::create(args, label)?;
-            let herald = HeraldProcess::start(args, &dir.path, &[], deadline).await?;
+            let pg = match &args.postgres {
+                Some(server) => Some(BenchDb::create(server, label).await?),
+                None => None,
+            };
+            let db = match &pg {
+                Some(pg) => PathBuf::from(&pg.url),
+                None => dir.path.join("herald.redb"),
+            };
+            let herald = HeraldProcess::start_on(args, &dir.path, &db, 0, &[], deadline).await?;
+            let mut others = Vec::new();
+            for node in 1..args.nodes.max(1) {
+                let mut other =
+                    HeraldProcess::start_on(args, &dir.path, &db, node, &[], deadline).await?;
+                other.token = herald.token.clone();
+                others.push(other);
+            }
+            let mut api = Api::new(&herald.base, &herald.token, args)?;
+            for other in &others {
+                api.spread_to(&other.base)?;
+            }
             Ok(Target {
-                api: Api::new(&herald.base, &herald.token, args)?,
+                api,
                 herald: Some(herald),
+                others,
+                _pg: pg,
                 _dir: Some(dir),
             })
         }
@@ -355,11 +391,18 @@ async fn burst(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<Vec
     let mut m = Vec::new();
     push_burst_metrics(&mut m, "", &posted, &matched, &cpu);
     // The file is measured after a graceful stop, so every attempt is committed in it.
+    for other in target.others {
+        other.stop().await?;
+    }
     let db_bytes = match target.herald {
-        Some(herald) => {
+        Some(herald) if args.postgres.is_none() => {
             let db = herald.db.clone();
             herald.stop().await?;
             std::fs::metadata(&db).ok().map(|md| md.len())
+        }
+        Some(herald) => {
+            herald.stop().await?;
+            None
         }
         None => None,
     };
@@ -560,6 +603,9 @@ async fn rate(args: &Args, run: usize, deadline: Instant) -> anyhow::Result<Vec<
         "duplicate deliveries",
         matched.duplicates,
     ));
+    for other in target.others {
+        other.stop().await?;
+    }
     if let Some(herald) = target.herald {
         herald.stop().await?;
     }
@@ -679,6 +725,9 @@ async fn noisy_run(
     } else {
         (0, 0, 0)
     };
+    for other in target.others {
+        other.stop().await?;
+    }
     if let Some(herald) = target.herald {
         herald.stop().await?;
     }
@@ -1294,6 +1343,10 @@ struct Api {
     /// For a plain `http://` server: its address, `host:port` for the Host header, and the
     /// path of `base`, so the load tasks can use bare connections (`RawConn`).
     raw: Option<(SocketAddr, String, String)>,
+    /// Further nodes of the same service (`--nodes`): bare connections go to each in turn.
+    spread: Vec<SocketAddr>,
+    /// Bare connections made so far, to pick the next one's node.
+    made: Arc<std::sync::atomic::AtomicUsize>,
     authorization: reqwest::header::HeaderValue,
     /// Whether creates carry an `idempotency-key` (`--idempotency-keys`).
     idempotency_keys: bool,
@@ -1400,6 +1453,8 @@ impl Api {
             http,
             base,
             raw,
+            spread: Vec::new(),
+            made: Default::default(),
             authorization: auth,
             idempotency_keys: args.idempotency_keys,
         })
@@ -1413,10 +1468,28 @@ impl Api {
         })
     }
 
+    /// Adds another node of the same service, `http://host:port`, for bare connections.
+    fn spread_to(&mut self, server: &str) -> anyhow::Result<()> {
+        let parsed = url::Url::parse(server).context("the server URL does not parse")?;
+        let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+            bail!("{server} has no host and port");
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?
+            .next()
+            .context("the node's host does not resolve")?;
+        self.spread.push(addr);
+        Ok(())
+    }
+
     /// A bare connection for a closed-loop task, or `None` to use the pooled client.
     async fn connect(&self) -> Result<Option<RawConn>, String> {
-        let Some((addr, _, _)) = &self.raw else {
+        let Some((first, _, _)) = &self.raw else {
             return Ok(None);
+        };
+        let made = self.made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let addr = match made % (self.spread.len() + 1) {
+            0 => first,
+            i => &self.spread[i - 1],
         };
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
@@ -1753,6 +1826,60 @@ async fn hook(
 
 // ---- the Herald process -------------------------------------------------------------------------
 
+/// A run's fresh PostgreSQL database (`--postgres`), dropped when the run ends.
+struct BenchDb {
+    server: String,
+    name: String,
+    /// The database's URL, for `--db`.
+    url: String,
+}
+
+impl BenchDb {
+    async fn create(server: &str, label: &str) -> anyhow::Result<BenchDb> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let name = format!("herald_bench_{}_{stamp}_{}", std::process::id(), label)
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
+        let server = server.trim_end_matches('/').to_string();
+        admin(&server, &format!("CREATE DATABASE {name}")).await?;
+        Ok(BenchDb {
+            url: format!("{server}/{name}"),
+            server,
+            name,
+        })
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        let (server, sql) = (
+            self.server.clone(),
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+        // Dropped from async code: on a thread and a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(admin(&server, &sql)))
+        })
+        .join();
+    }
+}
+
+/// Runs `sql` on the server's `postgres` database.
+async fn admin(server: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls)
+            .await
+            .context("connecting to --postgres")?;
+    tokio::spawn(connection);
+    client.batch_execute(sql).await.context("on --postgres")?;
+    Ok(())
+}
+
 /// A temporary directory for one run's database and logs, removed afterwards unless `--keep`.
 struct WorkDir {
     path: PathBuf,
@@ -1815,6 +1942,19 @@ impl HeraldProcess {
         env: &[(String, String)],
         deadline: Instant,
     ) -> anyhow::Result<HeraldProcess> {
+        HeraldProcess::start_on(args, dir, &dir.join("herald.redb"), 0, env, deadline).await
+    }
+
+    /// `start` on database `db` (a file, or a PostgreSQL URL several nodes share), as node
+    /// `node` of the run (its own log; the first node's token file).
+    async fn start_on(
+        args: &Args,
+        dir: &Path,
+        db: &Path,
+        node: usize,
+        env: &[(String, String)],
+        deadline: Instant,
+    ) -> anyhow::Result<HeraldProcess> {
         let bin = std::fs::canonicalize(&args.herald_bin).with_context(|| {
             format!(
                 "the Herald binary {} (build it: cargo build --release --bin herald)",
@@ -1825,8 +1965,12 @@ impl HeraldProcess {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
         };
-        let db = dir.join("herald.redb");
-        let log = dir.join("herald.log");
+        let db = db.to_path_buf();
+        let log = if node == 0 {
+            dir.join("herald.log")
+        } else {
+            dir.join(format!("herald-{node}.log"))
+        };
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1877,7 +2021,12 @@ impl HeraldProcess {
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()?;
-        let token_file = PathBuf::from(format!("{}.admin-token", self.db.display()));
+        // Beside a database file; for a database URL, in the working directory (the run's).
+        let token_file = if self.db.to_string_lossy().starts_with("postgres") {
+            self.log.with_file_name("herald.admin-token")
+        } else {
+            PathBuf::from(format!("{}.admin-token", self.db.display()))
+        };
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("Herald exited with {status}; its log:\n{}", self.log_tail());
@@ -1896,11 +2045,15 @@ impl HeraldProcess {
             }
             tokio::time::sleep(POLL).await;
         }
-        // The token file is written on the first start, before Herald listens.
-        self.token = std::fs::read_to_string(&token_file)
-            .with_context(|| format!("reading {}", token_file.display()))?
-            .trim()
-            .to_string();
+        // The token file is written on the first start, before Herald listens (a node started
+        // on a database that has tokens writes none: the caller gives it the first's).
+        self.token = match std::fs::read_to_string(&token_file) {
+            Ok(text) => text.trim().to_string(),
+            Err(_) if self.log.file_name() != Some(std::ffi::OsStr::new("herald.log")) => {
+                String::new()
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", token_file.display())),
+        };
         Ok(())
     }
 
