@@ -298,3 +298,113 @@ fn check(url: &str) -> String {
     );
     text.trim().to_string()
 }
+
+/// The cluster serving 127.0.0.1:5432, as `pg_ctlcluster` names it (version, name).
+fn local_cluster() -> Option<(String, String)> {
+    let out = std::process::Command::new("pg_lsclusters")
+        .arg("-h")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 3 && f[2] == "5432").then(|| (f[0].to_string(), f[1].to_string()))
+    })
+}
+
+fn pg_ctl(action: &str, cluster: &(String, String)) {
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args([&cluster.0, &cluster.1, action])
+        .args(if action == "stop" {
+            &["-m", "fast"][..]
+        } else {
+            &[][..]
+        })
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_ctlcluster {action} failed");
+}
+
+/// Stops and starts the machine's PostgreSQL under load: ignored by a plain `cargo test` (it
+/// takes the server away from everything else using it); `.ci/run` runs it alone, last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn the_database_restarting_under_load_loses_nothing() {
+    let Some(cluster) = local_cluster() else {
+        panic!("no PostgreSQL cluster on port 5432 that pg_ctlcluster can restart");
+    };
+    let url = pg::fresh_database();
+    let db = Path::new(&url);
+    let token = create_token(db, None);
+    let mut node = HeraldProcess::start_with_token(db, Some(&token), &[]).await;
+    let receiver = common::Receiver::start().await;
+    let app = tenant(&node, &receiver).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One create after another, all through the outage: what is acknowledged must arrive.
+    let load = {
+        let (client, path, token, stop) = (
+            node.client.clone(),
+            format!("{}/app/{app}/msg", node.base),
+            node.token.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let (mut acknowledged, mut unavailable, mut other) = (Vec::new(), 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = client
+                    .post(&path)
+                    .bearer_auth(&token)
+                    .timeout(Duration::from_secs(10))
+                    .json(&json!({"eventType": "order.paid", "payload": {}}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 202 => {
+                        let msg: serde_json::Value = r.json().await.unwrap();
+                        acknowledged.push(msg["id"].as_str().unwrap().to_string());
+                    }
+                    Ok(r) if r.status() == 503 => unavailable += 1,
+                    Ok(r) => {
+                        other += 1;
+                        eprintln!("create answered {}", r.status());
+                    }
+                    Err(_) => other += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (acknowledged, unavailable, other)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg_ctl("stop", &cluster);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (health, body) = node.get("/health").await;
+    assert_eq!(health, 503, "health while the database is down: {body}");
+    assert_eq!(body["code"], "database_unreachable", "{body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg_ctl("start", &cluster);
+    // Back without a restart of Herald.
+    common::eventually(Duration::from_secs(30), || async {
+        node.get("/health").await.0 == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, unavailable, other) = load.await.unwrap();
+    eprintln!(
+        "{} acknowledged, {unavailable} answered 503 during the outage, {other} other",
+        acknowledged.len()
+    );
+    assert!(node.alive(), "Herald exited");
+    assert!(
+        unavailable > 0,
+        "nothing answered 503 while the database was down"
+    );
+    assert_eq!(other, 0, "answers other than 202 and 503");
+    common::eventually(Duration::from_secs(30), || async {
+        let seen = arrivals(&receiver);
+        acknowledged.iter().all(|id| seen.contains_key(id))
+    })
+    .await;
+    let report = check(&url);
+    assert!(report.ends_with("ok"), "{report}");
+}

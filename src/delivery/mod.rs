@@ -444,6 +444,8 @@ impl Engine {
                 // What each attempt needs, read in this same transaction. A delivery that does
                 // not load must not stop the others: it is mended below.
                 let mut batch = r.dispatch_loads()?;
+                let ids: Vec<DeliveryId> = chosen.iter().map(|(_, e)| e.id).collect();
+                batch.prefetch(&ids)?;
                 let loaded: Vec<_> = chosen
                     .into_iter()
                     .map(|(lane, entry)| (lane, entry, worker::load(r, &mut *batch, lane, entry)))

@@ -530,6 +530,13 @@ pub trait Write: Read {
 
 /// What dispatch loads for each attempt it starts, read in the scan's own snapshot.
 pub trait DispatchLoads {
+    /// Reads ahead what `delivery` and `message` will be asked for these deliveries, where a
+    /// backend gains by reading them at once (PostgreSQL: one statement instead of two per
+    /// delivery). Nothing to do for an embedded file.
+    fn prefetch(&mut self, _ids: &[DeliveryId]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn delivery(&self, id: DeliveryId) -> Result<Option<Delivery>, StoreError>;
 
     fn message(&self, app: AppId, id: MessageId) -> Result<Option<Message>, StoreError>;

@@ -63,7 +63,7 @@ fn lane_of(p: Priority) -> i16 {
 /// payload and may hold a NUL, which PostgreSQL's `text` refuses: `\` is doubled and NUL
 /// written `\0`, so distinct keys stay distinct (the column is only ever compared, and only
 /// here).
-fn key_text(key: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn key_text(key: &str) -> std::borrow::Cow<'_, str> {
     if !key.contains(['\0', '\\']) {
         return std::borrow::Cow::Borrowed(key);
     }
@@ -689,6 +689,7 @@ impl Write for Txn<'_> {
     }
 
     fn insert_app(&mut self, app: &App) -> Result<(), StoreError> {
+        self.forget_known();
         // Checked first, as on redb, so a clash with a committed row is a clean refusal; the
         // UNIQUE constraint settles a clash with another node's concurrent insert.
         if let Some(uid) = &app.uid
@@ -705,6 +706,7 @@ impl Write for Txn<'_> {
     }
 
     fn update_app(&mut self, old: &App, new: &App) -> Result<(), StoreError> {
+        self.forget_known();
         // Read locked, so another node's update cannot land between this check and the write.
         let stored = self.row(
             "SELECT rec FROM apps WHERE id = $1 FOR UPDATE",
@@ -736,6 +738,7 @@ impl Write for Txn<'_> {
     }
 
     fn delete_app(&mut self, app: &App) -> Result<(), StoreError> {
+        self.forget_known();
         self.routing.clear();
         let app_id = id(app.id.0);
         // The triggers that call the application's endpoints, the endpoints, the tasks, and
@@ -752,6 +755,7 @@ impl Write for Txn<'_> {
     }
 
     fn put_event_type(&mut self, et: &EventType) -> Result<(), StoreError> {
+        self.forget_known();
         self.exec(
             "INSERT INTO event_types (name, rec) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET rec = excluded.rec",
@@ -761,6 +765,7 @@ impl Write for Txn<'_> {
     }
 
     fn remove_event_type(&mut self, name: &str) -> Result<(), StoreError> {
+        self.forget_known();
         self.exec("DELETE FROM event_types WHERE name = $1", &[&name])?;
         Ok(())
     }

@@ -226,8 +226,13 @@ impl Txn<'_> {
 
 impl Read for Txn<'_> {
     fn app(&self, id: AppId) -> Result<Option<App>, StoreError> {
+        if let Some(known) = self.known.borrow().apps.get(&id.0) {
+            return Ok(known.clone());
+        }
         let row = self.row("SELECT rec FROM apps WHERE id = $1", &[&self::id(id.0)])?;
-        record(row.as_ref())
+        let app: Option<App> = record(row.as_ref())?;
+        self.known.borrow_mut().apps.insert(id.0, app.clone());
+        Ok(app)
     }
 
     fn app_id_by_uid(&self, uid: &str) -> Result<Option<AppId>, StoreError> {
@@ -248,8 +253,16 @@ impl Read for Txn<'_> {
         if !storable(name) {
             return Ok(None);
         }
+        if let Some(known) = self.known.borrow().event_types.get(name) {
+            return Ok(known.clone());
+        }
         let row = self.row("SELECT rec FROM event_types WHERE name = $1", &[&name])?;
-        record(row.as_ref())
+        let et: Option<EventType> = record(row.as_ref())?;
+        self.known
+            .borrow_mut()
+            .event_types
+            .insert(name.to_string(), et.clone());
+        Ok(et)
     }
 
     fn event_types(

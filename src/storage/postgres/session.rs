@@ -38,6 +38,23 @@ pub struct Txn<'a> {
     /// Endpoints and triggers of the applications this batch routed messages for (writer
     /// only); forgotten whenever a job writes an endpoint or a trigger (`ops.rs`).
     pub(super) routing: super::ops::RoutingCache,
+    /// Applications and event types read in this transaction (every message of a batch reads
+    /// both, mostly the same few): forgotten by every write to either (`forget_known`).
+    pub(super) known: std::cell::RefCell<Known>,
+}
+
+/// See `Txn::known`.
+#[derive(Default)]
+pub(super) struct Known {
+    pub(super) apps: std::collections::HashMap<u128, Option<crate::model::App>>,
+    pub(super) event_types: std::collections::HashMap<String, Option<crate::model::EventType>>,
+}
+
+impl Txn<'_> {
+    /// Forgets the applications and event types read so far (their tables are written).
+    pub(super) fn forget_known(&mut self) {
+        *self.known.get_mut() = Known::default();
+    }
 }
 
 /// How a `Txn` waits for its statements on a blocking thread.
@@ -108,6 +125,7 @@ impl<'a> Txn<'a> {
             broken: Default::default(),
             counters: Default::default(),
             routing: Default::default(),
+            known: Default::default(),
         }
     }
 
@@ -126,6 +144,7 @@ impl<'a> Txn<'a> {
             broken: Default::default(),
             counters: Default::default(),
             routing: Default::default(),
+            known: Default::default(),
         }
     }
 

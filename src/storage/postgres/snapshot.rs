@@ -497,6 +497,8 @@ impl Snapshot for Txn<'_> {
         Ok(Box::new(Loads {
             session: self,
             endpoints: Default::default(),
+            ahead: Default::default(),
+            ahead_messages: Default::default(),
         }))
     }
 }
@@ -889,10 +891,43 @@ impl Txn<'_> {
 pub(super) struct Loads<'s> {
     session: &'s Txn<'s>,
     endpoints: HashMap<EndpointId, Option<Arc<Endpoint>>>,
+    /// What `prefetch` read: each delivery's record, and each message's (app id, record).
+    ahead: HashMap<DeliveryId, Vec<u8>>,
+    ahead_messages: HashMap<MessageId, (u128, Vec<u8>)>,
 }
 
+/// The deliveries of a dispatch with their messages, in one statement.
+const PREFETCH: &str = "SELECT d.msg_id, d.n, d.rec, m.app_id, m.rec \
+     FROM unnest($1::bytea[], $2::integer[]) AS w(msg_id, n) \
+     JOIN deliveries d ON d.msg_id = w.msg_id AND d.n = w.n \
+     LEFT JOIN messages m ON m.id = d.msg_id";
+
 impl DispatchLoads for Loads<'_> {
+    fn prefetch(&mut self, ids: &[DeliveryId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<Vec<u8>> = ids.iter().map(|d| id(d.msg.0)).collect();
+        let ns: Vec<i32> = ids.iter().map(|d| n(d.n)).collect();
+        for row in self.session.rows(PREFETCH, &[&msgs, &ns])? {
+            let key = DeliveryId {
+                msg: MessageId(id_of(&row, 0)?),
+                n: n_of(&row, 1)?,
+            };
+            let app: Option<&[u8]> = row.try_get(3).map_err(pg_error)?;
+            if app.is_some() {
+                self.ahead_messages
+                    .insert(key.msg, (id_of(&row, 3)?, bytes_of(&row, 4)?.to_vec()));
+            }
+            self.ahead.insert(key, bytes_of(&row, 2)?.to_vec());
+        }
+        Ok(())
+    }
+
     fn delivery(&self, key: DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        if let Some(rec) = self.ahead.get(&key) {
+            return Ok(Some(decode_keyed((key.msg.0, key.n), rec)?));
+        }
         let row = self.session.row(
             "SELECT rec FROM deliveries WHERE msg_id = $1 AND n = $2",
             &[&id(key.msg.0), &n(key.n)],
@@ -902,6 +937,11 @@ impl DispatchLoads for Loads<'_> {
     }
 
     fn message(&self, app: AppId, msg: MessageId) -> Result<Option<Message>, StoreError> {
+        if let Some((stored_app, rec)) = self.ahead_messages.get(&msg)
+            && *stored_app == app.0
+        {
+            return Ok(Some(decode_keyed((app.0, msg.0), rec)?));
+        }
         let row = self.session.row(
             "SELECT rec FROM messages WHERE app_id = $1 AND id = $2",
             &[&id(app.0), &id(msg.0)],
