@@ -79,13 +79,25 @@ enum Command {
         token: Option<String>,
         out_path: PathBuf,
     },
+    /// Copy every table of a database file (no server may have it open) into a PostgreSQL
+    /// database, secrets and pending deliveries included. Safe to run again: rows already
+    /// there are kept, none is written twice.
+    Migrate {
+        /// The database file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database: a postgres:// URL.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 impl Command {
     /// The database file the command was given on its command line or in `HERALD_DB`.
     fn db(&self) -> Option<&std::path::Path> {
         match self {
-            Command::Serve { .. } => None,
+            // Checked by `migrate`: one side is a file, the other a URL.
+            Command::Serve { .. } | Command::Migrate { .. } => None,
             Command::Backup { db, .. } => db.as_deref(),
             Command::Check { path } => Some(path),
             Command::Token { command } => Some(match command {
@@ -207,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             token,
             out_path,
         } => backup(db, url, token, out_path).await,
+        Command::Migrate { from, to } => migrate(from, to).await,
         Command::Check { path } => {
             let shown = herald::config::shown_db(&path);
             let report = if herald::storage::postgres_url(&path).is_some() {
@@ -437,6 +450,41 @@ async fn backup(
         report.rows,
         report.bytes
     );
+    Ok(())
+}
+
+/// `herald migrate`: the file's tables copied into the database, and a short report.
+async fn migrate(from: PathBuf, to: PathBuf) -> anyhow::Result<()> {
+    let (shown_from, shown_to) = (
+        herald::config::shown_db(&from),
+        herald::config::shown_db(&to),
+    );
+    anyhow::ensure!(
+        herald::storage::postgres_url(&from).is_none(),
+        "--from {shown_from} is a PostgreSQL database: migrate copies a database file into one"
+    );
+    herald::config::refuse_db_url(&from)?;
+    let Some(url) = herald::storage::postgres_url(&to) else {
+        anyhow::bail!("--to {shown_to} is not a postgres:// URL");
+    };
+    anyhow::ensure!(from.exists(), "{shown_from} does not exist");
+    let config = Config::default();
+    let settings = herald::storage::StoreSettings {
+        writer_batch_max: config.writer_batch_max,
+        writer_queue_max: config.writer_queue_max,
+        metrics: std::sync::Arc::new(herald::metrics::Metrics::new()),
+        cache_bytes: config.db_cache_bytes,
+    };
+    let report = herald::storage::migrate::migrate(&from, url, &settings)
+        .await
+        .with_context(|| format!("migrating {shown_from} to {shown_to}"))?;
+    println!("{shown_from} -> {shown_to}\n{report}");
+    if report.disagreeing() > 0 {
+        tracing::warn!(
+            "some index entries of the file disagree with their records (see above); run \
+             `herald check` on the database"
+        );
+    }
     Ok(())
 }
 

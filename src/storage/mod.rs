@@ -12,6 +12,7 @@
 pub(crate) mod codec;
 mod interface;
 pub(crate) mod jobs;
+pub mod migrate;
 pub(crate) mod pages;
 mod postgres;
 mod redb;

@@ -19,6 +19,7 @@
 //! password in a log line or an error.
 
 mod check;
+mod import;
 mod leases;
 mod ops;
 mod reads;

@@ -15,6 +15,7 @@ mod admin;
 mod backup;
 mod check;
 mod edits;
+pub(super) mod export;
 mod hot;
 mod interface;
 mod ops;
