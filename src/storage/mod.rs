@@ -10,6 +10,7 @@
 //! own types (redb's, SQL) escape this module.
 
 pub(crate) mod codec;
+pub(crate) mod counters;
 mod interface;
 pub(crate) mod jobs;
 pub mod migrate;
@@ -17,6 +18,7 @@ pub(crate) mod pages;
 mod postgres;
 mod redb;
 pub(crate) mod rows;
+mod transitions;
 
 use std::path::Path;
 use std::sync::Arc;

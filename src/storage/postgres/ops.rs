@@ -31,28 +31,8 @@ const APP_DAILY_KEEP_DAYS: u64 = 35;
 /// Most rows one prune removes per table, so a new hour never stalls the writer.
 const PRUNE_MAX: i64 = 20_000;
 
-/// Counter increments made by one write batch, summed in memory and written once per counter
-/// by `flush_counters` in the batch's own transaction (as redb's `stats::Deltas`).
-#[derive(Default)]
-pub(super) struct Deltas {
-    hourly: HashMap<(u64, u8), u64>,
-    latency: HashMap<(u64, u8), u64>,
-    /// (hour, endpoint) -> (succeeded, failed, newest failure as (message, attempt) or 0s).
-    endpoint_hourly: HashMap<(u64, u128), (u64, u64, u128, u128)>,
-    /// (day, app) -> (messages, failed deliveries).
-    app_daily: HashMap<(u64, u128), (u64, u64)>,
-}
-
 /// An application's endpoints and triggers, as routing reads them, by application.
 pub(super) type RoutingCache = HashMap<AppId, Arc<(Vec<Endpoint>, Vec<Trigger>)>>;
-
-/// The bucket of the latency histogram (`LATENCY_BUCKETS_MS`) that holds `ms`.
-fn latency_bucket(ms: u64) -> u8 {
-    LATENCY_BUCKETS_MS
-        .iter()
-        .position(|&b| ms <= b)
-        .unwrap_or(LATENCY_BUCKETS_MS.len() - 1) as u8
-}
 
 /// A queue lane as its column holds it.
 fn lane_of(p: Priority) -> i16 {
@@ -1018,21 +998,7 @@ impl Write for Txn<'_> {
             self.note_attempt(&attempt, &old)?;
             return Ok(None);
         }
-        let mut d = old.clone();
-        d.attempts += 1;
-        d.slot_reserved = false;
-        d.updated_at = attempt.created_at;
-        match &outcome {
-            AttemptOutcome::Succeeded => {
-                d.state = DeliveryState::Succeeded;
-                d.due_ms = None;
-            }
-            AttemptOutcome::RetryAt(due) => d.due_ms = Some(*due),
-            AttemptOutcome::Exhausted(_) | AttemptOutcome::Abandoned => {
-                d.state = DeliveryState::Failed;
-                d.due_ms = None;
-            }
-        }
+        let d = crate::storage::transitions::attempted(&old, &outcome, attempt.created_at);
         self.put_delivery(&d, &old)?;
         self.note_attempt(&attempt, &d)?;
         if let AttemptOutcome::Exhausted(alert) = outcome {
@@ -1048,10 +1014,7 @@ impl Write for Txn<'_> {
         if old.state != DeliveryState::Pending {
             return Ok(());
         }
-        let mut d = old.clone();
-        d.state = DeliveryState::Cancelled;
-        d.due_ms = None;
-        d.updated_at = now_micros();
+        let d = crate::storage::transitions::cancelled(&old, now_micros());
         self.put_delivery(&d, &old)
     }
 
@@ -1391,43 +1354,12 @@ impl Write for Txn<'_> {
              ON CONFLICT (endpoint_id, msg_id) DO UPDATE SET n = excluded.n",
             &[&id(msg.id.0), &id(msg.app_id.0), &endpoints, &ns],
         )?;
-        let hour = hour_of(msg.created_at);
-        let c = &mut self.counters;
-        *c.hourly.entry((hour, Counter::Messages as u8)).or_default() += 1;
-        if !routed.is_empty() {
-            *c.hourly
-                .entry((hour, Counter::Deliveries as u8))
-                .or_default() += routed.len() as u64;
-        }
-        let key = (day_of(msg.created_at), msg.app_id.0);
-        c.app_daily.entry(key).or_default().0 += 1;
+        self.counters.ingested(msg, routed.len());
         Ok(())
     }
 
     fn note_attempt(&mut self, attempt: &Attempt, delivery: &Delivery) -> Result<(), StoreError> {
-        let hour = hour_of(attempt.created_at);
-        let ok = attempt.succeeded();
-        let counter = if ok {
-            Counter::AttemptsSucceeded
-        } else {
-            Counter::AttemptsFailed
-        };
-        let c = &mut self.counters;
-        *c.hourly.entry((hour, counter as u8)).or_default() += 1;
-        *c.latency
-            .entry((hour, latency_bucket(attempt.duration_ms)))
-            .or_default() += 1;
-        let outcome = c
-            .endpoint_hourly
-            .entry((hour, attempt.endpoint_id.0))
-            .or_default();
-        if ok {
-            outcome.0 += 1;
-        } else {
-            outcome.1 += 1;
-            // Attempts of a batch are recorded in id order: the last failure is the newest.
-            (outcome.2, outcome.3) = (attempt.msg_id.0, attempt.id.0);
-        }
+        self.counters.attempted(attempt, delivery);
         if delivery.attempts == 1 && delivery.trigger_type == TriggerType::Manual {
             // Deliveries made outside routing (resend, recover, replay) enter the endpoint's
             // index at their first attempt; routed ones entered it at ingest.
@@ -1442,17 +1374,10 @@ impl Write for Txn<'_> {
             )?;
         }
         if delivery.state == DeliveryState::Failed {
-            *self
-                .counters
-                .hourly
-                .entry((hour, Counter::DeliveriesFailed as u8))
-                .or_default() += 1;
             self.exec(
                 "INSERT INTO failed_deliveries (msg_id, n) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&id(delivery.msg_id.0), &n(delivery.id.n)],
             )?;
-            let key = (day_of(attempt.created_at), delivery.app_id.0);
-            self.counters.app_daily.entry(key).or_default().1 += 1;
         }
         Ok(())
     }

@@ -34,7 +34,7 @@ pub struct Txn<'a> {
     broken: std::cell::Cell<bool>,
     /// The batch's counter increments (writer only), written once per counter by
     /// `flush_counters` before the commit (`ops.rs`).
-    pub(super) counters: super::ops::Deltas,
+    pub(super) counters: crate::storage::counters::Deltas,
     /// Endpoints and triggers of the applications this batch routed messages for (writer
     /// only); forgotten whenever a job writes an endpoint or a trigger (`ops.rs`).
     pub(super) routing: super::ops::RoutingCache,

@@ -356,7 +356,7 @@ pub struct Writer<'a> {
     /// Monotonic ULIDs: ids made inside the writer follow commit order.
     ids: &'a mut ulid::Generator,
     /// The batch's counter increments, written once per counter before the commit.
-    counters: stats::Deltas,
+    counters: crate::storage::counters::Deltas,
     /// Endpoints and triggers of applications that messages of this batch were routed for;
     /// forgotten whenever a job opens one of `ROUTING_TABLES` for writing.
     routing: HashMap<AppId, Routing>,

@@ -461,21 +461,7 @@ impl Writer<'_> {
             self.note_attempt(&attempt, &old)?;
             return Ok(None);
         }
-        let mut d = old.clone();
-        d.attempts += 1;
-        d.slot_reserved = false;
-        d.updated_at = attempt.created_at;
-        match &outcome {
-            AttemptOutcome::Succeeded => {
-                d.state = DeliveryState::Succeeded;
-                d.due_ms = None;
-            }
-            AttemptOutcome::RetryAt(due) => d.due_ms = Some(*due),
-            AttemptOutcome::Exhausted(_) | AttemptOutcome::Abandoned => {
-                d.state = DeliveryState::Failed;
-                d.due_ms = None;
-            }
-        }
+        let d = crate::storage::transitions::attempted(&old, &outcome, attempt.created_at);
         self.put_delivery(&d, Some(&old))?;
         self.note_attempt(&attempt, &d)?;
         if let AttemptOutcome::Exhausted(alert) = outcome {
@@ -492,10 +478,7 @@ impl Writer<'_> {
         if old.state != DeliveryState::Pending {
             return Ok(());
         }
-        let mut d = old.clone();
-        d.state = DeliveryState::Cancelled;
-        d.due_ms = None;
-        d.updated_at = now_micros();
+        let d = crate::storage::transitions::cancelled(&old, now_micros());
         self.put_delivery(&d, Some(&old))
     }
 

@@ -94,28 +94,6 @@ pub fn day_of(us: Micros) -> u64 {
     hour_of(us) / 24
 }
 
-/// The bucket of the latency histogram that holds `ms`.
-pub fn latency_bucket(ms: u64) -> u8 {
-    LATENCY_BUCKETS_MS
-        .iter()
-        .position(|&b| ms <= b)
-        .unwrap_or(LATENCY_BUCKETS_MS.len() - 1) as u8
-}
-
-/// Counter increments made by one write batch. Every message and attempt bumps a few
-/// counters, mostly the same ones (this hour, this endpoint, this application today), so the
-/// batch adds them up in memory and `flush_counters` reads and writes each counter once, in
-/// the batch's own transaction: they still commit, or not, with the data they count.
-#[derive(Default)]
-pub(super) struct Deltas {
-    hourly: HashMap<(u64, u8), u64>,
-    latency: HashMap<(u64, u8), u64>,
-    /// (hour, endpoint) -> (succeeded, failed, newest failure as (message, attempt) or 0s).
-    endpoint_hourly: HashMap<(u64, u128), (u64, u64, u128, u128)>,
-    /// (day, app) -> (messages, failed deliveries).
-    app_daily: HashMap<(u64, u128), (u64, u64)>,
-}
-
 impl Writer<'_> {
     /// Called once per stored message, after its row and its deliveries (numbered in the
     /// order of `routed`, the endpoint of each) are written.
@@ -128,13 +106,8 @@ impl Writer<'_> {
             t.insert(msg.id.0, msg.app_id.0)?;
             Ok(())
         })?;
-        let hour = hour_of(msg.created_at);
-        let c = &mut self.counters;
-        *c.hourly.entry((hour, Counter::Messages as u8)).or_default() += 1;
+        self.counters.ingested(msg, routed.len());
         if !routed.is_empty() {
-            *c.hourly
-                .entry((hour, Counter::Deliveries as u8))
-                .or_default() += routed.len() as u64;
             self.hot_mut(ENDPOINT_DELIVERIES, |index| {
                 for (n, endpoint) in routed.iter().enumerate() {
                     index.insert((endpoint.0, msg.id.0), n as u16)?;
@@ -142,8 +115,6 @@ impl Writer<'_> {
                 Ok(())
             })?;
         }
-        let key = (day_of(msg.created_at), msg.app_id.0);
-        self.counters.app_daily.entry(key).or_default().0 += 1;
         Ok(())
     }
 
@@ -153,29 +124,7 @@ impl Writer<'_> {
         attempt: &Attempt,
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let hour = hour_of(attempt.created_at);
-        let ok = attempt.succeeded();
-        let counter = if ok {
-            Counter::AttemptsSucceeded
-        } else {
-            Counter::AttemptsFailed
-        };
-        let c = &mut self.counters;
-        *c.hourly.entry((hour, counter as u8)).or_default() += 1;
-        *c.latency
-            .entry((hour, latency_bucket(attempt.duration_ms)))
-            .or_default() += 1;
-        let outcome = c
-            .endpoint_hourly
-            .entry((hour, attempt.endpoint_id.0))
-            .or_default();
-        if ok {
-            outcome.0 += 1;
-        } else {
-            outcome.1 += 1;
-            // Attempts of a batch are recorded in id order: the last failure is the newest.
-            (outcome.2, outcome.3) = (attempt.msg_id.0, attempt.id.0);
-        }
+        self.counters.attempted(attempt, delivery);
         if delivery.attempts == 1 && delivery.trigger_type == TriggerType::Manual {
             // Deliveries made outside routing (resend, recover, replay) enter the endpoint's
             // index at their first attempt; routed ones entered it at ingest (writing them
@@ -186,15 +135,8 @@ impl Writer<'_> {
             })?;
         }
         if delivery.state == DeliveryState::Failed {
-            *self
-                .counters
-                .hourly
-                .entry((hour, Counter::DeliveriesFailed as u8))
-                .or_default() += 1;
             self.table_mut(FAILED_DELIVERIES)?
                 .insert((delivery.msg_id.0, delivery.id.n), ())?;
-            let key = (day_of(attempt.created_at), delivery.app_id.0);
-            self.counters.app_daily.entry(key).or_default().1 += 1;
         }
         Ok(())
     }
@@ -719,19 +661,6 @@ fn with_deliveries(m: Message, ds: Vec<Delivery>) -> Vec<(Message, Option<Delive
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latency_buckets_cover_every_duration() {
-        assert_eq!(latency_bucket(0), 0);
-        assert_eq!(latency_bucket(1), 0);
-        assert_eq!(latency_bucket(2), 1);
-        assert_eq!(latency_bucket(101), 12);
-        assert_eq!(
-            latency_bucket(u64::MAX) as usize,
-            LATENCY_BUCKETS_MS.len() - 1
-        );
-        assert!(LATENCY_BUCKETS_MS.windows(2).all(|w| w[0] < w[1]));
-    }
 
     #[test]
     fn hours_and_days_count_from_the_epoch() {
