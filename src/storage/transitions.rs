@@ -1,9 +1,12 @@
-//! How a stored delivery changes when an attempt is recorded or it is cancelled: the one place
-//! both backends take it from, so the redb file and a PostgreSQL database never disagree on
+//! The deliveries routing makes of a message, and how a stored delivery changes when an attempt
+//! is recorded or it is cancelled: the one place both backends take them from, so the redb file and a PostgreSQL database never disagree on
 //! what a delivery becomes.
 
 use super::AttemptOutcome;
-use crate::model::{Delivery, DeliveryState, Micros};
+use crate::model::{
+    Delivery, DeliveryId, DeliveryState, Endpoint, Message, Micros, Millis, NewDelivery,
+    TriggerType,
+};
 
 /// A pending delivery after an attempt made `at` with `outcome`: counted, its reserved
 /// rate-limit slot used, and ended or due again.
@@ -33,4 +36,43 @@ pub(crate) fn cancelled(old: &Delivery, at: Micros) -> Delivery {
     d.due_ms = None;
     d.updated_at = at;
     d
+}
+
+/// The deliveries of a newly stored message, numbered in routing order: due `now_ms` plus the
+/// route's delay, or parked (no due time) while its endpoint is not ready.
+pub(crate) fn routed(
+    msg: &Message,
+    routes: &[NewDelivery],
+    endpoints: &[Endpoint],
+    now_ms: Millis,
+) -> Vec<Delivery> {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(n, route)| {
+            let ready = endpoints
+                .iter()
+                .find(|e| e.id == route.endpoint_id)
+                .is_some_and(Endpoint::ready);
+            Delivery {
+                id: DeliveryId {
+                    msg: msg.id,
+                    n: n as u16,
+                },
+                msg_id: msg.id,
+                app_id: msg.app_id,
+                endpoint_id: route.endpoint_id,
+                priority: route.priority,
+                state: DeliveryState::Pending,
+                attempts: 0,
+                due_ms: ready.then_some(now_ms + route.delay_ms),
+                trigger_type: TriggerType::Scheduled,
+                trigger_id: route.trigger_id,
+                unique_key: route.unique_key.clone(),
+                slot_reserved: false,
+                created_at: msg.created_at,
+                updated_at: msg.created_at,
+            }
+        })
+        .collect()
 }

@@ -821,36 +821,7 @@ impl Write for Txn<'_> {
         let routes = route(&msg, endpoints, triggers);
         let routes = &routes[..routes.len().min(u16::MAX as usize)];
         self.insert_message(&msg)?;
-        let now_ms = now_millis();
-        let deliveries: Vec<Delivery> = routes
-            .iter()
-            .enumerate()
-            .map(|(n, route)| {
-                let ready = endpoints
-                    .iter()
-                    .find(|e| e.id == route.endpoint_id)
-                    .is_some_and(Endpoint::ready);
-                Delivery {
-                    id: DeliveryId {
-                        msg: msg.id,
-                        n: n as u16,
-                    },
-                    msg_id: msg.id,
-                    app_id: msg.app_id,
-                    endpoint_id: route.endpoint_id,
-                    priority: route.priority,
-                    state: DeliveryState::Pending,
-                    attempts: 0,
-                    due_ms: ready.then_some(now_ms + route.delay_ms),
-                    trigger_type: TriggerType::Scheduled,
-                    trigger_id: route.trigger_id,
-                    unique_key: route.unique_key.clone(),
-                    slot_reserved: false,
-                    created_at: msg.created_at,
-                    updated_at: msg.created_at,
-                }
-            })
-            .collect();
+        let deliveries = crate::storage::transitions::routed(&msg, routes, endpoints, now_millis());
         let new: Vec<(&Delivery, Option<&Delivery>)> =
             deliveries.iter().map(|d| (d, None)).collect();
         self.put_deliveries(&new, true)?;

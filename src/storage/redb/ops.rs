@@ -203,33 +203,10 @@ impl Writer<'_> {
             t.insert(msg.key(), record.as_slice())?;
             Ok(())
         })?;
-        let now_ms = now_millis();
-        for (n, route) in routes.iter().enumerate() {
-            let ready = endpoints
-                .iter()
-                .find(|e| e.id == route.endpoint_id)
-                .is_some_and(Endpoint::ready);
-            let delivery = Delivery {
-                id: DeliveryId {
-                    msg: msg.id,
-                    n: n as u16,
-                },
-                msg_id: msg.id,
-                app_id: msg.app_id,
-                endpoint_id: route.endpoint_id,
-                priority: route.priority,
-                state: DeliveryState::Pending,
-                attempts: 0,
-                due_ms: ready.then_some(now_ms + route.delay_ms),
-                trigger_type: TriggerType::Scheduled,
-                trigger_id: route.trigger_id,
-                unique_key: route.unique_key.clone(),
-                slot_reserved: false,
-                created_at: msg.created_at,
-                updated_at: msg.created_at,
-            };
+        let deliveries = crate::storage::transitions::routed(&msg, routes, endpoints, now_millis());
+        for delivery in deliveries {
             if let Some(key) = &delivery.unique_key {
-                self.supersede(route.endpoint_id, key, delivery.id)?;
+                self.supersede(delivery.endpoint_id, key, delivery.id)?;
             }
             self.put_delivery(&delivery, None)?;
         }
