@@ -44,6 +44,10 @@ pub struct Config {
     /// dead node's deliveries are taken over. A claim never ends before its attempt's request
     /// timeout plus 5 s, so it never expires under an attempt still running.
     pub lease_ms: u64,
+    /// On PostgreSQL: connections a node keeps for reads at most (dashboard pages, the API's
+    /// lists, dispatch scans), beside its writer's own and one for claims. PostgreSQL's
+    /// default `max_connections` (100) holds several nodes of the default size.
+    pub db_pool_max: usize,
 
     /// Largest message payload accepted, in bytes. Svix allows about 1 MiB too.
     pub payload_max_bytes: usize,
@@ -183,6 +187,7 @@ impl Default for Config {
             db: PathBuf::from("herald.redb"),
             role: Role::All,
             lease_ms: 30_000,
+            db_pool_max: 16,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_destination: Vec::new(),
             allow_http_destinations: false,
@@ -584,6 +589,10 @@ mod tests {
         assert_eq!(c.payload_max_bytes, d.payload_max_bytes);
         assert_eq!(c.idempotency_body_max_bytes, d.idempotency_body_max_bytes);
         assert_eq!(c.listen, d.listen);
+        assert_eq!(
+            (c.role, c.lease_ms, c.db_pool_max),
+            (d.role, d.lease_ms, d.db_pool_max)
+        );
     }
 
     #[test]

@@ -71,12 +71,7 @@ impl Herald {
         let metrics = Arc::new(metrics::Metrics::new());
         let store = Store::open(
             &config.db,
-            &StoreSettings {
-                writer_batch_max: config.writer_batch_max,
-                writer_queue_max: config.writer_queue_max,
-                metrics: metrics.clone(),
-                cache_bytes: config.db_cache_bytes,
-            },
+            &StoreSettings::from_config(&config, metrics.clone()),
         )
         .map_err(|source| RunError::Store {
             path: crate::config::redact_url(&config.db.to_string_lossy()),

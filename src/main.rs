@@ -469,12 +469,7 @@ async fn migrate(from: PathBuf, to: PathBuf) -> anyhow::Result<()> {
     };
     anyhow::ensure!(from.exists(), "{shown_from} does not exist");
     let config = Config::default();
-    let settings = herald::storage::StoreSettings {
-        writer_batch_max: config.writer_batch_max,
-        writer_queue_max: config.writer_queue_max,
-        metrics: std::sync::Arc::new(herald::metrics::Metrics::new()),
-        cache_bytes: config.db_cache_bytes,
-    };
+    let settings = herald::storage::StoreSettings::from_config(&config, Default::default());
     let report = herald::storage::migrate::migrate(&from, url, &settings)
         .await
         .with_context(|| format!("migrating {shown_from} to {shown_to}"))?;

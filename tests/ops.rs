@@ -324,6 +324,7 @@ async fn strand(db: &std::path::Path, verify: String, delete: String, delete_app
             writer_queue_max: 8,
             metrics: Default::default(),
             cache_bytes: 1 << 20,
+            pool_max: 4,
         },
     )
     .unwrap();

@@ -583,6 +583,7 @@ mod tests {
                 writer_queue_max: 64,
                 metrics: Default::default(),
                 cache_bytes: 1 << 20,
+                pool_max: 4,
             },
         )
         .unwrap();

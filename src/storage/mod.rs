@@ -44,6 +44,24 @@ pub struct StoreSettings {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// redb's page cache, in bytes.
     pub cache_bytes: usize,
+    /// PostgreSQL: connections a node keeps for reads at most (`db_pool_max`).
+    pub pool_max: usize,
+}
+
+impl StoreSettings {
+    /// The settings `config` gives, reporting to `metrics`.
+    pub fn from_config(
+        config: &crate::config::Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> StoreSettings {
+        StoreSettings {
+            writer_batch_max: config.writer_batch_max,
+            writer_queue_max: config.writer_queue_max,
+            metrics,
+            cache_bytes: config.db_cache_bytes,
+            pool_max: config.db_pool_max,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -55,6 +73,7 @@ impl StoreSettings {
             writer_queue_max: 8,
             metrics: Default::default(),
             cache_bytes: 1 << 20,
+            pool_max: 4,
         }
     }
 }

@@ -38,10 +38,6 @@ use super::jobs::{Msg, WriterStats};
 use super::{StoreError, StoreSettings};
 pub(super) use session::Txn;
 
-/// Connections a node keeps to the database at most: the writer's one, and the rest for
-/// reads (dashboard pages, the API's lists, dispatch scans). PostgreSQL's default
-/// `max_connections` (100) holds several nodes of this size.
-const POOL_MAX: usize = 16;
 /// How long a read waits for a connection of the pool before it answers `Unreachable`.
 const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -75,7 +71,7 @@ impl Store {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_MAX)
+            .max_size(settings.pool_max.max(1))
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(POOL_WAIT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
