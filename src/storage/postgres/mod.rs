@@ -113,33 +113,24 @@ impl Store {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let rt = self.rt.clone();
-        let node = self.node.clone();
-        tokio::task::spawn_blocking(move || {
-            let tx = rt
-                .block_on(
-                    client
-                        .build_transaction()
-                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start(),
-                )
-                .map_err(pg_error)?;
-            let session = Txn::reading(&tx, &rt, &node);
-            let answer = f(&session);
-            drop(session);
-            // Nothing was written; ending it is only to hand the connection back clean.
-            rt.block_on(tx.rollback()).map_err(pg_error)?;
-            answer
-        })
-        .await
-        .map_err(|e| StoreError::backend("read task failed", e))?
+        self.snapshot(move |txn| f(txn)).await
     }
 
     /// Verifies the database while nodes may serve on it: every record decodes, every queue
     /// entry points at its pending delivery. Answers a short report, or the first problem.
     pub async fn check(&self) -> Result<String, StoreError> {
+        self.snapshot(|txn| check::check(txn, schema::newest()))
+            .await
+    }
+
+    /// Runs `f` over one `REPEATABLE READ READ ONLY` transaction, on a blocking thread with a
+    /// connection of the pool.
+    async fn snapshot<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Txn<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         let rt = self.rt.clone();
         let node = self.node.clone();
@@ -153,14 +144,16 @@ impl Store {
                         .start(),
                 )
                 .map_err(pg_error)?;
-            let txn = Txn::reading(&tx, &rt, &node);
-            let report = check::check(&txn, schema::newest());
-            drop(txn);
-            rt.block_on(tx.rollback()).map_err(pg_error)?;
-            report
+            let answer = f(&Txn::reading(&tx, &rt, &node));
+            // Nothing was written: ending it only hands the connection back clean, and a
+            // failure to (the connection dropped after the last row) must not cost the answer.
+            if let Err(e) = rt.block_on(tx.rollback()) {
+                tracing::debug!(error = %e, "a read transaction did not end cleanly");
+            }
+            answer
         })
         .await
-        .map_err(|e| StoreError::backend("check task failed", e))?
+        .map_err(|e| StoreError::backend("read task failed", e))?
     }
 
     /// Lets go of every connection. The writer has stopped by now (`jobs::stop`).

@@ -31,7 +31,7 @@ pub struct Txn<'a> {
     /// Set when a statement failed: PostgreSQL then refuses every later statement of the
     /// transaction, and answers its COMMIT by rolling back, so the writer must not go on with
     /// the batch as if only the job had failed.
-    broken: std::cell::Cell<bool>,
+    broken: std::cell::RefCell<Option<StoreError>>,
     /// The batch's counter increments (writer only), written once per counter by
     /// `flush_counters` before the commit (`ops.rs`).
     pub(super) counters: crate::storage::counters::Deltas,
@@ -148,15 +148,17 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// Whether a statement of this transaction failed (see `broken`).
-    pub(super) fn broken(&self) -> bool {
-        self.broken.get()
+    /// The error of the first statement of this transaction that failed, if one did (see
+    /// `broken`).
+    pub(super) fn broken(&self) -> Option<StoreError> {
+        self.broken.borrow().clone()
     }
 
     /// A driver error, noted as breaking the transaction.
     fn failed(&self, e: tokio_postgres::Error) -> StoreError {
-        self.broken.set(true);
-        pg_error(e)
+        let e = pg_error(e);
+        self.broken.borrow_mut().get_or_insert_with(|| e.clone());
+        e
     }
 
     /// A fresh time-ordered id, strictly greater than every id this node's writer made before.

@@ -175,15 +175,15 @@ fn run_jobs(
         match catch_unwind(AssertUnwindSafe(|| job.apply(w))) {
             // A statement failed, though the job went on: the transaction refuses everything
             // now. Nothing of the job can be stored; it answers so.
-            Ok(true) if w.broken() => {
-                job.fail(StoreError::backend(
-                    "transaction",
-                    "a statement of this write failed; nothing of it was stored",
-                ));
+            // A statement failed, though the job went on: the transaction refuses everything
+            // now, and nothing of the job can be stored. It answers with that statement's
+            // error (a lost connection stays `Unreachable`).
+            Ok(true) if w.broken().is_some() => {
+                job.fail(w.broken().expect("just seen"));
                 return Some(at);
             }
             Ok(true) => {}
-            Ok(false) if !w.dirty && !w.broken() => {}
+            Ok(false) if !w.dirty && w.broken().is_none() => {}
             Ok(false) => return Some(at),
             Err(panic) => {
                 tracing::error!(cause = panic_text(&*panic), "a write job panicked");

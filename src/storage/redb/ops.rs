@@ -494,7 +494,12 @@ impl Writer<'_> {
     ) -> Result<(), StoreError> {
         // Reads first (the writer's contract); a record that does not decode is left as it
         // is for `herald check` to report.
-        let delivery = self.delivery(entry.id).ok().flatten();
+        let delivery = match self.delivery(entry.id) {
+            Ok(d) => d,
+            // The record that does not decode is the reason for the dead letter: left as it is.
+            Err(StoreError::Corrupt(_)) => None,
+            Err(e) => return Err(e),
+        };
         let app_id = match &delivery {
             Some(d) => Some(d.app_id),
             None => self
