@@ -9,6 +9,22 @@ use std::collections::HashMap;
 use super::{Counter, LATENCY_BUCKETS_MS, day_of, hour_of};
 use crate::model::{Attempt, Delivery, DeliveryState, Message};
 
+// How much history each backend keeps and removes at once: one set of windows, so a redb file
+// and a PostgreSQL database keep the same.
+
+/// Hours of hourly counters and latency kept (90 days).
+pub(crate) const HOURLY_KEEP_HOURS: u64 = 90 * 24;
+/// Hours of per-endpoint outcomes kept (30 days): the overview and endpoint pages look at 24 h.
+pub(crate) const ENDPOINT_HOURLY_KEEP_HOURS: u64 = 30 * 24;
+/// Days of per-application counts kept.
+pub(crate) const APP_DAILY_KEEP_DAYS: u64 = 35;
+/// Most rows one prune removes per table, so a new hour never stalls the writer.
+pub(crate) const PRUNE_MAX: usize = 20_000;
+/// Most expired rows of each kind (sessions, portal links, setup tokens) one sweep removes.
+pub(crate) const SWEEP_MAX: usize = 1_000;
+/// The shortest retention a message may have: younger ones are never looked at by a purge.
+pub(crate) const RETENTION_DAYS_MIN: i64 = 1;
+
 /// The bucket of the latency histogram (`LATENCY_BUCKETS_MS`) that holds `ms`.
 pub fn latency_bucket(ms: u64) -> u8 {
     LATENCY_BUCKETS_MS

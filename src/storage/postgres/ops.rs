@@ -7,6 +7,10 @@
 //! goes through `put_deliveries`, which keeps the queue, the parked list and the unique keys
 //! in step with the records as redb's `put_delivery` does.
 
+use crate::storage::counters::{
+    APP_DAILY_KEEP_DAYS, ENDPOINT_HOURLY_KEEP_HOURS, HOURLY_KEEP_HOURS, PRUNE_MAX,
+    RETENTION_DAYS_MIN, SWEEP_MAX,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,19 +21,6 @@ use crate::model::*;
 use crate::storage::codec::{Record, decode, encode};
 use crate::storage::rows::{decode_keyed, encode_keyed};
 use crate::storage::*;
-
-/// Most expired rows of each kind one `sweep_expired` removes (as on redb).
-const SWEEP_MAX: usize = 1_000;
-/// The shortest retention a message may have: younger ones are never looked at by a purge.
-const RETENTION_DAYS_MIN: i64 = 1;
-/// Hours of hourly counters and latency kept (90 days).
-const HOURLY_KEEP_HOURS: u64 = 90 * 24;
-/// Hours of per-endpoint outcomes kept (30 days).
-const ENDPOINT_HOURLY_KEEP_HOURS: u64 = 30 * 24;
-/// Days of per-application counts kept.
-const APP_DAILY_KEEP_DAYS: u64 = 35;
-/// Most rows one prune removes per table, so a new hour never stalls the writer.
-const PRUNE_MAX: i64 = 20_000;
 
 /// An application's endpoints and triggers, as routing reads them, by application.
 pub(super) type RoutingCache = HashMap<AppId, Arc<(Vec<Endpoint>, Vec<Trigger>)>>;
@@ -252,7 +243,7 @@ impl Txn<'_> {
                 (hour / 24).saturating_sub(APP_DAILY_KEEP_DAYS),
             ];
             for (sql, floor) in PRUNES.iter().zip(floors) {
-                self.exec(sql, &[&big(floor), &PRUNE_MAX])?;
+                self.exec(sql, &[&big(floor), &(PRUNE_MAX as i64)])?;
             }
         }
         Ok(())
@@ -501,13 +492,23 @@ impl Txn<'_> {
         now: Micros,
         expiry: impl Fn(&T) -> Micros,
     ) -> Result<usize, StoreError> {
+        // In chunks by key: the table is never sent whole to find `SWEEP_MAX` expired rows.
+        const CHUNK: i64 = 500;
         let mut expired: Vec<Vec<u8>> = Vec::new();
-        for row in &self.rows(select, &[])? {
-            if expiry(&record_of::<T>(row, 1)?) < now {
-                expired.push(bytes_of(row, 0)?.to_vec());
-                if expired.len() >= SWEEP_MAX {
-                    break;
+        let mut after: Vec<u8> = Vec::new();
+        'walk: loop {
+            let rows = self.rows(select, &[&after, &CHUNK])?;
+            for row in &rows {
+                after = bytes_of(row, 0)?.to_vec();
+                if expiry(&record_of::<T>(row, 1)?) < now {
+                    expired.push(after.clone());
+                    if expired.len() >= SWEEP_MAX {
+                        break 'walk;
+                    }
                 }
+            }
+            if (rows.len() as i64) < CHUNK {
+                break;
             }
         }
         if !expired.is_empty() {
@@ -562,19 +563,19 @@ impl Write for Txn<'_> {
     fn sweep_expired(&mut self, now: Micros) -> Result<usize, StoreError> {
         let mut removed = 0;
         removed += self.sweep(
-            "SELECT hash, rec FROM sessions ORDER BY hash",
+            "SELECT hash, rec FROM sessions WHERE hash > $1 ORDER BY hash LIMIT $2",
             "DELETE FROM sessions WHERE hash = ANY($1::bytea[])",
             now,
             |s: &Session| s.expires_at,
         )?;
         removed += self.sweep(
-            "SELECT hash, rec FROM portal_links ORDER BY hash",
+            "SELECT hash, rec FROM portal_links WHERE hash > $1 ORDER BY hash LIMIT $2",
             "DELETE FROM portal_links WHERE hash = ANY($1::bytea[])",
             now,
             |l: &PortalLink| l.expires_at,
         )?;
         removed += self.sweep(
-            "SELECT hash, rec FROM setup_tokens ORDER BY hash",
+            "SELECT hash, rec FROM setup_tokens WHERE hash > $1 ORDER BY hash LIMIT $2",
             "DELETE FROM setup_tokens WHERE hash = ANY($1::bytea[])",
             now,
             |t: &SetupToken| t.expires_at,
@@ -1053,7 +1054,12 @@ impl Write for Txn<'_> {
         reason: &str,
     ) -> Result<(), StoreError> {
         // Reads first; a record that does not decode is left as it is for a check to report.
-        let delivery = self.delivery(entry.id).ok().flatten();
+        let delivery = match self.delivery(entry.id) {
+            Ok(d) => d,
+            // The record that does not decode is the reason for the dead letter: left as it is.
+            Err(StoreError::Corrupt(_)) => None,
+            Err(e) => return Err(e),
+        };
         let app_id = match &delivery {
             Some(d) => Some(d.app_id),
             None => self

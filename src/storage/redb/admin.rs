@@ -2,15 +2,13 @@
 //! acknowledgement of alerts. Each checks what it must before its first write (the writer's
 //! contract) and decides no rule: `service/` decides who may do what.
 
+use crate::storage::counters::SWEEP_MAX;
 use redb::ReadableTable;
 
 use super::codec::{decode, encode};
 use super::tables::*;
 use super::{StoreError, Writer};
 use crate::model::*;
-
-/// Most expired rows one cleanup removes, so a login never waits on a long sweep.
-const SWEEP_MAX: usize = 1_000;
 
 impl Writer<'_> {
     /// Creates or replaces a user.

@@ -6,6 +6,7 @@
 //! amount of work, so the writer (and ingest behind it) never waits long for it; the caller
 //! repeats until a batch finds nothing more.
 
+use crate::storage::counters::RETENTION_DAYS_MIN;
 use redb::ReadableTable;
 
 use super::codec::{IdempotentResponse, decode};
@@ -26,9 +27,6 @@ pub struct Purged {
     /// Where the next idempotency batch starts.
     pub next_idempotency: Option<[u8; 32]>,
 }
-
-/// The shortest retention a message may have: messages younger than this are never looked at.
-const RETENTION_DAYS_MIN: i64 = 1;
 
 impl Writer<'_> {
     /// Removes up to `limit` expired messages (looking at no more than `limit * 4`), starting

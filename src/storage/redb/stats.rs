@@ -17,6 +17,9 @@
 //! Must never: fail a write for a reason of its own (they only add to counters and indexes),
 //! or make the hot path scan anything.
 
+use crate::storage::counters::{
+    APP_DAILY_KEEP_DAYS, ENDPOINT_HOURLY_KEEP_HOURS, HOURLY_KEEP_HOURS, PRUNE_MAX,
+};
 use std::collections::HashMap;
 
 use redb::ReadableTable;
@@ -72,15 +75,6 @@ pub const LATENCY_BUCKETS_MS: [u64; 24] = [
     10_000,
     u64::MAX,
 ];
-
-/// Hours of hourly counters and latency kept (90 days).
-const HOURLY_KEEP_HOURS: u64 = 90 * 24;
-/// Hours of per-endpoint outcomes kept (30 days): the overview and endpoint pages look at 24 h.
-const ENDPOINT_HOURLY_KEEP_HOURS: u64 = 30 * 24;
-/// Days of per-application counts kept.
-const APP_DAILY_KEEP_DAYS: u64 = 35;
-/// Most rows one prune removes, so a new hour never stalls the writer.
-const PRUNE_MAX: usize = 20_000;
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
